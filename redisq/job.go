@@ -1,0 +1,139 @@
+package redisq
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Result tags: the first byte of the `result` field says how the rest is encoded.
+const (
+	TagText byte = 'T'
+	TagJSON byte = 'J'
+)
+
+// Hash fields that the protocol itself uses. Fields that start with "_" pass through Perl workers untouched.
+const (
+	fieldReplyTo   = "_reply_to"
+	fieldQueued    = "_queued"
+	fieldStarted   = "_started"
+	fieldProcessed = "_processed"
+	fieldResult    = "result"
+	// fieldError marks a failed job (a wsgate extension; Perl code ignores it). The Perl worker writes nothing
+	// for a failed job, which leaves its caller waiting for a timeout.
+	fieldError = "_error"
+)
+
+// failedResult is the `result` written with fieldError. It is not JSON, so the Perl JobAsync backend fails to
+// decode it and answers WrongResponse at once instead of hanging until QUEUE_TIMEOUT.
+const failedResultPrefix = "wsgate: job failed: "
+
+// ErrJobFailed is wrapped by Completion.Err when the worker reported that the job failed.
+var ErrJobFailed = errors.New("redisq: job failed")
+
+// Result is what a worker answers: a tag (TagText or TagJSON) and the payload.
+type Result struct {
+	Tag     byte
+	Payload []byte
+}
+
+// Text returns a TagText result.
+func Text(s string) Result { return Result{Tag: TagText, Payload: []byte(s)} }
+
+// TextBytes returns a TagText result that holds b.
+func TextBytes(b []byte) Result { return Result{Tag: TagText, Payload: b} }
+
+// JSON encodes v as a TagJSON result.
+func JSON(v any) (Result, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return Result{}, fmt.Errorf("redisq: encode result: %w", err)
+	}
+	return Result{Tag: TagJSON, Payload: b}, nil
+}
+
+func (r Result) encode() []byte {
+	tag := r.Tag
+	if tag == 0 {
+		tag = TagText
+	}
+	out := make([]byte, 0, 1+len(r.Payload))
+	return append(append(out, tag), r.Payload...)
+}
+
+// decodeResult splits a stored `result` into its tag and payload.
+func decodeResult(raw string) (Result, error) {
+	if raw == "" {
+		return Result{}, errors.New("redisq: empty result")
+	}
+	switch raw[0] {
+	case TagText, TagJSON:
+		return Result{Tag: raw[0], Payload: []byte(raw[1:])}, nil
+	}
+	return Result{}, fmt.Errorf("redisq: result has unknown type tag %q", raw[0])
+}
+
+// Job is a job as a worker sees it.
+type Job struct {
+	// ID is the job's ID; it is also the suffix of its hash key.
+	ID string
+	// ReplyTo is the ID of the client that waits for the result.
+	ReplyTo string
+	// Data holds the job's data fields by name, without their format prefix: a string for `text_<k>`,
+	// a json.RawMessage for `json_<k>`.
+	Data map[string]any
+	// Queued is when the client queued the job (zero if unknown).
+	Queued time.Time
+}
+
+// Text returns a text field of the job's data, or "" if there is none.
+func (j *Job) Text(key string) string {
+	switch v := j.Data[key].(type) {
+	case string:
+		return v
+	case json.RawMessage:
+		return string(v)
+	}
+	return ""
+}
+
+// parseJob decodes a job hash (HGETALL) as the Perl worker does: `text_`, `json_` fields are data, `_` fields are
+// protocol fields, and any other lowercase-initial field is an error.
+func parseJob(id string, h map[string]string) (*Job, error) {
+	j := &Job{ID: id, Data: make(map[string]any, len(h))}
+	for k, v := range h {
+		switch {
+		case k == fieldReplyTo:
+			j.ReplyTo = v
+		case k == fieldQueued:
+			j.Queued = parseEpoch(v)
+		case strings.HasPrefix(k, "_"), k == fieldResult:
+		case strings.HasPrefix(k, "text_"):
+			j.Data[k[len("text_"):]] = v
+		case strings.HasPrefix(k, "json_"):
+			if !json.Valid([]byte(v)) {
+				return nil, fmt.Errorf("redisq: job %s: field %s is not valid JSON", id, k)
+			}
+			j.Data[k[len("json_"):]] = json.RawMessage(v)
+		default:
+			return nil, fmt.Errorf("redisq: job %s: field %s has an invalid format", id, k)
+		}
+	}
+	return j, nil
+}
+
+// epoch formats t as the Perl code does: seconds with a fraction.
+func epoch(t time.Time) string {
+	return strconv.FormatFloat(float64(t.UnixMicro())/1e6, 'f', -1, 64)
+}
+
+func parseEpoch(s string) time.Time {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMicro(int64(f * 1e6))
+}

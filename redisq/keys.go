@@ -1,0 +1,75 @@
+package redisq
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+)
+
+// DefaultPrefix is the queue prefix when Keys.Prefix is empty and Keys.NoPrefix is false, as in the Perl code.
+const DefaultPrefix = "jobs"
+
+// DefaultQueue is the name of the pending list when Keys.Queue is empty.
+const DefaultQueue = "pending"
+
+// Keys names the Redis keys of one queue. The zero value is the Perl default: `jobs::pending` and
+// `jobs::processing`.
+type Keys struct {
+	// Prefix of the queue lists; "" means DefaultPrefix. A prefix that holds a Redis Cluster hash tag, such as
+	// "{jobs}", keeps both lists of a queue in one slot.
+	Prefix string
+	// NoPrefix names the lists bare (`pending`, `processing`), as the Perl code does for an empty prefix.
+	NoPrefix bool
+	// Queue is the name of the pending list; "" means DefaultQueue.
+	Queue string
+}
+
+func (k Keys) prefixed(name string) string {
+	if k.NoPrefix {
+		return name
+	}
+	p := k.Prefix
+	if p == "" {
+		p = DefaultPrefix
+	}
+	return p + "::" + name
+}
+
+// Pending is the list that holds the IDs of queued jobs.
+func (k Keys) Pending() string {
+	q := k.Queue
+	if q == "" {
+		q = DefaultQueue
+	}
+	return k.prefixed(q)
+}
+
+// Processing is the list that holds the IDs of jobs that a worker has taken (reliable mode).
+func (k Keys) Processing() string { return k.prefixed("processing") }
+
+// JobKey is the hash of one job; never prefixed.
+func JobKey(id string) string { return "job::" + id }
+
+// ClientChannel is the pub/sub channel of one client; never prefixed.
+func ClientChannel(clientID string) string { return "client::" + clientID }
+
+// NewID returns a random UUID-v4-shaped lowercase string, the form the Perl code uses for job and client IDs.
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("redisq: crypto/rand failed: %v", err)) // never happens on Linux
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var out [36]byte
+	hex.Encode(out[0:8], b[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], b[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], b[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], b[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:], b[10:])
+	return string(out[:])
+}
