@@ -72,7 +72,9 @@ func (r *Router) ServeJob(ctx context.Context, job *Job) (Result, error) {
 
 // WorkerConfig configures a Worker.
 type WorkerConfig struct {
-	// Redis is the connection; required.
+	// Redis is the connection; required. Each fetch loop holds one pooled connection in its blocking fetch
+	// and needs another to answer, so the pool should hold at least 2×Concurrency connections (NewWorker
+	// warns when a *redis.Client's pool is smaller; WorkerRedisOptions sets it).
 	Redis redis.UniversalClient
 	// Keys names the queue; the zero value is the Perl default `jobs::pending`.
 	Keys Keys
@@ -124,7 +126,19 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Worker{cfg: cfg, log: cfg.Logger.With("component", "redisq.worker"), stop: make(chan struct{})}, nil
+	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "redisq.worker"), stop: make(chan struct{})}
+	if c, ok := cfg.Redis.(*redis.Client); ok && c.Options().PoolSize < 2*cfg.Concurrency {
+		w.log.Warn("redis pool is smaller than 2×concurrency: jobs will wait for connections",
+			"pool_size", c.Options().PoolSize, "concurrency", cfg.Concurrency)
+	}
+	return w, nil
+}
+
+// WorkerRedisOptions sizes opts for a worker of the given concurrency: a pool of 2×concurrency+2 connections
+// and no read timeout shorter than a blocking fetch.
+func WorkerRedisOptions(opts *redis.Options, concurrency int) *redis.Options {
+	opts.PoolSize = max(opts.PoolSize, 2*concurrency+2)
+	return opts
 }
 
 // Start launches the fetch loops and returns.

@@ -1,0 +1,83 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Action is one RPC method that clients may call; the request's top-level key names it.
+type Action struct {
+	// Name is the request key that selects the action and the job name sent to the worker.
+	Name string
+	// MsgType is the msg_type of its replies; "" means Name.
+	MsgType string
+	// StashParams names stash values copied into every job's params for this action.
+	StashParams []string
+	// Timeout is how long to wait for the result; 0 means the session's default (QUEUE_TIMEOUT).
+	Timeout time.Duration
+	// Submitter routes this action's jobs to its own queue; nil means the session's default.
+	Submitter Submitter
+}
+
+func (a *Action) msgType() string {
+	if a.MsgType != "" {
+		return a.MsgType
+	}
+	return a.Name
+}
+
+var actionNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,50}$`)
+
+// Actions is an ordered, immutable set of actions. When a request has several keys that name actions, the one
+// listed earliest wins, as in Mojo::WebSocketProxy.
+type Actions struct {
+	list  []*Action
+	index map[string]int
+}
+
+// NewActions checks the actions and returns them in order.
+func NewActions(list ...Action) (*Actions, error) {
+	t := &Actions{index: make(map[string]int, len(list))}
+	for i := range list {
+		a := list[i]
+		if !actionNamePattern.MatchString(a.Name) {
+			return nil, fmt.Errorf("actions: invalid action name %q", a.Name)
+		}
+		if _, dup := t.index[a.Name]; dup {
+			return nil, fmt.Errorf("actions: action %q is listed twice", a.Name)
+		}
+		if a.Timeout < 0 {
+			return nil, fmt.Errorf("actions: action %q has a negative timeout", a.Name)
+		}
+		t.index[a.Name] = len(t.list)
+		t.list = append(t.list, &a)
+	}
+	if len(t.list) == 0 {
+		return nil, errors.New("actions: no actions configured")
+	}
+	return t, nil
+}
+
+// Lookup returns the action with that name, or nil.
+func (t *Actions) Lookup(name string) *Action {
+	if i, ok := t.index[name]; ok {
+		return t.list[i]
+	}
+	return nil
+}
+
+// pick returns the earliest-listed action among keys, or nil.
+func (t *Actions) pick(keys func(yield func(string) bool)) *Action {
+	best := -1
+	for k := range keys {
+		if i, ok := t.index[k]; ok && (best < 0 || i < best) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	return t.list[best]
+}

@@ -1,0 +1,42 @@
+package actors
+
+import "github.com/asynkron/protoactor-go/actor"
+
+// Inbound is one message from the client. The session takes ownership of Data.
+type Inbound struct {
+	Data   []byte
+	Binary bool // a binary frame; text otherwise
+}
+
+// JobOutcome is what became of a job: the worker's result payload (a JobAsync envelope), or an error.
+type JobOutcome struct {
+	Payload []byte
+	Err     error
+}
+
+// jobDone is sent by the registry to the session that waits for a job.
+type jobDone struct {
+	jobID   string
+	outcome JobOutcome
+}
+
+// jobTimedOut is sent by the registry when a job's deadline passed first.
+type jobTimedOut struct{ jobID string }
+
+// attach hands a new session its connection; it is the session's first message.
+type attach struct{ conn Conn }
+
+// Registry shard messages.
+type (
+	register struct {
+		jobID    string
+		session  *actor.PID
+		deadline int64 // in ticks
+	}
+	complete struct {
+		jobID   string
+		outcome JobOutcome
+	}
+	forget struct{ jobIDs []string }
+	tick   struct{ now int64 }
+)

@@ -1,0 +1,459 @@
+package transport
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
+)
+
+// Errors returned by Conn.Send.
+var (
+	ErrClosed       = errors.New("transport: connection is closed")
+	ErrSlowConsumer = errors.New("transport: write queue is full (client does not read)")
+)
+
+const (
+	stateOpen    uint8 = iota
+	stateClosing       // a close frame is queued; the socket closes once it is written
+	stateClosed
+)
+
+// Message is one complete client message.
+type Message struct {
+	// Binary is true for a binary message, false for text (always valid UTF-8).
+	Binary bool
+	// Data is the payload; valid only during the Handler call.
+	Data []byte
+}
+
+// Conn is one WebSocket connection.
+type Conn struct {
+	srv   *Server
+	nc    net.Conn
+	rc    syscall.RawConn
+	fd    int
+	value atomic.Value
+
+	// Read state: touched only by the pool worker that handles the connection's readiness, and epoll
+	// one-shot guarantees there is at most one at a time.
+	partial []byte // bytes of an unfinished frame (nil when idle)
+	msg     []byte // fragments of an unfinished message
+	msgOp   byte   // opcode of the unfinished message, 0 if none
+
+	lastRead atomic.Int64 // unix seconds of the last frame read
+	pinged   atomic.Bool  // a keepalive ping is outstanding
+
+	mu       sync.Mutex
+	out      [][]byte // queued frames (header and payload slices)
+	outBytes int
+	flushing bool // a flush is under way (inline, or in the drain goroutine)
+	state    uint8
+}
+
+// SetValue stores the handler's per-connection value (the server keeps the session's PID here).
+func (c *Conn) SetValue(v any) { c.value.Store(v) }
+
+// Value returns what SetValue stored, or nil.
+func (c *Conn) Value() any { return c.value.Load() }
+
+// RemoteAddr is the client's address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// Send queues a text message and returns at once. The connection owns msg from now on. If the queue is over
+// its byte limit, the connection is closed (1008) and ErrSlowConsumer returned.
+func (c *Conn) Send(msg []byte) error {
+	return c.enqueue(appendHeader(make([]byte, 0, 10), true, opText, len(msg)), msg)
+}
+
+// SendBinary queues a binary message, as Send does.
+func (c *Conn) SendBinary(msg []byte) error {
+	return c.enqueue(appendHeader(make([]byte, 0, 10), true, opBinary, len(msg)), msg)
+}
+
+func (c *Conn) sendControl(op byte, payload []byte) error {
+	f := appendHeader(make([]byte, 0, 2+len(payload)), true, op, len(payload))
+	return c.enqueue(append(f, payload...), nil)
+}
+
+func (c *Conn) enqueue(hdr, payload []byte) error {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	size := len(hdr) + len(payload)
+	if c.outBytes+size > c.srv.cfg.WriteQueueBytes {
+		c.mu.Unlock()
+		c.srv.stats.slowConsumers.Add(1)
+		_ = c.Close(ClosePolicyViolation, "slow consumer: write queue full")
+		return ErrSlowConsumer
+	}
+	c.out = append(c.out, hdr)
+	if len(payload) > 0 {
+		c.out = append(c.out, payload)
+	}
+	c.outBytes += size
+	err := c.startFlushLocked()
+	c.mu.Unlock()
+	if err != nil {
+		c.teardown(err)
+	}
+	return nil
+}
+
+// Close sends a close frame with code and reason, then closes the socket once the queue is written. It never
+// blocks and is safe to call more than once.
+func (c *Conn) Close(code uint16, reason string) error {
+	c.mu.Lock()
+	if c.state != stateOpen {
+		c.mu.Unlock()
+		return nil
+	}
+	c.state = stateClosing
+	payload := closePayload(code, reason)
+	c.out = append(c.out, append(appendHeader(make([]byte, 0, 4+len(payload)), true, opClose, len(payload)), payload...))
+	c.outBytes += 4 + len(payload)
+	err := c.startFlushLocked()
+	c.mu.Unlock()
+	if err != nil {
+		c.teardown(err)
+	}
+	return nil
+}
+
+// startFlushLocked writes what it can without blocking; if the socket is full, it hands the rest to a drain
+// goroutine. A connection that is closing is torn down once its queue is empty.
+func (c *Conn) startFlushLocked() error {
+	if c.flushing {
+		return nil // the drain goroutine picks the new frames up
+	}
+	drained, err := c.writeNonBlockingLocked()
+	if err != nil {
+		return err
+	}
+	if !drained {
+		c.flushing = true
+		c.srv.wg.Add(1)
+		go c.drain()
+		return nil
+	}
+	if c.state == stateClosing {
+		return errClosedBySelf
+	}
+	return nil
+}
+
+var errClosedBySelf = errors.New("transport: closed after close frame")
+
+// maxIovec bounds the buffers of one writev (the kernel's IOV_MAX is 1024).
+const maxIovec = 1024
+
+func (c *Conn) writeNonBlockingLocked() (drained bool, err error) {
+	for len(c.out) > 0 {
+		iov := c.out
+		if len(iov) > maxIovec {
+			iov = iov[:maxIovec]
+		}
+		var n int
+		var werr error
+		if err := c.rc.Write(func(fd uintptr) bool {
+			n, werr = unix.Writev(int(fd), iov)
+			return true
+		}); err != nil {
+			return false, err
+		}
+		if n > 0 {
+			c.consumeOut(n)
+		}
+		if werr == unix.EAGAIN {
+			return false, nil
+		}
+		if werr != nil && werr != unix.EINTR {
+			return false, werr
+		}
+	}
+	c.out = nil // let a long queue's backing array go
+	return true, nil
+}
+
+func (c *Conn) consumeOut(n int) {
+	c.outBytes -= n
+	for n > 0 {
+		if n < len(c.out[0]) {
+			c.out[0] = c.out[0][n:]
+			return
+		}
+		n -= len(c.out[0])
+		c.out[0] = nil
+		c.out = c.out[1:]
+	}
+}
+
+// drain writes the queue with blocking writes (and a deadline) until it is empty; it runs only while the
+// client's socket buffer is full.
+func (c *Conn) drain() {
+	defer c.srv.wg.Done()
+	for {
+		c.mu.Lock()
+		if c.state == stateClosed {
+			c.mu.Unlock()
+			return
+		}
+		if len(c.out) == 0 {
+			c.flushing = false
+			closing := c.state == stateClosing
+			c.out = nil
+			c.mu.Unlock()
+			if closing {
+				c.teardown(errClosedBySelf)
+			}
+			return
+		}
+		bufs := net.Buffers(c.out)
+		n := c.outBytes
+		c.out, c.outBytes = nil, 0
+		c.mu.Unlock()
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+		if _, err := bufs.WriteTo(c.nc); err != nil {
+			c.srv.stats.writeTimeouts.Add(1)
+			c.teardown(err)
+			return
+		}
+		_ = n
+	}
+}
+
+// teardown closes the socket at once and reports the end of the connection to the handler, once.
+func (c *Conn) teardown(cause error) {
+	c.mu.Lock()
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.state = stateClosed
+	c.out, c.outBytes = nil, 0
+	// Deregister before closing, under mu: rearm holds mu too, so it can never touch a reused fd number.
+	_ = c.srv.poller.Del(c.fd)
+	_ = c.nc.Close()
+	c.mu.Unlock()
+	c.srv.forget(c)
+	if cause == errClosedBySelf || cause == io.EOF {
+		cause = nil
+	}
+	c.srv.handler.OnClose(c, cause)
+}
+
+// rearm asks epoll for the next readiness event (one-shot), unless the connection is closed.
+func (c *Conn) rearm() {
+	c.mu.Lock()
+	if c.state != stateClosed {
+		if err := c.srv.poller.Mod(c.fd, readEvents); err != nil {
+			c.mu.Unlock()
+			c.teardown(err)
+			return
+		}
+	}
+	c.mu.Unlock()
+}
+
+// onReadable runs on a pool worker: it reads what the kernel holds without blocking, parses it, and re-arms.
+func (c *Conn) onReadable(buf []byte) {
+	budget := c.srv.cfg.ReadBudget
+	for budget > 0 {
+		var n int
+		var rerr error
+		if err := c.rc.Read(func(fd uintptr) bool {
+			n, rerr = unix.Read(int(fd), buf)
+			return true
+		}); err != nil {
+			c.teardown(err)
+			return
+		}
+		if rerr == unix.EAGAIN {
+			break
+		}
+		if rerr == unix.EINTR {
+			continue
+		}
+		if rerr != nil {
+			c.teardown(rerr)
+			return
+		}
+		if n <= 0 {
+			c.teardown(io.EOF)
+			return
+		}
+		budget -= n
+		if err := c.consume(buf[:n]); err != nil {
+			c.fail(err)
+			return
+		}
+		if c.closingOrClosed() {
+			return
+		}
+	}
+	c.rearm() // level-triggered: if bytes remain (budget spent), epoll fires again at once
+}
+
+func (c *Conn) closingOrClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state != stateOpen
+}
+
+// fail closes the connection for a protocol error.
+func (c *Conn) fail(err error) {
+	var ce *closeError
+	if errors.As(err, &ce) {
+		c.srv.stats.protocolErrors.Add(1)
+		_ = c.Close(ce.code, ce.reason)
+		return
+	}
+	c.teardown(err)
+}
+
+// consume parses data (which it may modify) as a continuation of the bytes it kept last time.
+func (c *Conn) consume(data []byte) error {
+	fromPartial := len(c.partial) > 0
+	if fromPartial {
+		c.partial = append(c.partial, data...)
+		data = c.partial
+	}
+	for len(data) > 0 {
+		h, hn, err := parseHeader(data)
+		if err == errShortHeader {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := c.checkHeader(&h); err != nil {
+			return err
+		}
+		if int64(len(data)-hn) < h.length {
+			break // the payload is not all here yet
+		}
+		end := hn + int(h.length)
+		payload := data[hn:end]
+		ws.Cipher(payload, h.mask, 0)
+		if err := c.frame(&h, payload); err != nil {
+			return err
+		}
+		data = data[end:]
+	}
+	c.keep(data, fromPartial)
+	return nil
+}
+
+// keep saves the bytes of an unfinished frame, in memory that the connection owns. inPartial says that rest
+// lies inside c.partial already.
+func (c *Conn) keep(rest []byte, inPartial bool) {
+	switch {
+	case len(rest) == 0:
+		c.partial = nil // an idle connection holds no read buffer
+	case inPartial:
+		c.partial = append(c.partial[:0], rest...) // copy down; copy handles the overlap
+	default:
+		c.partial = append(make([]byte, 0, len(rest)), rest...)
+	}
+}
+
+func (c *Conn) checkHeader(h *frameHeader) error {
+	cfg := &c.srv.cfg
+	switch {
+	case h.rsv != 0:
+		return errProtocol("reserved bits set without a negotiated extension")
+	case !h.masked:
+		return errProtocol("client frames must be masked")
+	case h.op >= opClose: // control frame
+		if h.op > opPong {
+			return errProtocol("unknown opcode")
+		}
+		if !h.fin || h.length > 125 {
+			return errProtocol("control frames must be unfragmented and at most 125 bytes")
+		}
+	case h.op > opBinary:
+		return errProtocol("unknown opcode")
+	case h.length > int64(cfg.MaxFrameSize):
+		return &closeError{code: CloseMessageTooBig, reason: "frame too big"}
+	case int64(len(c.msg))+h.length > int64(cfg.MaxMessageSize):
+		return &closeError{code: CloseMessageTooBig, reason: "message too big"}
+	}
+	return nil
+}
+
+// frame handles one complete, unmasked frame.
+func (c *Conn) frame(h *frameHeader, payload []byte) error {
+	c.lastRead.Store(time.Now().Unix())
+	c.pinged.Store(false)
+	switch h.op {
+	case opPing:
+		return ignoreClosed(c.sendControl(opPong, payload))
+	case opPong:
+		return nil
+	case opClose:
+		return c.closeFrame(payload)
+	case opContinuation:
+		if c.msgOp == 0 {
+			return errProtocol("continuation frame without a message to continue")
+		}
+		c.msg = append(c.msg, payload...)
+		if !h.fin {
+			return nil
+		}
+		op, data := c.msgOp, c.msg
+		c.msg, c.msgOp = nil, 0
+		return c.deliver(op, data)
+	default: // text or binary
+		if c.msgOp != 0 {
+			return errProtocol("new message before the previous one finished")
+		}
+		if !h.fin {
+			c.msgOp = h.op
+			c.msg = append(make([]byte, 0, len(payload)*2), payload...)
+			return nil
+		}
+		return c.deliver(h.op, payload)
+	}
+}
+
+func (c *Conn) deliver(op byte, data []byte) error {
+	if op == opText && !utf8.Valid(data) {
+		return &closeError{code: CloseInvalidPayload, reason: "text message is not valid UTF-8"}
+	}
+	c.srv.handler.OnMessage(c, Message{Binary: op == opBinary, Data: data})
+	return nil
+}
+
+// closeFrame answers the client's close frame with the same code (RFC 6455 section 5.5.1).
+func (c *Conn) closeFrame(payload []byte) error {
+	switch {
+	case len(payload) == 0:
+		return ignoreClosed(c.Close(CloseNormal, ""))
+	case len(payload) == 1:
+		return errProtocol("close frame with a one-byte body")
+	}
+	code := uint16(payload[0])<<8 | uint16(payload[1])
+	if !validCloseCode(code) {
+		return errProtocol("invalid close code")
+	}
+	if !utf8.Valid(payload[2:]) {
+		return &closeError{code: CloseInvalidPayload, reason: "close reason is not valid UTF-8"}
+	}
+	return ignoreClosed(c.Close(code, ""))
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, ErrClosed) || errors.Is(err, ErrSlowConsumer) {
+		return nil
+	}
+	return err
+}

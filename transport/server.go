@@ -1,0 +1,434 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/mailru/easygo/netpoll"
+)
+
+// Handler receives the events of every connection. Calls for one connection never overlap; they must not block.
+type Handler interface {
+	// OnOpen is called once the connection is upgraded, before any OnMessage.
+	OnOpen(c *Conn)
+	// OnMessage is called for each complete message; msg.Data is valid only during the call.
+	OnMessage(c *Conn, msg Message)
+	// OnClose is called once when the connection is gone; err is nil for an orderly close.
+	OnClose(c *Conn, err error)
+}
+
+// Config configures a Server. Each field's zero value means the default named in its comment.
+type Config struct {
+	// Path is the WebSocket path; "" means "/ws". Other paths get 404.
+	Path string
+	// MaxFrameSize bounds one frame's payload; 0 means 1 MiB. Bigger: close 1009.
+	MaxFrameSize int
+	// MaxMessageSize bounds a reassembled message; 0 means 1 MiB. Bigger: close 1009.
+	MaxMessageSize int
+	// WriteQueueBytes bounds the bytes queued for one client; 0 means 4 MiB. Over it: close 1008.
+	WriteQueueBytes int
+	// WriteTimeout bounds one blocking write of a backed-up queue; 0 means 10 s.
+	WriteTimeout time.Duration
+	// HandshakeTimeout bounds the upgrade request; 0 means 5 s.
+	HandshakeTimeout time.Duration
+	// MaxHandshakes bounds upgrades in progress at once; 0 means 1024. Beyond it new sockets are closed.
+	MaxHandshakes int
+	// MaxConnections bounds open connections; 0 means no limit. Beyond it the upgrade gets 503.
+	MaxConnections int
+	// IdleTimeout closes a connection that sent nothing for this long (stream_timeout); 0 means 120 s.
+	// A keepalive ping is sent after half of it.
+	IdleTimeout time.Duration
+	// ReadWorkers is the size of the pool that reads readable sockets; 0 means 4×GOMAXPROCS.
+	ReadWorkers int
+	// ReadBudget bounds the bytes read from one socket per readiness event, for fairness; 0 means 256 KiB.
+	ReadBudget int
+	// AllowedOrigins, if not empty, is the list of Origin header values accepted; others get 403.
+	AllowedOrigins []string
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.Path == "" {
+		c.Path = "/ws"
+	}
+	def(&c.MaxFrameSize, 1<<20)
+	def(&c.MaxMessageSize, 1<<20)
+	def(&c.WriteQueueBytes, 4<<20)
+	def(&c.MaxHandshakes, 1024)
+	def(&c.ReadWorkers, 4*runtime.GOMAXPROCS(0))
+	def(&c.ReadBudget, 256<<10)
+	defDur(&c.WriteTimeout, 10*time.Second)
+	defDur(&c.HandshakeTimeout, 5*time.Second)
+	defDur(&c.IdleTimeout, 120*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports a configuration error.
+func (c *Config) Validate() error {
+	for name, v := range map[string]int{"MaxFrameSize": c.MaxFrameSize, "MaxMessageSize": c.MaxMessageSize,
+		"WriteQueueBytes": c.WriteQueueBytes, "MaxHandshakes": c.MaxHandshakes, "MaxConnections": c.MaxConnections,
+		"ReadWorkers": c.ReadWorkers, "ReadBudget": c.ReadBudget} {
+		if v < 0 {
+			return fmt.Errorf("transport: %s must not be negative", name)
+		}
+	}
+	if c.WriteTimeout < 0 || c.HandshakeTimeout < 0 || c.IdleTimeout < 0 {
+		return errors.New("transport: timeouts must not be negative")
+	}
+	if c.Path != "" && c.Path[0] != '/' {
+		return fmt.Errorf("transport: Path %q must start with /", c.Path)
+	}
+	return nil
+}
+
+// Stats are counters of a Server.
+type Stats struct {
+	Connections    int64
+	Accepted       uint64
+	Rejected       uint64 // failed or refused upgrades
+	SlowConsumers  uint64 // closed because their write queue was full
+	WriteTimeouts  uint64
+	ProtocolErrors uint64
+}
+
+type stats struct {
+	accepted, rejected, slowConsumers, writeTimeouts, protocolErrors atomic.Uint64
+}
+
+// readEvents is the epoll interest of an idle connection: readable, one-shot, level-triggered.
+const readEvents = netpoll.EPOLLIN | netpoll.EPOLLRDHUP | netpoll.EPOLLONESHOT
+
+// epollClosed is the event easygo passes to every remaining callback when the Epoll closes (its unexported
+// _EPOLLCLOSED); the connection is not readable then.
+const epollClosed netpoll.EpollEvent = 0x20
+
+// Server accepts WebSocket connections and serves them with epoll and a bounded read pool.
+type Server struct {
+	cfg     Config
+	handler Handler
+	log     *slog.Logger
+	poller  *netpoll.Epoll
+	ready   chan *Conn
+	hsSlots chan struct{}
+	stats   stats
+
+	mu        sync.Mutex
+	conns     map[*Conn]struct{}
+	listeners map[net.Listener]struct{}
+	closing   bool
+
+	wg       sync.WaitGroup // every goroutine the server starts
+	workers  sync.WaitGroup // the read pool
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+// NewServer checks cfg and starts the epoll loop and the read pool; call Serve to accept connections.
+func NewServer(cfg Config, h Handler) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, errors.New("transport: a Handler is required")
+	}
+	cfg.setDefaults()
+	s := &Server{
+		cfg: cfg, handler: h, log: cfg.Logger.With("component", "transport"),
+		ready:     make(chan *Conn, 4096),
+		hsSlots:   make(chan struct{}, cfg.MaxHandshakes),
+		conns:     make(map[*Conn]struct{}),
+		listeners: make(map[net.Listener]struct{}),
+		stop:      make(chan struct{}),
+	}
+	var err error
+	s.poller, err = netpoll.EpollCreate(&netpoll.EpollConfig{OnWaitError: func(err error) {
+		s.log.Error("epoll wait failed", "err", err)
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("transport: epoll: %w", err)
+	}
+	for i := 0; i < cfg.ReadWorkers; i++ {
+		s.workers.Add(1)
+		go s.readWorker()
+	}
+	s.wg.Add(1)
+	go s.keepalive()
+	return s, nil
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{Connections: int64(s.Len()), Accepted: s.stats.accepted.Load(), Rejected: s.stats.rejected.Load(),
+		SlowConsumers: s.stats.slowConsumers.Load(), WriteTimeouts: s.stats.writeTimeouts.Load(),
+		ProtocolErrors: s.stats.protocolErrors.Load()}
+}
+
+// Len is the number of open connections.
+func (s *Server) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Serve accepts connections on ln until StopAccepting or Shutdown; it then returns nil.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	backoff := 5 * time.Millisecond
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			_, open := s.listeners[ln]
+			s.mu.Unlock()
+			if closing || !open {
+				return nil
+			}
+			// Out of file descriptors and the like: wait and go on rather than spin or die.
+			s.log.Warn("accept failed", "err", err)
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		select {
+		case s.hsSlots <- struct{}{}:
+			s.wg.Add(1)
+			go s.handshake(nc)
+		default:
+			s.stats.rejected.Add(1)
+			nc.Close()
+		}
+	}
+}
+
+// handshake upgrades one socket (with a deadline, so a slow client cannot hold the slot) and registers it.
+func (s *Server) handshake(nc net.Conn) {
+	defer s.wg.Done()
+	defer func() { <-s.hsSlots }()
+	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	u := ws.Upgrader{
+		OnRequest: func(uri []byte) error {
+			path := uri
+			for i, b := range uri {
+				if b == '?' {
+					path = uri[:i]
+					break
+				}
+			}
+			if string(path) != s.cfg.Path {
+				return ws.RejectConnectionError(ws.RejectionStatus(404), ws.RejectionReason("unknown path"))
+			}
+			if s.cfg.MaxConnections > 0 && s.Len() >= s.cfg.MaxConnections {
+				return ws.RejectConnectionError(ws.RejectionStatus(503), ws.RejectionReason("too many connections"))
+			}
+			return nil
+		},
+		OnHeader: func(key, value []byte) error {
+			if len(s.cfg.AllowedOrigins) == 0 || !asciiEqualFold(key, "Origin") {
+				return nil
+			}
+			for _, o := range s.cfg.AllowedOrigins {
+				if string(value) == o {
+					return nil
+				}
+			}
+			return ws.RejectConnectionError(ws.RejectionStatus(403), ws.RejectionReason("origin not allowed"))
+		},
+	}
+	if _, err := u.Upgrade(nc); err != nil {
+		s.stats.rejected.Add(1)
+		nc.Close()
+		return
+	}
+	_ = nc.SetDeadline(time.Time{})
+	if err := s.register(nc); err != nil {
+		s.stats.rejected.Add(1)
+		s.log.Warn("register connection failed", "err", err)
+		nc.Close()
+	}
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		x, y := b[i]|0x20, s[i]|0x20
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// register hands the socket's own fd to epoll (no dup, unlike netpoll.Handle, so one fd per connection).
+func (s *Server) register(nc net.Conn) error {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return errors.New("transport: connection has no file descriptor")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	c := &Conn{srv: s, nc: nc, rc: rc}
+	if err := rc.Control(func(fd uintptr) { c.fd = int(fd) }); err != nil {
+		return err
+	}
+	c.lastRead.Store(time.Now().Unix())
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return errors.New("transport: shutting down")
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	s.stats.accepted.Add(1)
+	s.handler.OnOpen(c)
+	// Hold mu so that a teardown racing with registration cannot close the fd before it is added.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateClosed {
+		return nil
+	}
+	return s.poller.Add(c.fd, readEvents, func(ev netpoll.EpollEvent) {
+		if ev&epollClosed == 0 {
+			s.ready <- c
+		}
+	})
+}
+
+func (s *Server) forget(c *Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) readWorker() {
+	defer s.workers.Done()
+	buf := make([]byte, 32<<10)
+	for c := range s.ready {
+		c.onReadable(buf)
+	}
+}
+
+// keepalive pings connections that have been quiet for half the idle timeout and closes those quiet for all
+// of it.
+func (s *Server) keepalive() {
+	defer s.wg.Done()
+	every := s.cfg.IdleTimeout / 4
+	if every < 100*time.Millisecond {
+		every = 100 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	idle := int64(s.cfg.IdleTimeout / time.Second)
+	if idle < 1 {
+		idle = 1
+	}
+	var batch []*Conn
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now().Unix()
+		batch = batch[:0]
+		s.mu.Lock()
+		for c := range s.conns {
+			batch = append(batch, c)
+		}
+		s.mu.Unlock()
+		for _, c := range batch {
+			quiet := now - c.lastRead.Load()
+			switch {
+			case quiet >= idle:
+				_ = c.Close(CloseGoingAway, "idle timeout")
+			case quiet*2 >= idle && c.pinged.CompareAndSwap(false, true):
+				_ = c.sendControl(opPing, nil)
+			}
+		}
+		clear(batch)
+	}
+}
+
+// StopAccepting closes the listeners; open connections go on.
+func (s *Server) StopAccepting() {
+	s.mu.Lock()
+	lns := s.listeners
+	s.listeners = map[net.Listener]struct{}{}
+	s.mu.Unlock()
+	for ln := range lns {
+		ln.Close()
+	}
+}
+
+// Shutdown stops accepting, closes every connection with 1001 (going away), waits until their queues are
+// written or ctx ends (then closes what is left at once), and stops the server's goroutines. Safe to call twice.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.StopAccepting()
+	s.mu.Lock()
+	s.closing = true
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close(CloseGoingAway, "server shutting down")
+	}
+	var err error
+	for s.Len() > 0 {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.teardown(errors.New("transport: shutdown"))
+	}
+	s.stopOnce.Do(func() {
+		close(s.stop)
+		_ = s.poller.Close()
+		s.wg.Wait() // handshakes, drains and keepalive end before the pool's channel closes
+		close(s.ready)
+	})
+	s.workers.Wait()
+	return err
+}
