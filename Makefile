@@ -1,0 +1,35 @@
+# wsgate — `make run` tries it out, `make test` runs every test (against a real redis-server it starts itself).
+GO       ?= go
+PKGS     := ./...
+
+.PHONY: run build test test-race vet redis-server bench clean
+
+run:
+	$(GO) run ./cmd/wsgate dev
+
+build:
+	$(GO) build -o bin/wsgate ./cmd/wsgate
+
+# The tests start their own redis-server on a free port: make sure the binary is there.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing redis-server (Debian package) for the tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else \
+	    echo "make test needs redis-server on PATH: install the redis-server package (or run make test as root)"; exit 1; \
+	  fi; }
+	@# The Debian package starts a service on 6379 when it can; the tests never use it.
+
+vet:
+	$(GO) vet $(PKGS)
+
+# Every package runs under the race detector: nearly all of them are concurrent.
+test: redis-server vet
+	$(GO) test -count=1 -race -timeout 10m $(PKGS)
+
+bench: redis-server
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,245 @@
+package actors
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// fakeConn records what a session sends.
+type fakeConn struct {
+	mu     sync.Mutex
+	sent   chan []byte
+	closed []uint16
+}
+
+func newFakeConn() *fakeConn { return &fakeConn{sent: make(chan []byte, 100)} }
+
+func (c *fakeConn) Send(msg []byte) error { c.sent <- msg; return nil }
+
+func (c *fakeConn) Close(code uint16, reason string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = append(c.closed, code)
+	return nil
+}
+
+func (c *fakeConn) next(t *testing.T) map[string]any {
+	t.Helper()
+	select {
+	case b := <-c.sent:
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("reply %s is not JSON: %v", b, err)
+		}
+		return m
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reply")
+	}
+	return nil
+}
+
+// fakeQueue answers each job by calling answer (if set) through the registry, like a worker would.
+type fakeQueue struct {
+	reg    *Registry
+	answer func(method string, params []byte) (JobOutcome, bool)
+	fail   error
+	mu     sync.Mutex
+	params [][]byte
+}
+
+func (q *fakeQueue) Submit(jobID, method string, params []byte) error {
+	if q.fail != nil {
+		return q.fail
+	}
+	q.mu.Lock()
+	q.params = append(q.params, params)
+	q.mu.Unlock()
+	if q.answer != nil {
+		if o, ok := q.answer(method, params); ok {
+			go q.reg.Complete(jobID, o)
+		}
+	}
+	return nil
+}
+
+type fixture struct {
+	root  *actor.RootContext
+	reg   *Registry
+	queue *fakeQueue
+	conn  *fakeConn
+	pid   *actor.PID
+}
+
+func newFixture(t *testing.T, q *fakeQueue, mut func(*SessionConfig)) *fixture {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	t.Cleanup(system.Shutdown)
+	reg, err := NewRegistry(system.Root, RegistryConfig{Shards: 2, Tick: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg.Shutdown)
+	q.reg = reg
+	acts, err := NewActions(Action{Name: "ping"}, Action{Name: "status", MsgType: "st"},
+		Action{Name: "auth", StashParams: []string{"token"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	cfg := SessionConfig{Actions: acts, Registry: reg, Submitter: q, Logger: quiet,
+		NewJobID: func() string { n++; return fmt.Sprint("job-", n) }}
+	if mut != nil {
+		mut(&cfg)
+	}
+	sessions, err := NewSessions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{root: system.Root, reg: reg, queue: q, conn: newFakeConn()}
+	f.pid = sessions.Spawn(system.Root, f.conn)
+	return f
+}
+
+func (f *fixture) call(t *testing.T, req string) map[string]any {
+	t.Helper()
+	f.root.Send(f.pid, &Inbound{Data: []byte(req)})
+	return f.conn.next(t)
+}
+
+func envelope(result string) (JobOutcome, bool) {
+	return JobOutcome{Payload: []byte(`{"success":1,"result":` + result + `}`)}, true
+}
+
+func TestSessionShapesReplies(t *testing.T) {
+	tests := []struct {
+		name, result, request, want string
+	}{
+		{"plain result", `"pong"`, `{"ping":1,"req_id":1}`,
+			`{"msg_type":"ping","ping":"pong","echo_req":{"ping":1,"req_id":1},"req_id":1}`},
+		{"status collapses", `{"status":1}`, `{"status":1}`,
+			`{"msg_type":"st","st":1,"echo_req":{"status":1}}`},
+		{"RPC error with details", `{"error":{"code":"AuthFailed","message_to_client":"No.","details":{"f":1}}}`,
+			`{"ping":1,"passthrough":[1]}`,
+			`{"msg_type":"ping","error":{"code":"AuthFailed","message":"No.","details":{"f":1}},"echo_req":{"ping":1,"passthrough":[1]},"passthrough":[1]}`},
+		{"RPC error without a code is a WrongResponse", `{"error":"x"}`, `{"ping":1}`,
+			`{"msg_type":"ping","error":{"code":"WrongResponse","message":"Sorry, an error occurred while processing your request."},"echo_req":{"ping":1}}`},
+		{"result that is not an envelope", `!`, `{"ping":1}`,
+			`{"msg_type":"ping","error":{"code":"WrongResponse","message":"Sorry, an error occurred while processing your request."},"echo_req":{"ping":1}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := &fakeQueue{answer: func(string, []byte) (JobOutcome, bool) {
+				if tt.result == "!" {
+					return JobOutcome{Payload: []byte("not json")}, true
+				}
+				return envelope(tt.result)
+			}}
+			f := newFixture(t, q, nil)
+			var want map[string]any
+			if err := json.Unmarshal([]byte(tt.want), &want); err != nil {
+				t.Fatal(err)
+			}
+			if got := f.call(t, tt.request); !reflect.DeepEqual(got, want) {
+				t.Fatalf("got %v\nwant %v", got, want)
+			}
+		})
+	}
+}
+
+func TestSessionStashFlowsIntoLaterJobs(t *testing.T) {
+	q := &fakeQueue{answer: func(method string, params []byte) (JobOutcome, bool) {
+		if method == "ping" {
+			return envelope(`{"ok":1,"stash":{"token":"t1","other":2}}`)
+		}
+		return envelope(`1`)
+	}}
+	f := newFixture(t, q, nil)
+	if got := f.call(t, `{"ping":1}`); !reflect.DeepEqual(got["ping"], map[string]any{"ok": 1.0}) {
+		t.Fatalf("stash not removed from the reply: %v", got)
+	}
+	f.call(t, `{"auth":1}`)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if got, want := string(q.params[1]), `{"args":{"auth":1},"token":"t1"}`; got != want {
+		t.Fatalf("params = %s, want %s", got, want)
+	}
+}
+
+func TestSessionSubmitFailureAnswersAtOnce(t *testing.T) {
+	f := newFixture(t, &fakeQueue{fail: errors.New("queue full")}, nil)
+	got := f.call(t, `{"ping":1,"req_id":3}`)
+	if e, _ := got["error"].(map[string]any); e["code"] != "WrongResponse" || got["req_id"] != 3.0 {
+		t.Fatalf("got %v", got)
+	}
+	if st := f.reg.Stats(); st.Pending != 0 {
+		waitFor(t, func() bool { return f.reg.Stats().Pending == 0 })
+	}
+}
+
+func TestSessionBoundsInFlight(t *testing.T) {
+	f := newFixture(t, &fakeQueue{}, func(c *SessionConfig) { c.MaxInFlight = 2 })
+	f.root.Send(f.pid, &Inbound{Data: []byte(`{"ping":1}`)})
+	f.root.Send(f.pid, &Inbound{Data: []byte(`{"ping":1}`)})
+	got := f.call(t, `{"ping":1,"req_id":3}`)
+	if e, _ := got["error"].(map[string]any); e["code"] != "RateLimit" || got["req_id"] != 3.0 {
+		t.Fatalf("third request: %v", got)
+	}
+}
+
+func TestSessionTimeoutAndStopForgetsPending(t *testing.T) {
+	f := newFixture(t, &fakeQueue{}, func(c *SessionConfig) { c.Timeout = 50 * time.Millisecond })
+	got := f.call(t, `{"ping":1}`)
+	if e, _ := got["error"].(map[string]any); e["code"] != "RequestTimeout" {
+		t.Fatalf("got %v", got)
+	}
+	f.root.Send(f.pid, &Inbound{Data: []byte(`{"status":1}`)})
+	waitFor(t, func() bool { return f.reg.Stats().Pending == 1 })
+	if err := f.root.StopFuture(f.pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return f.reg.Stats().Pending == 0 })
+	// The job's completion now finds nobody: it is counted as late.
+	f.reg.Complete("job-2", JobOutcome{})
+	waitFor(t, func() bool { return f.reg.Stats().Late == 1 })
+	if st := f.reg.Stats(); st.TimedOut != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestActionsValidation(t *testing.T) {
+	tests := []struct {
+		name    string
+		actions []Action
+	}{
+		{"none", nil},
+		{"bad name", []Action{{Name: "a b"}}},
+		{"duplicate", []Action{{Name: "a"}, {Name: "a"}}},
+		{"negative timeout", []Action{{Name: "a", Timeout: -1}}},
+	}
+	for _, tt := range tests {
+		if _, err := NewActions(tt.actions...); err == nil {
+			t.Errorf("%s: NewActions accepted %v", tt.name, tt.actions)
+		}
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 5 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,225 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wsgate/wsgate/internal/redistest"
+	"github.com/wsgate/wsgate/internal/wstest"
+	"github.com/wsgate/wsgate/redisq"
+	"github.com/wsgate/wsgate/server"
+	"github.com/wsgate/wsgate/server/demo"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// startGateway runs a gateway against srv until the test ends.
+func startGateway(t *testing.T, srv *redistest.Server, cfg server.Config) *server.Gateway {
+	t.Helper()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Admin = "off"
+	cfg.RedisURL = srv.URL()
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	gw, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := gw.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return gw
+}
+
+// startWorker runs the demo worker against srv until the test ends (or until the returned stop is called).
+func startWorker(t *testing.T, srv *redistest.Server) (stop func()) {
+	t.Helper()
+	const concurrency = 16
+	rdb := redis.NewClient(redisq.WorkerRedisOptions(&redis.Options{Addr: srv.Addr}, concurrency))
+	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Handler: demo.Handler(), Concurrency: concurrency,
+		PollTimeout: 200 * time.Millisecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Start()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			w.Shutdown(context.Background())
+			rdb.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func decode(t *testing.T, s string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		t.Fatalf("bad test JSON %s: %v", s, err)
+	}
+	return m
+}
+
+func TestRequestsGetDocumentedReplies(t *testing.T) {
+	srv := redistest.Start(t)
+	startWorker(t, srv)
+	gw := startGateway(t, srv, server.Config{})
+	c := wstest.Dial(t, gw.URL())
+
+	wrong := `{"code":"WrongResponse","message":"Sorry, an error occurred while processing your request."}`
+	tests := []struct {
+		name, request, want string
+	}{
+		{"ping", `{"ping":1,"req_id":1}`,
+			`{"msg_type":"ping","ping":"pong","echo_req":{"ping":1,"req_id":1},"req_id":1}`},
+		{"ping with passthrough", `{"ping":1,"req_id":"a","passthrough":{"x":[1,2]}}`,
+			`{"msg_type":"ping","ping":"pong","echo_req":{"ping":1,"req_id":"a","passthrough":{"x":[1,2]}},"req_id":"a","passthrough":{"x":[1,2]}}`},
+		{"echo", `{"echo":{"a":"b"},"req_id":2}`,
+			`{"msg_type":"echo","echo":{"echo":{"a":"b"},"req_id":2},"echo_req":{"echo":{"a":"b"},"req_id":2},"req_id":2}`},
+		{"sleep", `{"sleep":20}`,
+			`{"msg_type":"sleep","sleep":{"slept":20},"echo_req":{"sleep":20}}`},
+		{"worker failure", `{"fail":1,"req_id":3,"passthrough":"p"}`,
+			`{"msg_type":"fail","error":` + wrong + `,"echo_req":{"fail":1,"req_id":3,"passthrough":"p"},"req_id":3,"passthrough":"p"}`},
+		{"RPC error from the worker", `{"sleep":-1,"req_id":4}`,
+			`{"msg_type":"sleep","error":{"code":"InputValidationFailed","message":"sleep must be between 0 and 60000 milliseconds"},"echo_req":{"sleep":-1,"req_id":4},"req_id":4}`},
+		{"unknown method", `{"nope":1,"req_id":5}`,
+			`{"msg_type":"error","error":{"code":"UnrecognisedRequest","message":"Unrecognised request"},"echo_req":{"nope":1,"req_id":5},"req_id":5}`},
+		{"invalid JSON", `{"ping":`,
+			`{"msg_type":"error","error":{"code":"BadRequest","message":"The application sent an invalid request.","details":{"error":"invalid JSON: unexpected end of JSON input"}}}`},
+		{"not an object", `[1,2]`,
+			`{"msg_type":"error","error":{"code":"BadRequest","message":"The application sent an invalid request.","details":{"error":"the request is not a JSON object"}},"echo_req":[1,2]}`},
+		{"earliest configured action wins", `{"echo":1,"ping":1}`,
+			`{"msg_type":"ping","ping":"pong","echo_req":{"echo":1,"ping":1}}`},
+		{"stash in a result is merged, not sent", `{"echo":1,"stash":{"user":"alice"}}`,
+			`{"msg_type":"echo","echo":{"echo":1},"echo_req":{"echo":1,"stash":{"user":"alice"}}}`},
+		{"stash_params reach the worker", `{"whoami":1}`,
+			`{"msg_type":"whoami","whoami":{"user":"alice"},"echo_req":{"whoami":1}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := c.Call(tt.request)
+			if want := decode(t, tt.want); !reflect.DeepEqual(got, want) {
+				gotJSON, _ := json.Marshal(got)
+				t.Fatalf("request %s\n got %s\nwant %s", tt.request, gotJSON, tt.want)
+			}
+		})
+	}
+}
+
+func TestThousandConcurrentRequestsEachGetOneReply(t *testing.T) {
+	srv := redistest.Start(t)
+	startWorker(t, srv)
+	gw := startGateway(t, srv, server.Config{})
+	const conns, perConn = 100, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for i := 0; i < conns; i++ {
+		c := wstest.Dial(t, gw.URL())
+		wg.Add(1)
+		go func(i int, c *wstest.Client) {
+			defer wg.Done()
+			// All ten requests go out before any reply is read: they are in flight together.
+			for j := 0; j < perConn; j++ {
+				c.Send(fmt.Sprintf(`{"echo":{"conn":%d,"n":%d},"req_id":%d}`, i, j, j))
+			}
+			seen := map[int]bool{}
+			for j := 0; j < perConn; j++ {
+				b, err := c.Read(20 * time.Second)
+				if err != nil {
+					errs <- fmt.Errorf("conn %d: reply %d: %w", i, j, err)
+					return
+				}
+				var r struct {
+					MsgType string `json:"msg_type"`
+					ReqID   int    `json:"req_id"`
+					Echo    struct {
+						Echo struct{ Conn, N int } `json:"echo"`
+					} `json:"echo"`
+				}
+				if err := json.Unmarshal(b, &r); err != nil || r.MsgType != "echo" {
+					errs <- fmt.Errorf("conn %d: bad reply %s", i, b)
+					return
+				}
+				if r.Echo.Echo.Conn != i || r.Echo.Echo.N != r.ReqID || seen[r.ReqID] {
+					errs <- fmt.Errorf("conn %d: wrong or repeated reply %s", i, b)
+					return
+				}
+				seen[r.ReqID] = true
+			}
+			// Exactly one reply each: nothing more arrives.
+			if b, err := c.Read(100 * time.Millisecond); err == nil {
+				errs <- fmt.Errorf("conn %d: extra message %s", i, b)
+			}
+		}(i, c)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	reg, _ := gw.Stats()
+	if reg.Completed != conns*perConn || reg.Pending != 0 {
+		t.Fatalf("registry: %+v, want %d completed and none pending", reg, conns*perConn)
+	}
+}
+
+func TestTimeoutThenLateResultIsDropped(t *testing.T) {
+	t.Setenv("QUEUE_TIMEOUT", "0.3")
+	srv := redistest.Start(t)
+	gw := startGateway(t, srv, server.Config{}) // no worker yet
+	c := wstest.Dial(t, gw.URL())
+
+	start := time.Now()
+	got := c.Call(`{"ping":1,"req_id":9}`)
+	want := decode(t, `{"msg_type":"ping","error":{"code":"RequestTimeout","message":"Request is timed out."},"echo_req":{"ping":1,"req_id":9},"req_id":9}`)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if waited := time.Since(start); waited < 300*time.Millisecond {
+		t.Fatalf("RequestTimeout after %v, before QUEUE_TIMEOUT", waited)
+	}
+
+	// A worker now runs the queued job: its result arrives late, is counted and dropped.
+	startWorker(t, srv)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if reg, _ := gw.Stats(); reg.Late == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			reg, _ := gw.Stats()
+			t.Fatalf("late result not seen: %+v", reg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if b, err := c.Read(200 * time.Millisecond); err == nil {
+		t.Fatalf("the client got a second answer: %s", b)
+	}
+	// The connection still works.
+	if got := c.Call(`{"ping":1}`); got["ping"] != "pong" {
+		t.Fatalf("after the timeout: %v", got)
+	}
+	reg, _ := gw.Stats()
+	if reg.TimedOut != 1 || reg.Pending != 0 {
+		t.Fatalf("registry: %+v", reg)
+	}
+}
