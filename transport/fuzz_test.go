@@ -14,7 +14,7 @@ import (
 // recorder is a Handler that records delivered messages.
 type recorder struct{ msgs [][]byte }
 
-func (r *recorder) OnOpen(*Conn)        {}
+func (r *recorder) OnOpen(*Conn)         {}
 func (r *recorder) OnClose(*Conn, error) {}
 func (r *recorder) OnMessage(_ *Conn, m Message) {
 	prefix := byte('t')

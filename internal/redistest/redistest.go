@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -57,8 +58,12 @@ func (s *Server) start() {
 		"--dir", s.dir, "--daemonize", "no", "--loglevel", "warning",
 	}, s.args...)
 	cmd := exec.Command("redis-server", args...)
-	cmd.Stdout = os.Stderr
-	cmd.Stderr = os.Stderr
+	logf, err := os.OpenFile(filepath.Join(s.dir, "redis.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		s.tb.Fatalf("redis log: %v", err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		s.tb.Fatalf("start redis-server: %v", err)
 	}
