@@ -40,13 +40,12 @@ type Conn struct {
 	nc    net.Conn
 	rc    syscall.RawConn
 	fd    int
-	value atomic.Value
+	value any // set in OnOpen, before the connection is registered with epoll
 
-	// Read state: touched only by the pool worker that handles the connection's readiness, and epoll
-	// one-shot guarantees there is at most one at a time.
-	partial []byte // bytes of an unfinished frame (nil when idle)
-	msg     []byte // fragments of an unfinished message
-	msgOp   byte   // opcode of the unfinished message, 0 if none
+	// rs is the read state: nil while the connection has no unfinished frame or message, so that an idle
+	// connection holds no read buffer. Only the pool worker handling the connection's readiness touches it,
+	// and epoll one-shot guarantees there is at most one at a time.
+	rs *readState
 
 	lastRead atomic.Int64 // unix seconds of the last frame read
 	pinged   atomic.Bool  // a keepalive ping is outstanding
@@ -58,11 +57,19 @@ type Conn struct {
 	state    uint8
 }
 
-// SetValue stores the handler's per-connection value (the server keeps the session's PID here).
-func (c *Conn) SetValue(v any) { c.value.Store(v) }
+// readState holds what a connection has read of unfinished frames and messages.
+type readState struct {
+	partial []byte // bytes of an unfinished frame
+	msg     []byte // fragments of an unfinished message
+	msgOp   byte   // opcode of the unfinished message, 0 if none
+}
+
+// SetValue stores the handler's per-connection value (the server keeps the session's PID here). Call it only
+// from OnOpen: it is not synchronised with the other callbacks.
+func (c *Conn) SetValue(v any) { c.value = v }
 
 // Value returns what SetValue stored, or nil.
-func (c *Conn) Value() any { return c.value.Load() }
+func (c *Conn) Value() any { return c.value }
 
 // RemoteAddr is the client's address.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
@@ -322,10 +329,11 @@ func (c *Conn) fail(err error) {
 
 // consume parses data (which it may modify) as a continuation of the bytes it kept last time.
 func (c *Conn) consume(data []byte) error {
-	fromPartial := len(c.partial) > 0
+	rs := c.rs
+	fromPartial := rs != nil && len(rs.partial) > 0
 	if fromPartial {
-		c.partial = append(c.partial, data...)
-		data = c.partial
+		rs.partial = append(rs.partial, data...)
+		data = rs.partial
 	}
 	for len(data) > 0 {
 		h, hn, err := parseHeader(data)
@@ -353,17 +361,33 @@ func (c *Conn) consume(data []byte) error {
 	return nil
 }
 
-// keep saves the bytes of an unfinished frame, in memory that the connection owns. inPartial says that rest
-// lies inside c.partial already.
+// keep saves the bytes of an unfinished frame, in memory that the connection owns, and drops the read state
+// when nothing is unfinished. inPartial says that rest lies inside rs.partial already.
 func (c *Conn) keep(rest []byte, inPartial bool) {
 	switch {
 	case len(rest) == 0:
-		c.partial = nil // an idle connection holds no read buffer
+		if c.rs != nil {
+			c.rs.partial = nil
+			if c.rs.msgOp == 0 {
+				c.rs = nil // an idle connection holds no read buffer
+			}
+		}
 	case inPartial:
-		c.partial = append(c.partial[:0], rest...) // copy down; copy handles the overlap
+		c.rs.partial = append(c.rs.partial[:0], rest...) // copy down; copy handles the overlap
 	default:
-		c.partial = append(make([]byte, 0, len(rest)), rest...)
+		if c.rs == nil {
+			c.rs = &readState{}
+		}
+		c.rs.partial = append(make([]byte, 0, len(rest)), rest...)
 	}
+}
+
+// pendingMessageLen is the size of the unfinished message.
+func (c *Conn) pendingMessageLen() int64 {
+	if c.rs == nil {
+		return 0
+	}
+	return int64(len(c.rs.msg))
 }
 
 func (c *Conn) checkHeader(h *frameHeader) error {
@@ -384,7 +408,7 @@ func (c *Conn) checkHeader(h *frameHeader) error {
 		return errProtocol("unknown opcode")
 	case h.length > int64(cfg.MaxFrameSize):
 		return &closeError{code: CloseMessageTooBig, reason: "frame too big"}
-	case int64(len(c.msg))+h.length > int64(cfg.MaxMessageSize):
+	case c.pendingMessageLen()+h.length > int64(cfg.MaxMessageSize):
 		return &closeError{code: CloseMessageTooBig, reason: "message too big"}
 	}
 	return nil
@@ -402,23 +426,27 @@ func (c *Conn) frame(h *frameHeader, payload []byte) error {
 	case opClose:
 		return c.closeFrame(payload)
 	case opContinuation:
-		if c.msgOp == 0 {
+		rs := c.rs
+		if rs == nil || rs.msgOp == 0 {
 			return errProtocol("continuation frame without a message to continue")
 		}
-		c.msg = append(c.msg, payload...)
+		rs.msg = append(rs.msg, payload...)
 		if !h.fin {
 			return nil
 		}
-		op, data := c.msgOp, c.msg
-		c.msg, c.msgOp = nil, 0
+		op, data := rs.msgOp, rs.msg
+		rs.msg, rs.msgOp = nil, 0
 		return c.deliver(op, data)
 	default: // text or binary
-		if c.msgOp != 0 {
+		if c.rs != nil && c.rs.msgOp != 0 {
 			return errProtocol("new message before the previous one finished")
 		}
 		if !h.fin {
-			c.msgOp = h.op
-			c.msg = append(make([]byte, 0, len(payload)*2), payload...)
+			if c.rs == nil {
+				c.rs = &readState{}
+			}
+			c.rs.msgOp = h.op
+			c.rs.msg = append(make([]byte, 0, len(payload)*2), payload...)
 			return nil
 		}
 		return c.deliver(h.op, payload)

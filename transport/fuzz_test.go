@@ -101,8 +101,11 @@ func FuzzFrameReader(f *testing.F) {
 				t.Fatalf("message %d differs when split at %d", i, at)
 			}
 		}
-		if err1 == nil && len(c1.partial) > len(stream) {
-			t.Fatalf("kept %d bytes of a %d-byte stream", len(c1.partial), len(stream))
+		if err1 == nil && c1.rs != nil && len(c1.rs.partial) > len(stream) {
+			t.Fatalf("kept %d bytes of a %d-byte stream", len(c1.rs.partial), len(stream))
+		}
+		if err1 == nil && c1.rs != nil && len(c1.rs.partial) == 0 && c1.rs.msgOp == 0 {
+			t.Fatal("read state kept although nothing is unfinished")
 		}
 	})
 }

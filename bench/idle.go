@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// IdleResult is the outcome of the idle scenario.
+type IdleResult struct {
+	Scenario         string     `json:"scenario"`
+	Connections      int        `json:"connections"`
+	Failed           int        `json:"failed"`
+	ClientProcesses  int        `json:"client_processes"`
+	SettleSeconds    float64    `json:"settle_seconds"`
+	Before           procSample `json:"before"`
+	After            procSample `json:"after"`
+	RSSPerConn       float64    `json:"rss_bytes_per_conn"`
+	HeapPerConn      float64    `json:"heap_inuse_bytes_per_conn"`
+	StackPerConn     float64    `json:"stack_inuse_bytes_per_conn"`
+	GoroutinesAdded  int        `json:"goroutines_added"`
+	FDsPerConn       float64    `json:"fds_per_conn"`
+	OpenSeconds      float64    `json:"open_seconds"`
+	HeapProfile      string     `json:"heap_profile"`
+}
+
+// runIdle opens N connections to one gateway process from several client processes, each sending one ping, and
+// samples the gateway's memory, goroutines and fds before and after.
+func runIdle(args []string) error {
+	fs := flag.NewFlagSet("idle", flag.ContinueOnError)
+	n := fs.Int("conns", 19000, "connections to hold")
+	perProc := fs.Int("per-process", 9500, "connections per client process (each process has ≤20,000 fds)")
+	out := fs.String("out", "bench/out", "directory for results")
+	settle := fs.Duration("settle", 10*time.Second, "wait after the last connection opened before sampling")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "wsgate-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	st, err := startStack(dir, stackConfig{workers: 1, concurrency: 16})
+	if err != nil {
+		return err
+	}
+	defer st.stop()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	time.Sleep(500 * time.Millisecond)
+	before, err := sampleGateway(st.gateway.pid(), st.adminAddr)
+	if err != nil {
+		return err
+	}
+	procs := (*n + *perProc - 1) / *perProc
+	fmt.Printf("idle: opening %d connections from %d client processes...\n", *n, procs)
+	start := time.Now()
+	type child struct {
+		cmd   *exec.Cmd
+		stdin io.WriteCloser
+		lines *bufio.Scanner
+	}
+	var children []child
+	defer func() {
+		for _, c := range children {
+			c.stdin.Close()
+			c.cmd.Wait()
+		}
+	}()
+	left := *n
+	for i := 0; i < procs; i++ {
+		k := min(*perProc, left)
+		left -= k
+		cmd := exec.Command(self, "client", "--url", st.wsURL, "--src", fmt.Sprintf("127.0.0.%d", 2+i),
+			"--conns", fmt.Sprint(k))
+		cmd.Stderr = os.Stderr
+		stdin, _ := cmd.StdinPipe()
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		children = append(children, child{cmd, stdin, bufio.NewScanner(stdout)})
+	}
+	res := IdleResult{Scenario: "idle", ClientProcesses: procs}
+	for _, c := range children {
+		if !c.lines.Scan() {
+			return fmt.Errorf("client process ended early")
+		}
+		var ok, failed int
+		fmt.Sscanf(c.lines.Text(), "ready %d %d", &ok, &failed)
+		res.Connections += ok
+		res.Failed += failed
+	}
+	res.OpenSeconds = time.Since(start).Seconds()
+	res.SettleSeconds = settle.Seconds()
+	time.Sleep(*settle) // let the gateway settle: GC done, the scavenger returns handshake garbage to the OS
+	after, err := sampleGateway(st.gateway.pid(), st.adminAddr)
+	if err != nil {
+		return err
+	}
+	res.Before, res.After = before, after
+	c := float64(res.Connections)
+	res.RSSPerConn = float64(after.RSSBytes-before.RSSBytes) / c
+	res.HeapPerConn = float64(after.HeapInuse-before.HeapInuse) / c
+	res.StackPerConn = float64(after.StackInuse-before.StackInuse) / c
+	res.GoroutinesAdded = after.Goroutines - before.Goroutines
+	res.FDsPerConn = float64(after.FDs-before.FDs) / c
+	res.HeapProfile = filepath.Join(*out, "idle-heap.pprof")
+	if err := saveHeapProfile(st.adminAddr, res.HeapProfile); err != nil {
+		return err
+	}
+	fmt.Printf("\n%-28s %s\n", "connections held", fmt.Sprintf("%d (%d failed) in %.1fs", res.Connections, res.Failed, res.OpenSeconds))
+	fmt.Printf("%-28s %.0f bytes\n", "gateway RSS per connection", res.RSSPerConn)
+	fmt.Printf("%-28s %.0f bytes\n", "heap in use per connection", res.HeapPerConn)
+	fmt.Printf("%-28s %.0f bytes\n", "stack in use per connection", res.StackPerConn)
+	fmt.Printf("%-28s %d (at %d connections)\n", "goroutines added", res.GoroutinesAdded, res.Connections)
+	fmt.Printf("%-28s %.3f\n", "fds per connection", res.FDsPerConn)
+	fmt.Printf("%-28s %s\n", "heap profile", res.HeapProfile)
+	return writeJSON(filepath.Join(*out, "idle.json"), res)
+}
+
+func describe(s procSample) string {
+	return strings.TrimSpace(fmt.Sprintf("rss=%dKiB goroutines=%d fds=%d", s.RSSBytes>>10, s.Goroutines, s.FDs))
+}
