@@ -14,20 +14,20 @@ import (
 
 // IdleResult is the outcome of the idle scenario.
 type IdleResult struct {
-	Scenario         string     `json:"scenario"`
-	Connections      int        `json:"connections"`
-	Failed           int        `json:"failed"`
-	ClientProcesses  int        `json:"client_processes"`
-	SettleSeconds    float64    `json:"settle_seconds"`
-	Before           procSample `json:"before"`
-	After            procSample `json:"after"`
-	RSSPerConn       float64    `json:"rss_bytes_per_conn"`
-	HeapPerConn      float64    `json:"heap_inuse_bytes_per_conn"`
-	StackPerConn     float64    `json:"stack_inuse_bytes_per_conn"`
-	GoroutinesAdded  int        `json:"goroutines_added"`
-	FDsPerConn       float64    `json:"fds_per_conn"`
-	OpenSeconds      float64    `json:"open_seconds"`
-	HeapProfile      string     `json:"heap_profile"`
+	Scenario        string     `json:"scenario"`
+	Connections     int        `json:"connections"`
+	Failed          int        `json:"failed"`
+	ClientProcesses int        `json:"client_processes"`
+	SettleSeconds   float64    `json:"settle_seconds"`
+	Before          procSample `json:"before"`
+	After           procSample `json:"after"`
+	RSSPerConn      float64    `json:"rss_bytes_per_conn"`
+	HeapPerConn     float64    `json:"heap_inuse_bytes_per_conn"`
+	StackPerConn    float64    `json:"stack_inuse_bytes_per_conn"`
+	GoroutinesAdded int        `json:"goroutines_added"`
+	FDsPerConn      float64    `json:"fds_per_conn"`
+	OpenSeconds     float64    `json:"open_seconds"`
+	HeapProfile     string     `json:"heap_profile"`
 }
 
 // runIdle opens N connections to one gateway process from several client processes, each sending one ping, and
