@@ -3,14 +3,14 @@ package transport
 import (
 	"errors"
 	"io"
-	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
 	"github.com/gobwas/ws"
+	"github.com/mailru/easygo/netpoll"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,13 +34,14 @@ type Message struct {
 	Data []byte
 }
 
-// Conn is one WebSocket connection.
+// Conn is one WebSocket connection. After the upgrade it owns the socket's file descriptor directly (no
+// net.Conn, no Go runtime poller entry): every system call on fd happens under mu and after a check that the
+// connection is not closed, so a closed descriptor number can never be reused under it.
 type Conn struct {
-	srv   *Server
-	nc    net.Conn
-	rc    syscall.RawConn
-	fd    int
-	value any // set in OnOpen, before the connection is registered with epoll
+	srv    *Server
+	fd     int
+	remote netip.AddrPort
+	value  any // set in OnOpen, before the connection is registered with epoll
 
 	// rs is the read state: nil while the connection has no unfinished frame or message, so that an idle
 	// connection holds no read buffer. Only the pool worker handling the connection's readiness touches it,
@@ -49,12 +50,13 @@ type Conn struct {
 
 	lastRead atomic.Int64 // unix seconds of the last frame read
 	pinged   atomic.Bool  // a keepalive ping is outstanding
+	blocked  atomic.Int64 // unix seconds since the socket has refused writes, 0 if it has not
 
-	mu       sync.Mutex
-	out      [][]byte // queued frames (header and payload slices)
-	outBytes int
-	flushing bool // a flush is under way (inline, or in the drain goroutine)
-	state    uint8
+	mu         sync.Mutex
+	out        [][]byte // queued frames (header and payload slices)
+	outBytes   int
+	state      uint8
+	writeArmed bool // fd is registered with the write poller
 }
 
 // readState holds what a connection has read of unfinished frames and messages.
@@ -72,7 +74,7 @@ func (c *Conn) SetValue(v any) { c.value = v }
 func (c *Conn) Value() any { return c.value }
 
 // RemoteAddr is the client's address.
-func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
 
 // Send queues a text message and returns at once. The connection owns msg from now on. If the queue is over
 // its byte limit, the connection is closed (1008) and ErrSlowConsumer returned.
@@ -108,7 +110,7 @@ func (c *Conn) enqueue(hdr, payload []byte) error {
 		c.out = append(c.out, payload)
 	}
 	c.outBytes += size
-	err := c.startFlushLocked()
+	err := c.flushLocked()
 	c.mu.Unlock()
 	if err != nil {
 		c.teardown(err)
@@ -128,7 +130,7 @@ func (c *Conn) Close(code uint16, reason string) error {
 	payload := closePayload(code, reason)
 	c.out = append(c.out, append(appendHeader(make([]byte, 0, 4+len(payload)), true, opClose, len(payload)), payload...))
 	c.outBytes += 4 + len(payload)
-	err := c.startFlushLocked()
+	err := c.flushLocked()
 	c.mu.Unlock()
 	if err != nil {
 		c.teardown(err)
@@ -136,21 +138,22 @@ func (c *Conn) Close(code uint16, reason string) error {
 	return nil
 }
 
-// startFlushLocked writes what it can without blocking; if the socket is full, it hands the rest to a drain
-// goroutine. A connection that is closing is torn down once its queue is empty.
-func (c *Conn) startFlushLocked() error {
-	if c.flushing {
-		return nil // the drain goroutine picks the new frames up
+var errClosedBySelf = errors.New("transport: closed after close frame")
+
+// flushLocked writes what the socket takes without blocking. When the socket is full it waits for the write
+// poller (the frames stay queued and later Sends only append); a closing connection whose queue is written
+// is torn down (the error says so).
+func (c *Conn) flushLocked() error {
+	if c.blocked.Load() != 0 {
+		return nil // waiting for writability: onWritable flushes
 	}
 	drained, err := c.writeNonBlockingLocked()
 	if err != nil {
 		return err
 	}
 	if !drained {
-		c.flushing = true
-		c.srv.wg.Add(1)
-		go c.drain()
-		return nil
+		c.blocked.Store(time.Now().Unix())
+		return c.armWriteLocked()
 	}
 	if c.state == stateClosing {
 		return errClosedBySelf
@@ -158,7 +161,33 @@ func (c *Conn) startFlushLocked() error {
 	return nil
 }
 
-var errClosedBySelf = errors.New("transport: closed after close frame")
+// armWriteLocked asks the write poller for one writability event.
+func (c *Conn) armWriteLocked() error {
+	if c.writeArmed {
+		return c.srv.wpoller.Mod(c.fd, writeEvents)
+	}
+	c.writeArmed = true
+	return c.srv.wpoller.Add(c.fd, writeEvents, func(ev netpoll.EpollEvent) {
+		if ev&epollClosed == 0 {
+			c.srv.writable <- c
+		}
+	})
+}
+
+// onWritable runs on a pool worker when a backed-up socket accepts writes again.
+func (c *Conn) onWritable() {
+	c.mu.Lock()
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.blocked.Store(0)
+	err := c.flushLocked()
+	c.mu.Unlock()
+	if err != nil {
+		c.teardown(err)
+	}
+}
 
 // maxIovec bounds the buffers of one writev (the kernel's IOV_MAX is 1024).
 const maxIovec = 1024
@@ -169,21 +198,15 @@ func (c *Conn) writeNonBlockingLocked() (drained bool, err error) {
 		if len(iov) > maxIovec {
 			iov = iov[:maxIovec]
 		}
-		var n int
-		var werr error
-		if err := c.rc.Write(func(fd uintptr) bool {
-			n, werr = unix.Writev(int(fd), iov)
-			return true
-		}); err != nil {
-			return false, err
-		}
+		n, werr := unix.Writev(c.fd, iov)
 		if n > 0 {
 			c.consumeOut(n)
 		}
-		if werr == unix.EAGAIN {
+		switch werr {
+		case nil, unix.EINTR:
+		case unix.EAGAIN:
 			return false, nil
-		}
-		if werr != nil && werr != unix.EINTR {
+		default:
 			return false, werr
 		}
 	}
@@ -204,40 +227,6 @@ func (c *Conn) consumeOut(n int) {
 	}
 }
 
-// drain writes the queue with blocking writes (and a deadline) until it is empty; it runs only while the
-// client's socket buffer is full.
-func (c *Conn) drain() {
-	defer c.srv.wg.Done()
-	for {
-		c.mu.Lock()
-		if c.state == stateClosed {
-			c.mu.Unlock()
-			return
-		}
-		if len(c.out) == 0 {
-			c.flushing = false
-			closing := c.state == stateClosing
-			c.out = nil
-			c.mu.Unlock()
-			if closing {
-				c.teardown(errClosedBySelf)
-			}
-			return
-		}
-		bufs := net.Buffers(c.out)
-		n := c.outBytes
-		c.out, c.outBytes = nil, 0
-		c.mu.Unlock()
-		_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-		if _, err := bufs.WriteTo(c.nc); err != nil {
-			c.srv.stats.writeTimeouts.Add(1)
-			c.teardown(err)
-			return
-		}
-		_ = n
-	}
-}
-
 // teardown closes the socket at once and reports the end of the connection to the handler, once.
 func (c *Conn) teardown(cause error) {
 	c.mu.Lock()
@@ -247,15 +236,31 @@ func (c *Conn) teardown(cause error) {
 	}
 	c.state = stateClosed
 	c.out, c.outBytes = nil, 0
-	// Deregister before closing, under mu: rearm holds mu too, so it can never touch a reused fd number.
 	_ = c.srv.poller.Del(c.fd)
-	_ = c.nc.Close()
+	if c.writeArmed {
+		_ = c.srv.wpoller.Del(c.fd)
+	}
+	_ = unix.Close(c.fd)
 	c.mu.Unlock()
 	c.srv.forget(c)
 	if cause == errClosedBySelf || cause == io.EOF {
 		cause = nil
 	}
 	c.srv.handler.OnClose(c, cause)
+}
+
+// read reads what the socket holds without blocking.
+func (c *Conn) read(buf []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateClosed {
+		return 0, ErrClosed
+	}
+	n, err := unix.Read(c.fd, buf)
+	if n < 0 {
+		n = 0
+	}
+	return n, err
 }
 
 // rearm asks epoll for the next readiness event (one-shot), unless the connection is closed.
@@ -275,13 +280,8 @@ func (c *Conn) rearm() {
 func (c *Conn) onReadable(buf []byte) {
 	budget := c.srv.cfg.ReadBudget
 	for budget > 0 {
-		var n int
-		var rerr error
-		if err := c.rc.Read(func(fd uintptr) bool {
-			n, rerr = unix.Read(int(fd), buf)
-			return true
-		}); err != nil {
-			c.teardown(err)
+		n, rerr := c.read(buf)
+		if rerr == ErrClosed {
 			return
 		}
 		if rerr == unix.EAGAIN {

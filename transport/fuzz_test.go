@@ -3,8 +3,7 @@ package transport
 import (
 	"bytes"
 	"errors"
-	"net"
-	"os"
+	"net/netip"
 	"testing"
 
 	"github.com/mailru/easygo/netpoll"
@@ -31,20 +30,21 @@ func parseConn(t testing.TB, poller *netpoll.Epoll) (*Conn, *recorder) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := os.NewFile(uintptr(fds[0]), "pair")
-	nc, err := net.FileConn(f)
-	f.Close()
 	unix.Close(fds[1])
-	if err != nil {
-		t.Fatal(err)
-	}
+	unix.SetNonblock(fds[0], true)
 	rec := &recorder{}
 	cfg := Config{MaxFrameSize: 4096, MaxMessageSize: 8192, Logger: quiet}
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, handler: rec, poller: poller, conns: map[*Conn]struct{}{}}
-	rc, _ := nc.(*net.UnixConn).SyscallConn()
-	c := &Conn{srv: s, nc: nc, rc: rc, fd: -1}
-	t.Cleanup(func() { nc.Close() })
+	s := &Server{cfg: cfg, handler: rec, poller: poller, wpoller: poller, conns: map[*Conn]struct{}{},
+		perIP: map[netip.Addr]int{}}
+	c := &Conn{srv: s, fd: fds[0]}
+	t.Cleanup(func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.state != stateClosed {
+			unix.Close(c.fd)
+		}
+	})
 	return c, rec
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -14,7 +15,10 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/mailru/easygo/netpoll"
+	"golang.org/x/sys/unix"
 )
+
+var errWriteTimeout = errors.New("transport: client did not read for WriteTimeout")
 
 // Handler receives the events of every connection. Calls for one connection never overlap; they must not block.
 type Handler interface {
@@ -36,7 +40,7 @@ type Config struct {
 	MaxMessageSize int
 	// WriteQueueBytes bounds the bytes queued for one client; 0 means 4 MiB. Over it: close 1008.
 	WriteQueueBytes int
-	// WriteTimeout bounds one blocking write of a backed-up queue; 0 means 10 s.
+	// WriteTimeout closes a connection whose socket has refused writes for this long; 0 means 10 s.
 	WriteTimeout time.Duration
 	// HandshakeTimeout bounds the upgrade request; 0 means 5 s.
 	HandshakeTimeout time.Duration
@@ -44,6 +48,9 @@ type Config struct {
 	MaxHandshakes int
 	// MaxConnections bounds open connections; 0 means no limit. Beyond it the upgrade gets 503.
 	MaxConnections int
+	// MaxConnectionsPerIP bounds open connections from one client address; 0 means no limit. Beyond it the
+	// upgrade gets 503.
+	MaxConnectionsPerIP int
 	// IdleTimeout closes a connection that sent nothing for this long (stream_timeout); 0 means 120 s.
 	// A keepalive ping is sent after half of it.
 	IdleTimeout time.Duration
@@ -89,7 +96,8 @@ func (c *Config) setDefaults() {
 func (c *Config) Validate() error {
 	for name, v := range map[string]int{"MaxFrameSize": c.MaxFrameSize, "MaxMessageSize": c.MaxMessageSize,
 		"WriteQueueBytes": c.WriteQueueBytes, "MaxHandshakes": c.MaxHandshakes, "MaxConnections": c.MaxConnections,
-		"ReadWorkers": c.ReadWorkers, "ReadBudget": c.ReadBudget} {
+		"MaxConnectionsPerIP": c.MaxConnectionsPerIP,
+		"ReadWorkers":         c.ReadWorkers, "ReadBudget": c.ReadBudget} {
 		if v < 0 {
 			return fmt.Errorf("transport: %s must not be negative", name)
 		}
@@ -120,22 +128,28 @@ type stats struct {
 // readEvents is the epoll interest of an idle connection: readable, one-shot, level-triggered.
 const readEvents = netpoll.EPOLLIN | netpoll.EPOLLRDHUP | netpoll.EPOLLONESHOT
 
+// writeEvents is the interest of a backed-up connection on the write poller: writable, one-shot.
+const writeEvents = netpoll.EPOLLOUT | netpoll.EPOLLONESHOT
+
 // epollClosed is the event easygo passes to every remaining callback when the Epoll closes (its unexported
 // _EPOLLCLOSED); the connection is not readable then.
 const epollClosed netpoll.EpollEvent = 0x20
 
 // Server accepts WebSocket connections and serves them with epoll and a bounded read pool.
 type Server struct {
-	cfg     Config
-	handler Handler
-	log     *slog.Logger
-	poller  *netpoll.Epoll
-	ready   chan *Conn
-	hsSlots chan struct{}
-	stats   stats
+	cfg      Config
+	handler  Handler
+	log      *slog.Logger
+	poller   *netpoll.Epoll // read readiness of every connection
+	wpoller  *netpoll.Epoll // write readiness of backed-up connections only
+	ready    chan *Conn
+	writable chan *Conn
+	hsSlots  chan struct{}
+	stats    stats
 
 	mu        sync.Mutex
 	conns     map[*Conn]struct{}
+	perIP     map[netip.Addr]int
 	listeners map[net.Listener]struct{}
 	closing   bool
 
@@ -157,16 +171,20 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	s := &Server{
 		cfg: cfg, handler: h, log: cfg.Logger.With("component", "transport"),
 		ready:     make(chan *Conn, 4096),
+		writable:  make(chan *Conn, 1024),
 		hsSlots:   make(chan struct{}, cfg.MaxHandshakes),
 		conns:     make(map[*Conn]struct{}),
+		perIP:     make(map[netip.Addr]int),
 		listeners: make(map[net.Listener]struct{}),
 		stop:      make(chan struct{}),
 	}
+	ecfg := &netpoll.EpollConfig{OnWaitError: func(err error) { s.log.Error("epoll wait failed", "err", err) }}
 	var err error
-	s.poller, err = netpoll.EpollCreate(&netpoll.EpollConfig{OnWaitError: func(err error) {
-		s.log.Error("epoll wait failed", "err", err)
-	}})
-	if err != nil {
+	if s.poller, err = netpoll.EpollCreate(ecfg); err != nil {
+		return nil, fmt.Errorf("transport: epoll: %w", err)
+	}
+	if s.wpoller, err = netpoll.EpollCreate(ecfg); err != nil {
+		s.poller.Close()
 		return nil, fmt.Errorf("transport: epoll: %w", err)
 	}
 	for i := 0; i < cfg.ReadWorkers; i++ {
@@ -235,6 +253,10 @@ func (s *Server) handshake(nc net.Conn) {
 	defer s.wg.Done()
 	defer func() { <-s.hsSlots }()
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	var ip netip.Addr
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		ip = a.AddrPort().Addr()
+	}
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
 			path := uri
@@ -249,6 +271,10 @@ func (s *Server) handshake(nc net.Conn) {
 			}
 			if s.cfg.MaxConnections > 0 && s.Len() >= s.cfg.MaxConnections {
 				return ws.RejectConnectionError(ws.RejectionStatus(503), ws.RejectionReason("too many connections"))
+			}
+			if s.cfg.MaxConnectionsPerIP > 0 && s.connsFrom(ip) >= s.cfg.MaxConnectionsPerIP {
+				return ws.RejectConnectionError(ws.RejectionStatus(503),
+					ws.RejectionReason("too many connections from this address"))
 			}
 			return nil
 		},
@@ -277,6 +303,12 @@ func (s *Server) handshake(nc net.Conn) {
 	}
 }
 
+func (s *Server) connsFrom(ip netip.Addr) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.perIP[ip]
+}
+
 func asciiEqualFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
@@ -290,7 +322,9 @@ func asciiEqualFold(b []byte, s string) bool {
 	return true
 }
 
-// register hands the socket's own fd to epoll (no dup, unlike netpoll.Handle, so one fd per connection).
+// register takes the socket out of the net.Conn and hands it to epoll. The descriptor is duplicated and the
+// net.Conn closed, which leaves one descriptor per connection (easygo's netpoll.Handle would keep both) and
+// none of the Go runtime's per-connection structures.
 func (s *Server) register(nc net.Conn) error {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
@@ -300,17 +334,34 @@ func (s *Server) register(nc net.Conn) error {
 	if err != nil {
 		return err
 	}
-	c := &Conn{srv: s, nc: nc, rc: rc}
-	if err := rc.Control(func(fd uintptr) { c.fd = int(fd) }); err != nil {
+	fd := -1
+	var dupErr error
+	if err := rc.Control(func(orig uintptr) {
+		fd, dupErr = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
 		return err
+	}
+	if dupErr != nil {
+		return fmt.Errorf("transport: dup: %w", dupErr)
+	}
+	c := &Conn{srv: s, fd: fd}
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		c.remote = a.AddrPort()
+	}
+	nc.Close() // the duplicate keeps the socket open
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("transport: set non-blocking: %w", err)
 	}
 	c.lastRead.Store(time.Now().Unix())
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
+		unix.Close(fd)
 		return errors.New("transport: shutting down")
 	}
 	s.conns[c] = struct{}{}
+	s.perIP[c.remote.Addr()]++
 	s.mu.Unlock()
 	s.stats.accepted.Add(1)
 	s.handler.OnOpen(c)
@@ -320,24 +371,48 @@ func (s *Server) register(nc net.Conn) error {
 	if c.state == stateClosed {
 		return nil
 	}
-	return s.poller.Add(c.fd, readEvents, func(ev netpoll.EpollEvent) {
+	if err := s.poller.Add(c.fd, readEvents, func(ev netpoll.EpollEvent) {
 		if ev&epollClosed == 0 {
 			s.ready <- c
 		}
-	})
+	}); err != nil {
+		c.mu.Unlock()
+		c.teardown(err)
+		c.mu.Lock()
+	}
+	return nil
 }
 
 func (s *Server) forget(c *Conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	ip := c.remote.Addr()
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
 	s.mu.Unlock()
 }
 
+// readWorker serves readable and writable connections; the pool is bounded, and no call here blocks.
 func (s *Server) readWorker() {
 	defer s.workers.Done()
 	buf := make([]byte, 32<<10)
-	for c := range s.ready {
-		c.onReadable(buf)
+	ready, writable := s.ready, s.writable
+	for ready != nil || writable != nil {
+		select {
+		case c, ok := <-ready:
+			if !ok {
+				ready = nil
+				continue
+			}
+			c.onReadable(buf)
+		case c, ok := <-writable:
+			if !ok {
+				writable = nil
+				continue
+			}
+			c.onWritable()
+		}
 	}
 }
 
@@ -345,16 +420,11 @@ func (s *Server) readWorker() {
 // of it.
 func (s *Server) keepalive() {
 	defer s.wg.Done()
-	every := s.cfg.IdleTimeout / 4
-	if every < 100*time.Millisecond {
-		every = 100 * time.Millisecond
-	}
+	every := max(min(s.cfg.IdleTimeout, s.cfg.WriteTimeout)/4, 100*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
-	idle := int64(s.cfg.IdleTimeout / time.Second)
-	if idle < 1 {
-		idle = 1
-	}
+	idle := max(int64(s.cfg.IdleTimeout/time.Second), 1)
+	writeTimeout := max(int64(s.cfg.WriteTimeout/time.Second), 1)
 	var batch []*Conn
 	for {
 		select {
@@ -371,6 +441,11 @@ func (s *Server) keepalive() {
 		s.mu.Unlock()
 		for _, c := range batch {
 			quiet := now - c.lastRead.Load()
+			if b := c.blocked.Load(); b != 0 && now-b >= writeTimeout {
+				s.stats.writeTimeouts.Add(1)
+				c.teardown(errWriteTimeout)
+				continue
+			}
 			switch {
 			case quiet >= idle:
 				_ = c.Close(CloseGoingAway, "idle timeout")
@@ -426,8 +501,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		close(s.stop)
 		_ = s.poller.Close()
-		s.wg.Wait() // handshakes, drains and keepalive end before the pool's channel closes
+		_ = s.wpoller.Close()
+		s.wg.Wait() // handshakes and keepalive end before the pool's channels close
 		close(s.ready)
+		close(s.writable)
 	})
 	s.workers.Wait()
 	return err

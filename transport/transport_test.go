@@ -404,3 +404,64 @@ func TestConfigValidate(t *testing.T) {
 		t.Error("zero Config rejected")
 	}
 }
+
+func TestClientThatStopsReadingTimesOut(t *testing.T) {
+	// The queue could take it all, but the client reads nothing: after WriteTimeout it is cut off.
+	s, _, addr := startServer(t, Config{WriteQueueBytes: 64 << 20, WriteTimeout: time.Second})
+	c := dial(t, addr)
+	if err := wsutil.WriteClientText(c, []byte("flood:256")); err != nil { // 16 MiB
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for s.Stats().WriteTimeouts == 0 || s.Len() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("blocked client not cut off: %+v", s.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := s.Stats(); st.SlowConsumers != 0 {
+		t.Fatalf("closed as a slow consumer, not by the write timeout: %+v", st)
+	}
+}
+
+func TestBackedUpClientGetsEverythingOnceItReads(t *testing.T) {
+	_, _, addr := startServer(t, Config{WriteQueueBytes: 64 << 20})
+	c := dial(t, addr)
+	if err := wsutil.WriteClientText(c, []byte("flood:128")); err != nil { // 8 MiB: more than the socket buffers
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // let the server's socket fill up and wait for writability
+	for i := 0; i < 128; i++ {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := wsutil.ReadServerText(c)
+		if err != nil || len(got) != 64<<10 {
+			t.Fatalf("message %d: %d bytes, %v", i, len(got), err)
+		}
+	}
+}
+
+func TestMaxConnectionsPerIP(t *testing.T) {
+	_, _, addr := startServer(t, Config{MaxConnectionsPerIP: 2})
+	dialFrom := func(src string) error {
+		d := ws.Dialer{NetDial: func(ctx context.Context, network, a string) (net.Conn, error) {
+			nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+			return nd.DialContext(ctx, network, a)
+		}}
+		conn, _, _, err := d.Dial(context.Background(), "ws://"+addr+"/ws")
+		if err == nil {
+			t.Cleanup(func() { conn.Close() })
+		}
+		return err
+	}
+	for i := 0; i < 2; i++ {
+		if err := dialFrom("127.0.0.1"); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	if err := dialFrom("127.0.0.1"); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("third connection from one address: %v, want 503", err)
+	}
+	if err := dialFrom("127.0.0.2"); err != nil {
+		t.Fatalf("connection from another address: %v", err)
+	}
+}
