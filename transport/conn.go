@@ -57,6 +57,7 @@ type Conn struct {
 	outBytes   int
 	state      uint8
 	writeArmed bool // fd is registered with the write poller
+	deflate    bool // permessage-deflate was negotiated
 }
 
 // readState holds what a connection has read of unfinished frames and messages.
@@ -64,6 +65,7 @@ type readState struct {
 	partial []byte // bytes of an unfinished frame
 	msg     []byte // fragments of an unfinished message
 	msgOp   byte   // opcode of the unfinished message, 0 if none
+	msgZ    bool   // the unfinished message is compressed
 }
 
 // SetValue stores the handler's per-connection value (the server keeps the session's PID here). Call it only
@@ -78,13 +80,17 @@ func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
 
 // Send queues a text message and returns at once. The connection owns msg from now on. If the queue is over
 // its byte limit, the connection is closed (1008) and ErrSlowConsumer returned.
-func (c *Conn) Send(msg []byte) error {
-	return c.enqueue(appendHeader(make([]byte, 0, 10), true, opText, len(msg)), msg)
-}
+func (c *Conn) Send(msg []byte) error { return c.sendData(opText, msg) }
 
 // SendBinary queues a binary message, as Send does.
-func (c *Conn) SendBinary(msg []byte) error {
-	return c.enqueue(appendHeader(make([]byte, 0, 10), true, opBinary, len(msg)), msg)
+func (c *Conn) SendBinary(msg []byte) error { return c.sendData(opBinary, msg) }
+
+func (c *Conn) sendData(op byte, msg []byte) error {
+	if c.deflate && len(msg) >= c.srv.cfg.CompressMinSize {
+		msg = compress(msg)
+		op |= rsv1 // marks a compressed message; appendHeader keeps the high bits of op
+	}
+	return c.enqueue(appendHeader(make([]byte, 0, 10), true, op, len(msg)), msg)
 }
 
 func (c *Conn) sendControl(op byte, payload []byte) error {
@@ -392,6 +398,10 @@ func (c *Conn) pendingMessageLen() int64 {
 
 func (c *Conn) checkHeader(h *frameHeader) error {
 	cfg := &c.srv.cfg
+	if h.rsv == rsv1 && c.deflate && (h.op == opText || h.op == opBinary) {
+		h.rsv = 0 // the first frame of a compressed message; frame() sees h.compressed
+		h.compressed = true
+	}
 	switch {
 	case h.rsv != 0:
 		return errProtocol("reserved bits set without a negotiated extension")
@@ -434,9 +444,9 @@ func (c *Conn) frame(h *frameHeader, payload []byte) error {
 		if !h.fin {
 			return nil
 		}
-		op, data := rs.msgOp, rs.msg
-		rs.msg, rs.msgOp = nil, 0
-		return c.deliver(op, data)
+		op, data, z := rs.msgOp, rs.msg, rs.msgZ
+		rs.msg, rs.msgOp, rs.msgZ = nil, 0, false
+		return c.deliver(op, data, z)
 	default: // text or binary
 		if c.rs != nil && c.rs.msgOp != 0 {
 			return errProtocol("new message before the previous one finished")
@@ -445,15 +455,21 @@ func (c *Conn) frame(h *frameHeader, payload []byte) error {
 			if c.rs == nil {
 				c.rs = &readState{}
 			}
-			c.rs.msgOp = h.op
+			c.rs.msgOp, c.rs.msgZ = h.op, h.compressed
 			c.rs.msg = append(make([]byte, 0, len(payload)*2), payload...)
 			return nil
 		}
-		return c.deliver(h.op, payload)
+		return c.deliver(h.op, payload, h.compressed)
 	}
 }
 
-func (c *Conn) deliver(op byte, data []byte) error {
+func (c *Conn) deliver(op byte, data []byte, compressed bool) error {
+	if compressed {
+		var err error
+		if data, err = decompress(data, c.srv.cfg.MaxMessageSize); err != nil {
+			return err
+		}
+	}
 	if op == opText && !utf8.Valid(data) {
 		return &closeError{code: CloseInvalidPayload, reason: "text message is not valid UTF-8"}
 	}

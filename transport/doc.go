@@ -1,5 +1,6 @@
 // Package transport is the gateway's WebSocket server: an accept loop, a zero-copy gobwas/ws upgrade, and then
-// epoll (mailru/easygo's Epoll on the socket's own file descriptor, with no dup) so that an idle connection
+// epoll (mailru/easygo's Epoll) on the socket's file descriptor, taken out of the net.Conn so that a connection
+// holds exactly one descriptor and none of the Go runtime's per-connection structures. An idle connection
 // costs no goroutine and no read buffer.
 //
 // When a socket becomes readable, one worker of a bounded pool reads what the kernel has without blocking and
@@ -7,9 +8,13 @@
 // client that sends half a frame and stops therefore pins nothing. Control frames are answered here (ping,
 // close handshake with RFC 6455 codes); fragmented messages are reassembled up to a limit; text must be UTF-8.
 //
-// Writes go through a per-connection queue capped in bytes: Send appends and tries a non-blocking writev; only a
-// connection whose socket buffer is full gets a goroutine, which drains the queue with a write deadline and
-// ends. A client that stops reading is closed when its queue is full.
+// Writes go through a per-connection queue capped in bytes: Send appends and tries a non-blocking writev of
+// everything queued. A connection whose socket is full waits on a second epoll instance for writability (no
+// goroutine either); a client that stops reading is closed when its queue is full (1008) or when its socket has
+// refused writes for WriteTimeout.
+//
+// permessage-deflate is negotiated when enabled, with no context takeover in either direction, so compression
+// costs CPU per message and no memory per connection.
 //
 // Concurrency contract: Handler callbacks for one connection never run concurrently (epoll one-shot), and
 // OnMessage's data is valid only during the call. Conn.Send and Conn.Close are safe from any goroutine and never

@@ -29,14 +29,18 @@ const (
 	CloseTryAgainLater   uint16 = 1013
 )
 
+// rsv1 is the bit that marks a compressed message (RFC 7692), in the first byte of a frame.
+const rsv1 byte = 0x40
+
 // frameHeader is the parsed header of a client frame.
 type frameHeader struct {
-	fin    bool
-	rsv    byte
-	op     byte
-	masked bool
-	length int64
-	mask   [4]byte
+	fin        bool
+	compressed bool // RSV1 on the first frame of a message, with permessage-deflate negotiated
+	rsv        byte
+	op         byte
+	masked     bool
+	length     int64
+	mask       [4]byte
 }
 
 var errShortHeader = errors.New("transport: incomplete frame header")

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 	"github.com/mailru/easygo/netpoll"
 	"golang.org/x/sys/unix"
 )
@@ -58,6 +59,12 @@ type Config struct {
 	ReadWorkers int
 	// ReadBudget bounds the bytes read from one socket per readiness event, for fairness; 0 means 256 KiB.
 	ReadBudget int
+	// Compression enables permessage-deflate for clients that offer it (the Perl proxy had it on by default).
+	// Messages are compressed one by one (no context takeover), so it costs CPU per message, no memory per
+	// connection.
+	Compression bool
+	// CompressMinSize is the smallest outgoing message that is compressed; 0 means 512 bytes.
+	CompressMinSize int
 	// AllowedOrigins, if not empty, is the list of Origin header values accepted; others get 403.
 	AllowedOrigins []string
 	// Logger; nil means slog.Default().
@@ -84,6 +91,7 @@ func (c *Config) setDefaults() {
 	def(&c.MaxHandshakes, 1024)
 	def(&c.ReadWorkers, 4*runtime.GOMAXPROCS(0))
 	def(&c.ReadBudget, 256<<10)
+	def(&c.CompressMinSize, 512)
 	defDur(&c.WriteTimeout, 10*time.Second)
 	defDur(&c.HandshakeTimeout, 5*time.Second)
 	defDur(&c.IdleTimeout, 120*time.Second)
@@ -96,8 +104,8 @@ func (c *Config) setDefaults() {
 func (c *Config) Validate() error {
 	for name, v := range map[string]int{"MaxFrameSize": c.MaxFrameSize, "MaxMessageSize": c.MaxMessageSize,
 		"WriteQueueBytes": c.WriteQueueBytes, "MaxHandshakes": c.MaxHandshakes, "MaxConnections": c.MaxConnections,
-		"MaxConnectionsPerIP": c.MaxConnectionsPerIP,
-		"ReadWorkers":         c.ReadWorkers, "ReadBudget": c.ReadBudget} {
+		"MaxConnectionsPerIP": c.MaxConnectionsPerIP, "CompressMinSize": c.CompressMinSize,
+		"ReadWorkers": c.ReadWorkers, "ReadBudget": c.ReadBudget} {
 		if v < 0 {
 			return fmt.Errorf("transport: %s must not be negative", name)
 		}
@@ -290,13 +298,19 @@ func (s *Server) handshake(nc net.Conn) {
 			return ws.RejectConnectionError(ws.RejectionStatus(403), ws.RejectionReason("origin not allowed"))
 		},
 	}
+	var ext wsflate.Extension
+	if s.cfg.Compression {
+		ext.Parameters = deflateParams
+		u.Negotiate = ext.Negotiate
+	}
 	if _, err := u.Upgrade(nc); err != nil {
 		s.stats.rejected.Add(1)
 		nc.Close()
 		return
 	}
 	_ = nc.SetDeadline(time.Time{})
-	if err := s.register(nc); err != nil {
+	_, deflate := ext.Accepted()
+	if err := s.register(nc, deflate); err != nil {
 		s.stats.rejected.Add(1)
 		s.log.Warn("register connection failed", "err", err)
 		nc.Close()
@@ -325,7 +339,7 @@ func asciiEqualFold(b []byte, s string) bool {
 // register takes the socket out of the net.Conn and hands it to epoll. The descriptor is duplicated and the
 // net.Conn closed, which leaves one descriptor per connection (easygo's netpoll.Handle would keep both) and
 // none of the Go runtime's per-connection structures.
-func (s *Server) register(nc net.Conn) error {
+func (s *Server) register(nc net.Conn, deflate bool) error {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return errors.New("transport: connection has no file descriptor")
@@ -344,7 +358,7 @@ func (s *Server) register(nc net.Conn) error {
 	if dupErr != nil {
 		return fmt.Errorf("transport: dup: %w", dupErr)
 	}
-	c := &Conn{srv: s, fd: fd}
+	c := &Conn{srv: s, fd: fd, deflate: deflate}
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.remote = a.AddrPort()
 	}

@@ -89,7 +89,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 type options struct {
 	listen, admin, redisURL, mode, prefix, path string
 	logFormat, logLevel                         string
-	demo                                        bool
+	demo, compression                           bool
 	concurrency                                 int
 	logger                                      *slog.Logger
 }
@@ -111,6 +111,8 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.redisURL, "redis", env("WSGATE_REDIS", server.DefaultRedisURL), "Redis URL")
 	fs.StringVar(&o.mode, "mode", env("WSGATE_MODE", server.DefaultMode), "queue mode: reliable")
 	fs.StringVar(&o.prefix, "prefix", env("WSGATE_PREFIX", redisq.DefaultPrefix), "queue prefix")
+	fs.BoolVar(&o.compression, "compression", env("WSGATE_COMPRESSION", "true") == "true",
+		"offer permessage-deflate to clients (the Perl proxy's default)")
 	fs.StringVar(&o.logFormat, "log-format", env("WSGATE_LOG_FORMAT", "text"), "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", env("WSGATE_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	if cmd == "worker" {
@@ -142,6 +144,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 func (o *options) gatewayConfig() server.Config {
 	cfg := server.Config{Listen: o.listen, Admin: o.admin, RedisURL: o.redisURL, Mode: o.mode, Logger: o.logger}
 	cfg.Transport.Path = o.path
+	cfg.Transport.Compression = o.compression
 	if o.prefix != redisq.DefaultPrefix {
 		cfg.Prefix = o.prefix
 	}
