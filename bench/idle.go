@@ -19,6 +19,7 @@ type IdleResult struct {
 	Failed          int        `json:"failed"`
 	ClientProcesses int        `json:"client_processes"`
 	SettleSeconds   float64    `json:"settle_seconds"`
+	GatewayEnv      []string   `json:"gateway_env,omitempty"`
 	Before          procSample `json:"before"`
 	After           procSample `json:"after"`
 	RSSPerConn      float64    `json:"rss_bytes_per_conn"`
@@ -37,6 +38,8 @@ func runIdle(args []string) error {
 	n := fs.Int("conns", 19000, "connections to hold")
 	perProc := fs.Int("per-process", 9500, "connections per client process (each process has ≤20,000 fds)")
 	out := fs.String("out", "bench/out", "directory for results")
+	var env multiFlag
+	fs.Var(&env, "gateway-env", "KEY=VALUE for the gateway's environment (repeatable), e.g. GOGC=50")
 	settle := fs.Duration("settle", 10*time.Second, "wait after the last connection opened before sampling")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -49,7 +52,7 @@ func runIdle(args []string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	st, err := startStack(dir, stackConfig{workers: 1, concurrency: 16})
+	st, err := startStack(dir, stackConfig{workers: 1, concurrency: 16, env: env})
 	if err != nil {
 		return err
 	}
@@ -92,7 +95,7 @@ func runIdle(args []string) error {
 		}
 		children = append(children, child{cmd, stdin, bufio.NewScanner(stdout)})
 	}
-	res := IdleResult{Scenario: "idle", ClientProcesses: procs}
+	res := IdleResult{Scenario: "idle", ClientProcesses: procs, GatewayEnv: env}
 	for _, c := range children {
 		if !c.lines.Scan() {
 			return fmt.Errorf("client process ended early")
@@ -133,3 +136,9 @@ func runIdle(args []string) error {
 func describe(s procSample) string {
 	return strings.TrimSpace(fmt.Sprintf("rss=%dKiB goroutines=%d fds=%d", s.RSSBytes>>10, s.Goroutines, s.FDs))
 }
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
