@@ -465,3 +465,32 @@ func TestMaxConnectionsPerIP(t *testing.T) {
 		t.Fatalf("connection from another address: %v", err)
 	}
 }
+
+func TestSlowHandshakeIsCutOff(t *testing.T) {
+	s, _, addr := startServer(t, Config{HandshakeTimeout: 300 * time.Millisecond, MaxHandshakes: 2})
+	// Two clients hold every handshake slot by sending half a request line and stopping.
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\n"))
+	}
+	// Once the deadline passes their slots free up and a real client gets in.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conn, _, _, err := ws.Dial(context.Background(), "ws://"+addr+"/ws")
+		if err == nil {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slow handshakes still block new clients: %v (%+v)", err, s.Stats())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s.Stats().Rejected < 2 {
+		t.Fatalf("slow handshakes not counted as rejected: %+v", s.Stats())
+	}
+}
