@@ -20,9 +20,9 @@ type RegistryConfig struct {
 	Tick time.Duration
 	// WheelSlots is the number of slots of each shard's timing wheel; 0 means 4096.
 	WheelSlots int
-	// OnTimeout is called (from a shard actor; it must not block) for each job whose deadline passed, so that
-	// the queue can forget it. Optional.
-	OnTimeout func(jobID string)
+	// OnAbandon is called (from a shard actor; it must not block) for each job that nobody waits for any more:
+	// its deadline passed, or its session ended. The queue can then cancel it. Optional.
+	OnAbandon func(jobID string)
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -151,6 +151,12 @@ func (r *Registry) Shutdown() {
 	})
 }
 
+func (r *Registry) abandon(jobID string) {
+	if r.cfg.OnAbandon != nil {
+		r.cfg.OnAbandon(jobID)
+	}
+}
+
 // registryShard owns the pending jobs whose IDs hash to it.
 type registryShard struct {
 	reg   *Registry
@@ -181,6 +187,7 @@ func (s *registryShard) Receive(ctx actor.Context) {
 		for _, id := range m.jobIDs {
 			if p, ok := s.jobs[id]; ok {
 				s.drop(p)
+				s.reg.abandon(id)
 			}
 		}
 	case *tick:
@@ -189,9 +196,7 @@ func (s *registryShard) Receive(ctx actor.Context) {
 			s.reg.pending.Add(-1)
 			s.reg.timedOut.Add(1)
 			ctx.Send(p.session, &jobTimedOut{jobID: p.id})
-			if s.reg.cfg.OnTimeout != nil {
-				s.reg.cfg.OnTimeout(p.id)
-			}
+			s.reg.abandon(p.id)
 		})
 	}
 }

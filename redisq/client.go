@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -18,13 +20,17 @@ var (
 	ErrQueueFull = errors.New("redisq: submit queue is full")
 	ErrSubmit    = errors.New("redisq: submit failed")
 	ErrNoResult  = errors.New("redisq: job has no result")
+	// ErrJobLost is the outcome of a pending job whose hash vanished from Redis (a Redis restart without
+	// persistence, or an expired TTL): no worker will ever answer it.
+	ErrJobLost = errors.New("redisq: job is gone from Redis")
 )
 
 // DefaultJobTTL is how long a job hash lives when ClientConfig.JobTTL is zero: a little over the gateway's
 // default job timeout (300 s), so that nothing leaks when a client dies.
 const DefaultJobTTL = 330 * time.Second
 
-// Field is one data field of a submitted job. A text field is stored as `text_<Key>`, a JSON one as `json_<Key>`.
+// Field is one data field of a submitted job. A text field is stored as `text_<Key>`, a JSON one as
+// `json_<Key>`.
 type Field struct {
 	Key   string
 	Value string
@@ -38,8 +44,8 @@ type Submission struct {
 	Fields []Field
 }
 
-// Completion is the outcome of a submitted job: a result, or an error (ErrSubmit, ErrJobFailed, ErrNoResult or
-// a Redis error, each wrapped).
+// Completion is the outcome of a submitted job: a result, or an error (ErrSubmit, ErrJobFailed, ErrJobLost,
+// ErrNoResult or a Redis error, each wrapped).
 type Completion struct {
 	JobID  string
 	Result Result
@@ -50,17 +56,28 @@ type Completion struct {
 type ClientConfig struct {
 	// Redis is the connection; required. A *redis.Client, *redis.ClusterClient or failover client all work.
 	Redis redis.UniversalClient
+	// Mode must match the workers'; "" means DefaultMode (reliable, the Perl protocol).
+	Mode Mode
 	// Keys names the queue; the zero value is the Perl default `jobs::pending`.
 	Keys Keys
 	// ClientID names the completion channel `client::<ClientID>`; "" means a new random ID.
 	ClientID string
-	// JobTTL is set on every job hash; 0 means DefaultJobTTL, a negative value means no TTL (as the Perl code).
+	// JobTTL is set on every job hash (and bounds a simple-mode job's life); 0 means DefaultJobTTL, a negative
+	// value means no TTL (as the Perl code).
 	JobTTL time.Duration
+	// Multi wraps the writes of each batch of submits in MULTI/EXEC (the Perl client's use_multi). Not on
+	// Redis Cluster, where a job's keys live in different slots.
+	Multi bool
+	// CancelForgotten deletes the hash of a job that Forget is called for, so that no worker runs a job nobody
+	// waits for (the worker skips an ID whose hash is gone).
+	CancelForgotten bool
 	// MaxBatch bounds how many submits (and how many completions) share one pipeline; 0 means 256.
 	MaxBatch int
-	// QueueSize bounds the submits waiting for the pipeline; 0 means 65536. Submit fails with ErrQueueFull beyond.
+	// QueueSize bounds the submits waiting for the pipeline; 0 means 65536. Submit fails with ErrQueueFull
+	// beyond.
 	QueueSize int
-	// OnComplete receives every completion, from one goroutine, in arrival order; required. It must not block.
+	// OnComplete receives every completion once; required. It is called from the client's goroutines (the
+	// completion reader, and the submitter for failed submits), possibly at the same time, and must not block.
 	OnComplete func(Completion)
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
@@ -74,10 +91,29 @@ func (c *ClientConfig) Validate() error {
 	if c.OnComplete == nil {
 		return errors.New("redisq: ClientConfig.OnComplete is required")
 	}
+	if _, err := ParseMode(string(c.Mode)); err != nil {
+		return err
+	}
 	if c.MaxBatch < 0 || c.QueueSize < 0 {
 		return errors.New("redisq: ClientConfig.MaxBatch and QueueSize must not be negative")
 	}
+	if _, cluster := c.Redis.(*redis.ClusterClient); cluster && c.Multi {
+		return errors.New("redisq: Multi does not work on Redis Cluster (a job's keys are in different slots)")
+	}
 	return nil
+}
+
+// ClientStats are counters of a Client since it started.
+type ClientStats struct {
+	Submitted     uint64
+	SubmitErrors  uint64
+	Completed     uint64 // completions delivered
+	Recovered     uint64 // of which found by recovery after a pub/sub reconnect
+	Lost          uint64 // of which ErrJobLost
+	Late          uint64 // notifications for jobs nobody waited for any more
+	Resubscribed  uint64
+	Pending       int // jobs waiting for a completion (hash modes)
+	CancelledJobs uint64
 }
 
 // Client submits jobs and receives their completions.
@@ -87,12 +123,20 @@ type Client struct {
 	log     *slog.Logger
 	pubsub  *redis.PubSub
 	submits chan Submission
+	forgets chan string
+	notices chan string   // job IDs (simple mode: results) from pub/sub, for the fetch loop
+	recover chan struct{} // asks the fetch loop for a recovery pass
+	pending *pendingSet
 
-	mu        sync.RWMutex // guards closed against Submit, so that the submit channel is closed only once idle
-	closed    bool
-	once      sync.Once
-	wg        sync.WaitGroup
-	submitted chan struct{} // closed when the submit loop has sent everything and ended
+	mu     sync.RWMutex // guards closed against Submit, so that the channels are closed only once idle
+	closed bool
+	once   sync.Once
+	wg     sync.WaitGroup
+	done   chan struct{} // closed by Shutdown: stops the receive loop's reconnect waits
+
+	stats struct {
+		submitted, submitErrors, completed, recovered, lost, late, resubscribed, cancelled atomic.Uint64
+	}
 }
 
 // NewClient checks cfg and returns a Client that is not started yet.
@@ -100,6 +144,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.Mode, _ = ParseMode(string(cfg.Mode))
 	if cfg.ClientID == "" {
 		cfg.ClientID = NewID()
 	}
@@ -116,16 +161,30 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cfg.Logger = slog.Default()
 	}
 	return &Client{
-		cfg:       cfg,
-		id:        cfg.ClientID,
-		log:       cfg.Logger.With("component", "redisq.client", "client_id", cfg.ClientID),
-		submits:   make(chan Submission, cfg.QueueSize),
-		submitted: make(chan struct{}),
+		cfg:     cfg,
+		id:      cfg.ClientID,
+		log:     cfg.Logger.With("component", "redisq.client", "client_id", cfg.ClientID),
+		submits: make(chan Submission, cfg.QueueSize),
+		forgets: make(chan string, cfg.QueueSize),
+		notices: make(chan string, cfg.QueueSize),
+		recover: make(chan struct{}, 1),
+		pending: newPendingSet(),
+		done:    make(chan struct{}),
 	}, nil
 }
 
 // ID is the client's ID (its completion channel is `client::<ID>`).
 func (c *Client) ID() string { return c.id }
+
+// Stats returns the client's counters.
+func (c *Client) Stats() ClientStats {
+	return ClientStats{
+		Submitted: c.stats.submitted.Load(), SubmitErrors: c.stats.submitErrors.Load(),
+		Completed: c.stats.completed.Load(), Recovered: c.stats.recovered.Load(), Lost: c.stats.lost.Load(),
+		Late: c.stats.late.Load(), Resubscribed: c.stats.resubscribed.Load(), Pending: c.pending.len(),
+		CancelledJobs: c.stats.cancelled.Load(),
+	}
+}
 
 // Start subscribes to the completion channel and waits until Redis confirms the subscription, so that no
 // completion can be published before the client listens (the Perl client does not wait, and can lose one).
@@ -136,9 +195,10 @@ func (c *Client) Start(ctx context.Context) error {
 		return fmt.Errorf("redisq: subscribe %s: %w", ClientChannel(c.id), err)
 	}
 	c.pubsub = ps
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.submitLoop()
-	go c.completionLoop(ps.Channel(redis.WithChannelSize(c.cfg.QueueSize)))
+	go c.receiveLoop(ps)
+	go c.fetchLoop()
 	return nil
 }
 
@@ -151,11 +211,32 @@ func (c *Client) Submit(s Submission) error {
 	if c.closed {
 		return ErrClosed
 	}
+	if c.cfg.Mode.usesHash() {
+		c.pending.add(s.ID)
+	}
 	select {
 	case c.submits <- s:
 		return nil
 	default:
+		c.pending.remove(s.ID)
 		return ErrQueueFull
+	}
+}
+
+// Forget stops waiting for a job (its caller gave up): its completion will not be delivered, and with
+// CancelForgotten its hash is deleted so that no worker runs it. It never blocks.
+func (c *Client) Forget(jobID string) {
+	if !c.pending.remove(jobID) || !c.cfg.CancelForgotten {
+		return
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return
+	}
+	select {
+	case c.forgets <- jobID:
+	default: // the hash expires by its TTL anyway
 	}
 }
 
@@ -167,25 +248,15 @@ func (c *Client) Shutdown(ctx context.Context) error {
 		c.closed = true
 		c.mu.Unlock()
 		close(c.submits)
-		if c.pubsub == nil { // never started
-			close(c.submitted)
-			return
-		}
-		// The completion loop ends when the pub/sub closes: do that once every queued submit was sent.
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			<-c.submitted
-			c.pubsub.Close()
-		}()
+		close(c.done)
 	})
-	done := make(chan struct{})
+	finished := make(chan struct{})
 	go func() {
 		c.wg.Wait()
-		close(done)
+		close(finished)
 	}()
 	select {
-	case <-done:
+	case <-finished:
 		return nil
 	case <-ctx.Done():
 		if c.pubsub != nil {
@@ -195,38 +266,79 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	}
 }
 
+func (c *Client) deliver(x Completion, recovered bool) {
+	if c.cfg.Mode.usesHash() && !c.pending.remove(x.JobID) {
+		c.stats.late.Add(1)
+		return
+	}
+	c.stats.completed.Add(1)
+	if recovered {
+		c.stats.recovered.Add(1)
+	}
+	if errors.Is(x.Err, ErrJobLost) {
+		c.stats.lost.Add(1)
+	}
+	c.cfg.OnComplete(x)
+}
+
+// submitLoop batches submits (and cancels) into pipelines. When it ends, every queued submit has been sent, and
+// it closes the pub/sub so that the receive loop ends too.
 func (c *Client) submitLoop() {
 	defer c.wg.Done()
-	defer close(c.submitted)
+	defer func() {
+		if c.pubsub != nil {
+			c.pubsub.Close()
+		}
+	}()
 	batch := make([]Submission, 0, c.cfg.MaxBatch)
-	for s := range c.submits {
-		batch = append(batch[:0], s)
+	var cancels []string
+	for {
+		var s Submission
+		var ok bool
+		select {
+		case s, ok = <-c.submits:
+			if !ok {
+				return
+			}
+			batch = append(batch[:0], s)
+		case id := <-c.forgets:
+			cancels = append(cancels[:0], id)
+			batch = batch[:0]
+		}
 	fill:
-		for len(batch) < c.cfg.MaxBatch {
+		for len(batch)+len(cancels) < c.cfg.MaxBatch {
 			select {
 			case s, ok := <-c.submits:
 				if !ok {
 					break fill
 				}
 				batch = append(batch, s)
+			case id := <-c.forgets:
+				cancels = append(cancels, id)
 			default:
 				break fill
 			}
 		}
-		c.sendBatch(batch)
+		c.sendBatch(batch, cancels)
+		cancels = cancels[:0]
 	}
 }
 
-// sendBatch writes a batch of jobs in one pipeline: per job HSET job::<id> (the Perl HMSET), EXPIRE, LPUSH.
-func (c *Client) sendBatch(batch []Submission) {
+// sendBatch writes a batch of jobs in one pipeline. Hash modes, per job: HSET job::<id> (the Perl HMSET),
+// EXPIRE, LPUSH <pending> <id>; simple mode: LPUSH <pending> <job JSON>. Cancelled jobs: DEL job::<id>.
+func (c *Client) sendBatch(batch []Submission, cancels []string) {
 	ctx := context.Background()
-	now := epoch(time.Now())
+	now := time.Now()
 	pushes := make([]*redis.IntCmd, len(batch))
-	_, _ = c.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+	write := func(p redis.Pipeliner) error {
 		for i, s := range batch {
+			if c.cfg.Mode == ModeSimple {
+				pushes[i] = p.LPush(ctx, c.cfg.Keys.Pending(), c.simpleJob(s, now))
+				continue
+			}
 			key := JobKey(s.ID)
 			args := make([]any, 0, 4+2*len(s.Fields))
-			args = append(args, fieldReplyTo, c.id, fieldQueued, now)
+			args = append(args, fieldReplyTo, c.id, fieldQueued, epoch(now))
 			for _, f := range s.Fields {
 				if f.JSON {
 					args = append(args, "json_"+f.Key, f.Value)
@@ -240,55 +352,196 @@ func (c *Client) sendBatch(batch []Submission) {
 			}
 			pushes[i] = p.LPush(ctx, c.cfg.Keys.Pending(), s.ID)
 		}
+		for _, id := range cancels {
+			p.Del(ctx, JobKey(id))
+		}
 		return nil
-	})
+	}
+	if c.cfg.Multi {
+		_, _ = c.cfg.Redis.TxPipelined(ctx, write)
+	} else {
+		_, _ = c.cfg.Redis.Pipelined(ctx, write)
+	}
+	c.stats.cancelled.Add(uint64(len(cancels)))
 	for i, s := range batch {
 		if err := pushes[i].Err(); err != nil {
-			c.cfg.OnComplete(Completion{JobID: s.ID, Err: fmt.Errorf("%w: %w", ErrSubmit, err)})
+			c.stats.submitErrors.Add(1)
+			c.deliver(Completion{JobID: s.ID, Err: fmt.Errorf("%w: %w", ErrSubmit, err)}, false)
+			continue
+		}
+		c.stats.submitted.Add(1)
+	}
+}
+
+func (c *Client) simpleJob(s Submission, now time.Time) string {
+	j := simpleJob{ID: s.ID, ReplyTo: c.id, Queued: float64(now.UnixMicro()) / 1e6}
+	if c.cfg.JobTTL > 0 {
+		j.Expires = float64(now.Add(c.cfg.JobTTL).UnixMicro()) / 1e6
+	}
+	for _, f := range s.Fields {
+		if f.JSON {
+			if j.JSON == nil {
+				j.JSON = map[string]any{}
+			}
+			j.JSON[f.Key] = json.RawMessage(f.Value)
+		} else {
+			if j.Text == nil {
+				j.Text = map[string]string{}
+			}
+			j.Text[f.Key] = f.Value
+		}
+	}
+	b, _ := json.Marshal(j) // strings and valid raw JSON only
+	return string(b)
+}
+
+// receiveLoop reads the pub/sub connection. go-redis reconnects and re-subscribes by itself after a drop; each
+// re-subscription triggers a recovery pass over the pending jobs, whose notifications may have been missed.
+func (c *Client) receiveLoop(ps *redis.PubSub) {
+	defer c.wg.Done()
+	defer close(c.notices)
+	ctx := context.Background()
+	backoff := 10 * time.Millisecond
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, 30*time.Second)
+		if err != nil {
+			select {
+			case <-c.done:
+				return
+			default:
+			}
+			if errors.Is(err, redis.ErrClosed) {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				_ = ps.Ping(ctx) // a quiet channel: make sure the connection is alive
+				continue
+			}
+			c.log.Warn("pub/sub connection lost; reconnecting", "err", err)
+			select {
+			case <-c.done:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 10 * time.Millisecond
+		switch m := msg.(type) {
+		case *redis.Message:
+			c.notices <- m.Payload
+		case *redis.Subscription:
+			if m.Kind == "subscribe" && c.cfg.Mode.usesHash() {
+				c.stats.resubscribed.Add(1)
+				c.log.Info("pub/sub re-subscribed; recovering missed completions", "pending", c.pending.len())
+				select {
+				case c.recover <- struct{}{}:
+				default: // a pass is already due
+				}
+			}
 		}
 	}
 }
 
-func (c *Client) completionLoop(msgs <-chan *redis.Message) {
+// fetchLoop turns notifications into completions, batching the reads of results into pipelines.
+func (c *Client) fetchLoop() {
 	defer c.wg.Done()
-	ids := make([]string, 0, c.cfg.MaxBatch)
-	for m := range msgs {
-		ids = append(ids[:0], m.Payload)
+	batch := make([]string, 0, c.cfg.MaxBatch)
+	for {
+		var id string
+		select {
+		case <-c.recover:
+			c.recoverPending()
+			continue
+		case n, ok := <-c.notices:
+			if !ok {
+				return
+			}
+			id = n
+		}
+		batch = append(batch[:0], id)
 	fill:
-		for len(ids) < c.cfg.MaxBatch {
+		for len(batch) < c.cfg.MaxBatch {
 			select {
-			case m, ok := <-msgs:
+			case id, ok := <-c.notices:
 				if !ok {
 					break fill
 				}
-				ids = append(ids, m.Payload)
+				batch = append(batch, id)
 			default:
 				break fill
 			}
 		}
-		c.fetchResults(ids)
+		if c.cfg.Mode == ModeSimple {
+			for _, payload := range batch {
+				c.deliver(simpleCompletion(payload), false)
+			}
+			continue
+		}
+		c.fetchResults(batch, false)
 	}
 }
 
-// fetchResults reads and deletes the results of completed jobs in one pipeline (HMGET result, DEL: the Perl
-// client's sequence) and delivers them.
-func (c *Client) fetchResults(ids []string) {
+func simpleCompletion(payload string) Completion {
+	var r simpleResult
+	if err := json.Unmarshal([]byte(payload), &r); err != nil || r.ID == "" {
+		return Completion{Err: fmt.Errorf("redisq: bad simple-mode notification %.64q", payload)}
+	}
+	if r.Error != "" {
+		return Completion{JobID: r.ID, Err: fmt.Errorf("%w: %s", ErrJobFailed, r.Error)}
+	}
+	res, err := decodeResult(r.Result)
+	return Completion{JobID: r.ID, Result: res, Err: err}
+}
+
+// fetchResults reads and deletes the results of jobs in one pipeline (HMGET result, DEL: the Perl client's
+// sequence) and delivers them. With probe set (recovery), jobs that have no result yet are left alone, and jobs
+// whose hash is gone are reported lost.
+func (c *Client) fetchResults(ids []string, probe bool) {
 	ctx := context.Background()
 	gets := make([]*redis.SliceCmd, len(ids))
 	_, _ = c.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			gets[i] = p.HMGet(ctx, JobKey(id), fieldResult, fieldError)
-			p.Del(ctx, JobKey(id))
+			gets[i] = p.HMGet(ctx, JobKey(id), fieldResult, fieldError, fieldReplyTo)
+			if !probe {
+				p.Del(ctx, JobKey(id))
+			}
 		}
 		return nil
 	})
+	var done []string
 	for i, id := range ids {
-		c.cfg.OnComplete(completionFrom(id, gets[i]))
+		vals, err := gets[i].Result()
+		if probe {
+			if err != nil {
+				continue // try again at the next recovery
+			}
+			_, hasResult := vals[0].(string)
+			_, exists := vals[2].(string)
+			if !hasResult && exists {
+				continue // still queued or running
+			}
+			if hasResult {
+				done = append(done, id)
+			}
+		}
+		c.deliver(completionFrom(id, vals, err), probe)
+	}
+	if len(done) > 0 {
+		c.cfg.Redis.Del(ctx, jobKeys(done)...)
 	}
 }
 
-func completionFrom(id string, cmd *redis.SliceCmd) Completion {
-	vals, err := cmd.Result()
+func jobKeys(ids []string) []string {
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = JobKey(id)
+	}
+	return keys
+}
+
+func completionFrom(id string, vals []any, err error) Completion {
 	if err != nil {
 		return Completion{JobID: id, Err: fmt.Errorf("redisq: read result of job %s: %w", id, err)}
 	}
@@ -297,6 +550,9 @@ func completionFrom(id string, cmd *redis.SliceCmd) Completion {
 	}
 	raw, ok := vals[0].(string)
 	if !ok {
+		if _, exists := vals[2].(string); !exists {
+			return Completion{JobID: id, Err: ErrJobLost}
+		}
 		return Completion{JobID: id, Err: ErrNoResult}
 	}
 	res, err := decodeResult(raw)
@@ -304,6 +560,17 @@ func completionFrom(id string, cmd *redis.SliceCmd) Completion {
 		return Completion{JobID: id, Err: err}
 	}
 	return Completion{JobID: id, Result: res}
+}
+
+// recoverPending probes every pending job's hash after a re-subscription: completions published while the
+// client was not listening are delivered from the stored results, and jobs lost with Redis fail at once.
+func (c *Client) recoverPending() {
+	ids := c.pending.snapshot()
+	for len(ids) > 0 {
+		n := min(len(ids), c.cfg.MaxBatch)
+		c.fetchResults(ids[:n], true)
+		ids = ids[n:]
+	}
 }
 
 // DecodeJSON decodes a result payload of either tag as JSON into v.

@@ -22,6 +22,10 @@ const (
 	fieldStarted   = "_started"
 	fieldProcessed = "_processed"
 	fieldResult    = "result"
+	// fieldWorker names the worker holding a job (a wsgate extension, for the reaper).
+	fieldWorker = "_worker"
+	// fieldDeliveries counts the deliveries that ended with a dead worker (a wsgate extension).
+	fieldDeliveries = "_deliveries"
 	// fieldError marks a failed job (a wsgate extension; Perl code ignores it). The Perl worker writes nothing
 	// for a failed job, which leaves its caller waiting for a timeout.
 	fieldError = "_error"
@@ -87,6 +91,9 @@ type Job struct {
 	Data map[string]any
 	// Queued is when the client queued the job (zero if unknown).
 	Queued time.Time
+	// Deliveries counts how many times the job has been handed to a worker, this time included: more than 1
+	// means an earlier worker died while running it (reliable mode).
+	Deliveries int
 }
 
 // Text returns a text field of the job's data, or "" if there is none.

@@ -47,6 +47,12 @@ func (k Keys) Pending() string {
 // Processing is the list that holds the IDs of jobs that a worker has taken (reliable mode).
 func (k Keys) Processing() string { return k.prefixed("processing") }
 
+// Dead is the dead-letter list: IDs of jobs delivered MaxDeliveries times (reliable mode).
+func (k Keys) Dead() string { return k.prefixed("dead") }
+
+// heartbeat is the key that proves a reliable-mode worker alive.
+func (k Keys) heartbeat(workerID string) string { return k.prefixed("worker::" + workerID) }
+
 // JobKey is the hash of one job; never prefixed.
 func JobKey(id string) string { return "job::" + id }
 

@@ -59,7 +59,7 @@ func startPair(t *testing.T, srv *redistest.Server, h redisq.Handler) (*redisq.C
 	t.Cleanup(func() { c.Shutdown(context.Background()) })
 	if h != nil {
 		w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: srv.Client(), Handler: h, Concurrency: 4,
-			PollTimeout: 200 * time.Millisecond})
+			PollTimeout: time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,10 +2,12 @@ package redisq
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"time"
 
@@ -14,7 +16,8 @@ import (
 
 // Handler runs one job. It is shaped like net/http's Handler: the worker calls ServeJob for every job it takes,
 // from several goroutines at once (WorkerConfig.Concurrency). A returned error is written back as a failure, so
-// the caller learns of it at once.
+// the caller learns of it at once. In reliable mode a job may run more than once (its worker died mid-job):
+// Job.ID and Job.Deliveries make idempotence easy.
 type Handler interface {
 	ServeJob(ctx context.Context, job *Job) (Result, error)
 }
@@ -70,12 +73,14 @@ func (r *Router) ServeJob(ctx context.Context, job *Job) (Result, error) {
 	return Result{}, fmt.Errorf("%w %q", ErrUnknownJob, name)
 }
 
-// WorkerConfig configures a Worker.
+// WorkerConfig configures a Worker. Each field's zero value means the default named in its comment.
 type WorkerConfig struct {
 	// Redis is the connection; required. Each fetch loop holds one pooled connection in its blocking fetch
 	// and needs another to answer, so the pool should hold at least 2×Concurrency connections (NewWorker
 	// warns when a *redis.Client's pool is smaller; WorkerRedisOptions sets it).
 	Redis redis.UniversalClient
+	// Mode must match the clients'; "" means DefaultMode (reliable, the Perl protocol).
+	Mode Mode
 	// Keys names the queue; the zero value is the Perl default `jobs::pending`.
 	Keys Keys
 	// Handler runs the jobs; required.
@@ -85,6 +90,17 @@ type WorkerConfig struct {
 	// PollTimeout is the blocking wait of one fetch; 0 means 3 s, as the Perl worker. Shutdown may wait this long
 	// for an idle fetch to return.
 	PollTimeout time.Duration
+	// Multi wraps the writes that answer a job in MULTI/EXEC (the Perl worker's use_multi).
+	Multi bool
+	// WorkerID names the worker's heartbeat key; "" means a new random ID.
+	WorkerID string
+	// Heartbeat is how often a reliable-mode worker proves it is alive; its key expires after 3 beats. 0 means 2 s.
+	Heartbeat time.Duration
+	// ReapInterval is how often a reliable-mode worker looks for jobs of dead workers; 0 means Heartbeat.
+	ReapInterval time.Duration
+	// MaxDeliveries is how many times a job is handed to a worker before it goes to the dead-letter list
+	// (`<prefix>::dead`) and its caller gets a failure; 0 means 5.
+	MaxDeliveries int
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -97,10 +113,22 @@ func (c *WorkerConfig) Validate() error {
 	if c.Handler == nil {
 		return errors.New("redisq: WorkerConfig.Handler is required")
 	}
-	if c.Concurrency < 0 || c.PollTimeout < 0 {
-		return errors.New("redisq: WorkerConfig.Concurrency and PollTimeout must not be negative")
+	if _, err := ParseMode(string(c.Mode)); err != nil {
+		return err
+	}
+	if c.Concurrency < 0 || c.PollTimeout < 0 || c.Heartbeat < 0 || c.ReapInterval < 0 || c.MaxDeliveries < 0 {
+		return errors.New("redisq: WorkerConfig numbers must not be negative")
 	}
 	return nil
+}
+
+// WorkerStats are counters of a Worker since it started.
+type WorkerStats struct {
+	Processed    uint64 // jobs answered with a result
+	Failed       uint64 // jobs answered with a failure
+	Skipped      uint64 // IDs whose hash was gone (cancelled or expired) or simple jobs past their expiry
+	Requeued     uint64 // jobs of dead workers put back by this worker's reaper
+	DeadLettered uint64
 }
 
 // Worker takes jobs from a queue and runs them.
@@ -109,7 +137,13 @@ type Worker struct {
 	log  *slog.Logger
 	stop chan struct{}
 	once sync.Once
-	wg   sync.WaitGroup
+	wg   sync.WaitGroup // fetch loops
+	bg   sync.WaitGroup // heartbeat and reaper
+
+	stats struct {
+		sync.Mutex
+		WorkerStats
+	}
 }
 
 // NewWorker checks cfg and returns a Worker that is not running yet.
@@ -117,16 +151,30 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.Mode, _ = ParseMode(string(cfg.Mode))
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 16
 	}
 	if cfg.PollTimeout == 0 {
 		cfg.PollTimeout = 3 * time.Second
 	}
+	if cfg.WorkerID == "" {
+		cfg.WorkerID = NewID()
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 2 * time.Second
+	}
+	if cfg.ReapInterval == 0 {
+		cfg.ReapInterval = cfg.Heartbeat
+	}
+	if cfg.MaxDeliveries == 0 {
+		cfg.MaxDeliveries = 5
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	w := &Worker{cfg: cfg, log: cfg.Logger.With("component", "redisq.worker"), stop: make(chan struct{})}
+	w := &Worker{cfg: cfg, stop: make(chan struct{}),
+		log: cfg.Logger.With("component", "redisq.worker", "worker_id", cfg.WorkerID)}
 	if c, ok := cfg.Redis.(*redis.Client); ok && c.Options().PoolSize < 2*cfg.Concurrency {
 		w.log.Warn("redis pool is smaller than 2×concurrency: jobs will wait for connections",
 			"pool_size", c.Options().PoolSize, "concurrency", cfg.Concurrency)
@@ -134,15 +182,36 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	return w, nil
 }
 
-// WorkerRedisOptions sizes opts for a worker of the given concurrency: a pool of 2×concurrency+2 connections
-// and no read timeout shorter than a blocking fetch.
+// WorkerRedisOptions sizes opts for a worker of the given concurrency: a pool of 2×concurrency+4 connections.
 func WorkerRedisOptions(opts *redis.Options, concurrency int) *redis.Options {
-	opts.PoolSize = max(opts.PoolSize, 2*concurrency+2)
+	opts.PoolSize = max(opts.PoolSize, 2*concurrency+4)
 	return opts
 }
 
-// Start launches the fetch loops and returns.
+// ID is the worker's ID.
+func (w *Worker) ID() string { return w.cfg.WorkerID }
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() WorkerStats {
+	w.stats.Lock()
+	defer w.stats.Unlock()
+	return w.stats.WorkerStats
+}
+
+func (w *Worker) count(f func(*WorkerStats)) {
+	w.stats.Lock()
+	f(&w.stats.WorkerStats)
+	w.stats.Unlock()
+}
+
+// Start launches the fetch loops (and in reliable mode the heartbeat and the reaper) and returns.
 func (w *Worker) Start() {
+	if w.cfg.Mode == ModeReliable {
+		w.beat(context.Background()) // alive before the first job is taken
+		w.bg.Add(2)
+		go w.heartbeatLoop()
+		go w.reapLoop()
+	}
 	for i := 0; i < w.cfg.Concurrency; i++ {
 		w.wg.Add(1)
 		go w.loop()
@@ -158,20 +227,25 @@ func (w *Worker) Run(ctx context.Context) error {
 	return w.Shutdown(sctx)
 }
 
-// Shutdown stops taking new jobs, lets running jobs finish and waits for that, or for ctx. Safe to call twice.
+// Shutdown stops taking new jobs, lets running jobs finish and waits for that, or for ctx; then it stops the
+// heartbeat (deleting its key). Safe to call twice.
 func (w *Worker) Shutdown(ctx context.Context) error {
 	w.once.Do(func() { close(w.stop) })
 	done := make(chan struct{})
 	go func() {
 		w.wg.Wait()
+		w.bg.Wait()
 		close(done)
 	}()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	if w.cfg.Mode == ModeReliable {
+		w.cfg.Redis.Del(context.Background(), w.cfg.Keys.heartbeat(w.cfg.WorkerID))
+	}
+	return nil
 }
 
 func (w *Worker) stopping() bool {
@@ -183,50 +257,85 @@ func (w *Worker) stopping() bool {
 	}
 }
 
+// sleep waits d or until Shutdown; it reports whether to go on.
+func (w *Worker) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-w.stop:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 func (w *Worker) loop() {
 	defer w.wg.Done()
 	ctx := context.Background()
 	backoff := 50 * time.Millisecond
+	keys := w.cfg.Keys
 	for !w.stopping() {
-		// BRPOPLPUSH pending processing: the job ID stays in `processing` until it is answered (reliable mode).
-		id, err := w.cfg.Redis.BLMove(ctx, w.cfg.Keys.Pending(), w.cfg.Keys.Processing(), "RIGHT", "LEFT",
-			w.cfg.PollTimeout).Result()
+		var item string
+		var err error
+		switch w.cfg.Mode {
+		case ModeReliable:
+			// BRPOPLPUSH pending processing: the ID stays in `processing` until the job is answered.
+			item, err = w.cfg.Redis.BLMove(ctx, keys.Pending(), keys.Processing(), "RIGHT", "LEFT",
+				w.cfg.PollTimeout).Result()
+		default:
+			var kv []string
+			kv, err = w.cfg.Redis.BRPop(ctx, w.cfg.PollTimeout, keys.Pending()).Result()
+			if err == nil {
+				item = kv[1]
+			}
+		}
 		if errors.Is(err, redis.Nil) {
 			continue
 		}
 		if err != nil {
 			w.log.Warn("fetch failed", "err", err)
-			select {
-			case <-w.stop:
+			if !w.sleep(backoff) {
 				return
-			case <-time.After(backoff):
 			}
 			backoff = min(backoff*2, 2*time.Second)
 			continue
 		}
 		backoff = 50 * time.Millisecond
-		w.process(ctx, id)
+		if w.cfg.Mode == ModeSimple {
+			w.processSimple(ctx, item)
+		} else {
+			w.process(ctx, item)
+		}
 	}
 }
 
 // process runs one job with the Perl worker's command sequence: HGETALL, HMSET _started, run, then
 // HMSET _processed+result, PUBLISH client::<reply_to> <id>, LREM processing.
 func (w *Worker) process(ctx context.Context, id string) {
-	rdb := w.cfg.Redis
+	rdb, keys := w.cfg.Redis, w.cfg.Keys
+	reliable := w.cfg.Mode == ModeReliable
 	h, err := rdb.HGetAll(ctx, JobKey(id)).Result()
 	if err != nil {
 		w.log.Warn("read job failed", "job_id", id, "err", err)
-		return // the ID stays in processing
+		return // reliable: the ID stays in processing, and the reaper hands it out again if we die
 	}
-	if len(h) == 0 { // expired or cancelled: nobody waits for it
-		rdb.LRem(ctx, w.cfg.Keys.Processing(), 1, id)
+	if len(h) == 0 { // cancelled or expired: nobody waits for it
+		w.count(func(s *WorkerStats) { s.Skipped++ })
+		if reliable {
+			rdb.LRem(ctx, keys.Processing(), 1, id)
+		}
 		return
 	}
 	job, perr := parseJob(id, h)
 	if job == nil {
 		job = &Job{ID: id, ReplyTo: h[fieldReplyTo]}
 	}
-	if err := rdb.HSet(ctx, JobKey(id), fieldStarted, epoch(time.Now())).Err(); err != nil {
+	job.Deliveries = 1
+	if n, err := strconv.Atoi(h[fieldDeliveries]); err == nil {
+		job.Deliveries += n
+	}
+	// _worker names the lease holder for the reaper; like every `_` field it passes through Perl code.
+	if err := rdb.HSet(ctx, JobKey(id), fieldStarted, epoch(time.Now()), fieldWorker, w.cfg.WorkerID).Err(); err != nil {
 		w.log.Warn("mark job started failed", "job_id", id, "err", err)
 	}
 	var res Result
@@ -239,19 +348,63 @@ func (w *Worker) process(ctx context.Context, id string) {
 	if err != nil {
 		w.log.Debug("job failed", "job_id", id, "err", err)
 		fields = append(fields, fieldResult, string(TagText)+failedResultPrefix+err.Error(), fieldError, err.Error())
+		w.count(func(s *WorkerStats) { s.Failed++ })
 	} else {
 		fields = append(fields, fieldResult, res.encode())
+		w.count(func(s *WorkerStats) { s.Processed++ })
 	}
-	_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	write := func(p redis.Pipeliner) error {
 		p.HSet(ctx, JobKey(id), fields...)
 		if job.ReplyTo != "" {
 			p.Publish(ctx, ClientChannel(job.ReplyTo), id)
 		}
-		p.LRem(ctx, w.cfg.Keys.Processing(), 1, id)
+		if reliable {
+			p.LRem(ctx, keys.Processing(), 1, id)
+		}
 		return nil
-	})
+	}
+	if w.cfg.Multi {
+		_, err = rdb.TxPipelined(ctx, write)
+	} else {
+		_, err = rdb.Pipelined(ctx, write)
+	}
 	if err != nil {
 		w.log.Warn("write result failed", "job_id", id, "err", err)
+	}
+}
+
+// processSimple runs a simple-mode job and publishes its result in the notification itself.
+func (w *Worker) processSimple(ctx context.Context, raw string) {
+	var sj simpleJob
+	if err := json.Unmarshal([]byte(raw), &sj); err != nil || sj.ID == "" {
+		w.log.Warn("not a simple-mode job (do the clients use another mode?)", "item", fmt.Sprintf("%.64q", raw))
+		return
+	}
+	if sj.Expires > 0 && float64(time.Now().UnixMicro())/1e6 > sj.Expires {
+		w.count(func(s *WorkerStats) { s.Skipped++ })
+		return
+	}
+	job := &Job{ID: sj.ID, ReplyTo: sj.ReplyTo, Deliveries: 1, Queued: time.UnixMicro(int64(sj.Queued * 1e6)),
+		Data: make(map[string]any, len(sj.Text)+len(sj.JSON))}
+	for k, v := range sj.Text {
+		job.Data[k] = v
+	}
+	for k, v := range sj.JSON {
+		b, _ := json.Marshal(v)
+		job.Data[k] = json.RawMessage(b)
+	}
+	res, err := w.serve(ctx, job)
+	out := simpleResult{ID: sj.ID}
+	if err != nil {
+		out.Error = err.Error()
+		w.count(func(s *WorkerStats) { s.Failed++ })
+	} else {
+		out.Result = string(res.encode())
+		w.count(func(s *WorkerStats) { s.Processed++ })
+	}
+	msg, _ := json.Marshal(out)
+	if err := w.cfg.Redis.Publish(ctx, ClientChannel(sj.ReplyTo), msg).Err(); err != nil {
+		w.log.Warn("publish result failed", "job_id", sj.ID, "err", err)
 	}
 }
 
@@ -264,4 +417,114 @@ func (w *Worker) serve(ctx context.Context, job *Job) (res Result, err error) {
 		}
 	}()
 	return w.cfg.Handler.ServeJob(ctx, job)
+}
+
+// beat marks the worker alive for three heartbeats.
+func (w *Worker) beat(ctx context.Context) {
+	if err := w.cfg.Redis.Set(ctx, w.cfg.Keys.heartbeat(w.cfg.WorkerID), epoch(time.Now()), 3*w.cfg.Heartbeat).Err(); err != nil {
+		w.log.Warn("heartbeat failed", "err", err)
+	}
+}
+
+func (w *Worker) heartbeatLoop() {
+	defer w.bg.Done()
+	for w.sleep(w.cfg.Heartbeat) {
+		w.beat(context.Background())
+	}
+}
+
+func (w *Worker) reapLoop() {
+	defer w.bg.Done()
+	for w.sleep(w.cfg.ReapInterval) {
+		if err := w.Reap(context.Background()); err != nil {
+			w.log.Warn("reap failed", "err", err)
+		}
+	}
+}
+
+// Reap requeues the jobs in `processing` whose worker is dead (its heartbeat key expired), counting a delivery
+// each time, and moves a job that was delivered MaxDeliveries times to the dead-letter list, answering its
+// caller with a failure. Jobs without a `_worker` field (taken by a Perl worker, or just being taken) are left
+// alone. Every reliable-mode worker runs it periodically; LREM decides which reaper wins a job.
+func (w *Worker) Reap(ctx context.Context) error {
+	rdb, keys := w.cfg.Redis, w.cfg.Keys
+	ids, err := rdb.LRange(ctx, keys.Processing(), 0, -1).Result()
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	leases := make([]*redis.SliceCmd, len(ids))
+	if _, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			leases[i] = p.HMGet(ctx, JobKey(id), fieldWorker, fieldDeliveries, fieldReplyTo)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	alive := map[string]bool{w.cfg.WorkerID: true}
+	for i, id := range ids {
+		vals, _ := leases[i].Result()
+		if len(vals) < 3 {
+			continue
+		}
+		worker, _ := vals[0].(string)
+		replyTo, exists := vals[2].(string)
+		if !exists { // the hash expired: nobody waits for it
+			rdb.LRem(ctx, keys.Processing(), 1, id)
+			continue
+		}
+		if worker == "" {
+			continue
+		}
+		live, known := alive[worker]
+		if !known {
+			n, err := rdb.Exists(ctx, keys.heartbeat(worker)).Result()
+			if err != nil {
+				return err
+			}
+			live = n > 0
+			alive[worker] = live
+		}
+		if live {
+			continue
+		}
+		delivered, _ := strconv.Atoi(fmt.Sprint(vals[1]))
+		delivered++ // the delivery that died
+		if removed, err := rdb.LRem(ctx, keys.Processing(), 1, id).Result(); err != nil || removed == 0 {
+			continue // another reaper took it
+		}
+		if delivered >= w.cfg.MaxDeliveries {
+			w.deadLetter(ctx, id, replyTo, delivered)
+			continue
+		}
+		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.HSet(ctx, JobKey(id), fieldDeliveries, delivered)
+			p.HDel(ctx, JobKey(id), fieldWorker)
+			p.RPush(ctx, keys.Pending(), id) // the right end: the next job to be taken
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		w.count(func(s *WorkerStats) { s.Requeued++ })
+		w.log.Info("requeued a job of a dead worker", "job_id", id, "dead_worker", worker, "deliveries", delivered)
+	}
+	return nil
+}
+
+func (w *Worker) deadLetter(ctx context.Context, id, replyTo string, delivered int) {
+	msg := fmt.Sprintf("redisq: job dead-lettered after %d deliveries", delivered)
+	_, err := w.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, JobKey(id), fieldDeliveries, delivered, fieldProcessed, epoch(time.Now()),
+			fieldResult, string(TagText)+failedResultPrefix+msg, fieldError, msg)
+		p.LPush(ctx, w.cfg.Keys.Dead(), id)
+		p.Publish(ctx, ClientChannel(replyTo), id)
+		return nil
+	})
+	if err != nil {
+		w.log.Warn("dead-letter failed", "job_id", id, "err", err)
+		return
+	}
+	w.count(func(s *WorkerStats) { s.DeadLettered++ })
+	w.log.Warn("job dead-lettered", "job_id", id, "deliveries", delivered)
 }

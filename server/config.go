@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wsgate/wsgate/actors"
+	"github.com/wsgate/wsgate/redisq"
 	"github.com/wsgate/wsgate/transport"
 )
 
@@ -37,7 +38,8 @@ type Config struct {
 	// Redis, if set, is the connection to use (a single node, Sentinel or Cluster client); the gateway does not
 	// close it.
 	Redis redis.UniversalClient
-	// Mode is the queue mode; "" means DefaultMode. Only "reliable" (the Perl protocol) is implemented so far.
+	// Mode is the queue mode (simple, recoverable or reliable; see redisq.Mode); "" means DefaultMode. The
+	// workers must use the same mode.
 	Mode string
 	// Prefix is the queue prefix; "" means "jobs".
 	Prefix string
@@ -115,8 +117,8 @@ func (c Config) withDefaults() (Config, error) {
 
 // Validate reports a configuration error.
 func (c Config) Validate() error {
-	if c.Mode != "" && c.Mode != "reliable" {
-		return fmt.Errorf("server: mode %q is not implemented yet (only reliable)", c.Mode)
+	if _, err := redisq.ParseMode(c.Mode); err != nil {
+		return err
 	}
 	if c.QueueTimeout < 0 || c.DrainTimeout < 0 || c.MaxInFlight < 0 {
 		return errors.New("server: QueueTimeout, DrainTimeout and MaxInFlight must not be negative")

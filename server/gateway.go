@@ -65,22 +65,28 @@ func New(cfg Config) (*Gateway, error) {
 	g.root = g.system.Root.WithGuardian(actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive {
 		return actor.StopDirective
 	}))
-	g.registry, err = actors.NewRegistry(g.root, actors.RegistryConfig{Logger: cfg.Logger})
-	if err != nil {
-		return nil, err
-	}
+	// The registry tells the queue about abandoned jobs, and the queue tells the registry about completions:
+	// the client is built first, with a callback that reaches the registry once it exists.
+	var registry *actors.Registry
 	g.client, err = redisq.NewClient(redisq.ClientConfig{
-		Redis:  g.rdb,
-		Keys:   redisq.Keys{Prefix: cfg.Prefix},
-		JobTTL: cfg.QueueTimeout + 30*time.Second,
-		Logger: cfg.Logger,
+		Redis:           g.rdb,
+		Mode:            redisq.Mode(cfg.Mode),
+		Keys:            redisq.Keys{Prefix: cfg.Prefix},
+		JobTTL:          cfg.QueueTimeout + 30*time.Second,
+		CancelForgotten: true,
+		Logger:          cfg.Logger,
 		OnComplete: func(c redisq.Completion) {
-			g.registry.Complete(c.JobID, actors.JobOutcome{Payload: c.Result.Payload, Err: c.Err})
+			registry.Complete(c.JobID, actors.JobOutcome{Payload: c.Result.Payload, Err: c.Err})
 		},
 	})
 	if err != nil {
 		return nil, err
 	}
+	registry, err = actors.NewRegistry(g.root, actors.RegistryConfig{Logger: cfg.Logger, OnAbandon: g.client.Forget})
+	if err != nil {
+		return nil, err
+	}
+	g.registry = registry
 	actionList := make([]actors.Action, len(cfg.Actions))
 	copy(actionList, cfg.Actions)
 	acts, err := actors.NewActions(actionList...)
@@ -194,9 +200,16 @@ func (g *Gateway) AdminAddr() string {
 	return g.adminLn.Addr().String()
 }
 
-// Stats reports the registry's and the transport's counters.
-func (g *Gateway) Stats() (actors.RegistryStats, transport.Stats) {
-	return g.registry.Stats(), g.ws.Stats()
+// Stats are the counters of a gateway's parts.
+type Stats struct {
+	Registry  actors.RegistryStats
+	Transport transport.Stats
+	Queue     redisq.ClientStats
+}
+
+// Stats reports the counters of the registry, the transport and the queue client.
+func (g *Gateway) Stats() Stats {
+	return Stats{Registry: g.registry.Stats(), Transport: g.ws.Stats(), Queue: g.client.Stats()}
 }
 
 func (g *Gateway) startAdmin() error {
@@ -261,7 +274,7 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 	g.ready.Store(false)
 	g.ws.StopAccepting()
 	drain, cancel := context.WithTimeout(ctx, g.cfg.DrainTimeout)
-	for g.registry.Stats().Pending > 0 && drain.Err() == nil {
+	for g.registry.Stats().Pending > 0 && drain.Err() == nil { // in-flight requests get their answers
 		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()

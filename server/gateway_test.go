@@ -54,7 +54,7 @@ func startWorker(t *testing.T, srv *redistest.Server) (stop func()) {
 	const concurrency = 16
 	rdb := redis.NewClient(redisq.WorkerRedisOptions(&redis.Options{Addr: srv.Addr}, concurrency))
 	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Handler: demo.Handler(), Concurrency: concurrency,
-		PollTimeout: 200 * time.Millisecond, Logger: quiet})
+		PollTimeout: time.Second, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,7 @@ func TestThousandConcurrentRequestsEachGetOneReply(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	reg, _ := gw.Stats()
+	reg := gw.Stats().Registry
 	if reg.Completed != conns*perConn || reg.Pending != 0 {
 		t.Fatalf("registry: %+v, want %d completed and none pending", reg, conns*perConn)
 	}
@@ -185,41 +185,65 @@ func TestThousandConcurrentRequestsEachGetOneReply(t *testing.T) {
 func TestTimeoutThenLateResultIsDropped(t *testing.T) {
 	t.Setenv("QUEUE_TIMEOUT", "0.3")
 	srv := redistest.Start(t)
-	gw := startGateway(t, srv, server.Config{}) // no worker yet
+	startWorker(t, srv)
+	gw := startGateway(t, srv, server.Config{})
 	c := wstest.Dial(t, gw.URL())
 
+	// The worker takes the job at once but needs 800 ms: the gateway answers RequestTimeout at 300 ms.
 	start := time.Now()
-	got := c.Call(`{"ping":1,"req_id":9}`)
-	want := decode(t, `{"msg_type":"ping","error":{"code":"RequestTimeout","message":"Request is timed out."},"echo_req":{"ping":1,"req_id":9},"req_id":9}`)
+	got := c.Call(`{"sleep":800,"req_id":9}`)
+	want := decode(t, `{"msg_type":"sleep","error":{"code":"RequestTimeout","message":"Request is timed out."},"echo_req":{"sleep":800,"req_id":9},"req_id":9}`)
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
-	if waited := time.Since(start); waited < 300*time.Millisecond {
-		t.Fatalf("RequestTimeout after %v, before QUEUE_TIMEOUT", waited)
+	if waited := time.Since(start); waited < 300*time.Millisecond || waited > 790*time.Millisecond {
+		t.Fatalf("RequestTimeout after %v, want QUEUE_TIMEOUT (300 ms)", waited)
 	}
-
-	// A worker now runs the queued job: its result arrives late, is counted and dropped.
-	startWorker(t, srv)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if reg, _ := gw.Stats(); reg.Late == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			reg, _ := gw.Stats()
-			t.Fatalf("late result not seen: %+v", reg)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// The result arrives late: it is counted and dropped, and the client gets nothing more.
+	waitFor(t, func() bool { return gw.Stats().Queue.Late == 1 })
 	if b, err := c.Read(200 * time.Millisecond); err == nil {
 		t.Fatalf("the client got a second answer: %s", b)
 	}
-	// The connection still works.
 	if got := c.Call(`{"ping":1}`); got["ping"] != "pong" {
 		t.Fatalf("after the timeout: %v", got)
 	}
-	reg, _ := gw.Stats()
-	if reg.TimedOut != 1 || reg.Pending != 0 {
-		t.Fatalf("registry: %+v", reg)
+	if st := gw.Stats().Registry; st.TimedOut != 1 || st.Pending != 0 {
+		t.Fatalf("registry: %+v", st)
+	}
+}
+
+func TestTimedOutQueuedJobIsCancelled(t *testing.T) {
+	t.Setenv("QUEUE_TIMEOUT", "0.2")
+	srv := redistest.Start(t)
+	gw := startGateway(t, srv, server.Config{}) // no worker: the job stays queued
+	c := wstest.Dial(t, gw.URL())
+	if e, _ := c.Call(`{"echo":1}`)["error"].(map[string]any); e["code"] != "RequestTimeout" {
+		t.Fatalf("want RequestTimeout, got %v", e)
+	}
+	// Nobody waits for the job any more: its hash is deleted, so a worker that comes later skips it.
+	rdb := srv.Client()
+	waitFor(t, func() bool {
+		keys, _ := rdb.Keys(context.Background(), "job::*").Result()
+		return len(keys) == 0
+	})
+	stop := startWorker(t, srv)
+	waitFor(t, func() bool {
+		n, _ := rdb.LLen(context.Background(), "jobs::pending").Result()
+		return n == 0
+	})
+	stop()
+	if st := gw.Stats().Queue; st.CancelledJobs != 1 || st.Late != 0 {
+		t.Fatalf("queue stats %+v, want one cancelled job and no late result", st)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -109,7 +109,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.admin, "admin", env("WSGATE_ADMIN", server.DefaultAdmin), `admin HTTP listener address, or "off"`)
 	fs.StringVar(&o.path, "path", env("WSGATE_PATH", "/ws"), "WebSocket path")
 	fs.StringVar(&o.redisURL, "redis", env("WSGATE_REDIS", server.DefaultRedisURL), "Redis URL")
-	fs.StringVar(&o.mode, "mode", env("WSGATE_MODE", server.DefaultMode), "queue mode: reliable")
+	fs.StringVar(&o.mode, "mode", env("WSGATE_MODE", server.DefaultMode), "queue mode: simple, recoverable or reliable")
 	fs.StringVar(&o.prefix, "prefix", env("WSGATE_PREFIX", redisq.DefaultPrefix), "queue prefix")
 	fs.BoolVar(&o.compression, "compression", env("WSGATE_COMPRESSION", "true") == "true",
 		"offer permessage-deflate to clients (the Perl proxy's default)")
@@ -155,10 +155,12 @@ func runWorker(ctx context.Context, o *options) error {
 	if !o.demo {
 		return errors.New("worker: only the demo actions are built in; pass --demo (or embed redisq.Worker in your program)")
 	}
-	if o.mode != server.DefaultMode {
-		return fmt.Errorf("worker: mode %q is not implemented yet (only reliable)", o.mode)
+	mode, err := redisq.ParseMode(o.mode)
+	if err != nil {
+		return err
 	}
-	opts, err := redis.ParseURL(o.redisURL)
+	var opts *redis.Options
+	opts, err = redis.ParseURL(o.redisURL)
 	if err != nil {
 		return fmt.Errorf("worker: redis URL: %w", err)
 	}
@@ -168,7 +170,7 @@ func runWorker(ctx context.Context, o *options) error {
 	if o.prefix != redisq.DefaultPrefix {
 		keys.Prefix = o.prefix
 	}
-	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Keys: keys, Handler: demo.Handler(),
+	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Mode: mode, Keys: keys, Handler: demo.Handler(),
 		Concurrency: o.concurrency, Logger: o.logger})
 	if err != nil {
 		return err

@@ -118,7 +118,8 @@ func TestCommandLineErrors(t *testing.T) {
 		{[]string{"bogus"}, "unknown command"},
 		{[]string{"worker"}, "--demo"},
 		{[]string{"serve", "--log-format", "xml"}, "--log-format"},
-		{[]string{"serve", "--mode", "simple"}, "not implemented"},
+		{[]string{"serve", "--mode", "fast"}, "unknown mode"},
+		{[]string{"worker", "--demo", "--mode", "fast"}, "unknown mode"},
 	}
 	for _, tt := range tests {
 		err := run(tt.args, io.Discard, io.Discard)
