@@ -65,6 +65,9 @@ type ClientConfig struct {
 	// JobTTL is set on every job hash (and bounds a simple-mode job's life); 0 means DefaultJobTTL, a negative
 	// value means no TTL (as the Perl code).
 	JobTTL time.Duration
+	// Sereal writes JSON fields as `sereal_<key>` (Sereal, the Perl default for structures) instead of
+	// `json_<key>`; hash modes only.
+	Sereal bool
 	// Multi wraps the writes of each batch of submits in MULTI/EXEC (the Perl client's use_multi). Not on
 	// Redis Cluster, where a job's keys live in different slots.
 	Multi bool
@@ -340,11 +343,7 @@ func (c *Client) sendBatch(batch []Submission, cancels []string) {
 			args := make([]any, 0, 4+2*len(s.Fields))
 			args = append(args, fieldReplyTo, c.id, fieldQueued, epoch(now))
 			for _, f := range s.Fields {
-				if f.JSON {
-					args = append(args, "json_"+f.Key, f.Value)
-				} else {
-					args = append(args, "text_"+f.Key, f.Value)
-				}
+				args = append(args, c.field(f)...)
 			}
 			p.HSet(ctx, key, args...)
 			if c.cfg.JobTTL > 0 {
@@ -371,6 +370,20 @@ func (c *Client) sendBatch(batch []Submission, cancels []string) {
 		}
 		c.stats.submitted.Add(1)
 	}
+}
+
+// field returns the hash field and value of one data field.
+func (c *Client) field(f Field) []any {
+	switch {
+	case !f.JSON:
+		return []any{"text_" + f.Key, f.Value}
+	case c.cfg.Sereal:
+		if b, err := encodeSereal(f.Value); err == nil {
+			return []any{"sereal_" + f.Key, b}
+		}
+		c.log.Warn("field cannot be written as Sereal; writing JSON", "key", f.Key)
+	}
+	return []any{"json_" + f.Key, f.Value}
 }
 
 func (c *Client) simpleJob(s Submission, now time.Time) string {

@@ -87,7 +87,8 @@ type Job struct {
 	// ReplyTo is the ID of the client that waits for the result.
 	ReplyTo string
 	// Data holds the job's data fields by name, without their format prefix: a string for `text_<k>`,
-	// a json.RawMessage for `json_<k>`.
+	// a json.RawMessage for `json_<k>`, plain Go values (map[string]any, []any, string, int64, float64, bool,
+	// nil) for `sereal_<k>`.
 	Data map[string]any
 	// Queued is when the client queued the job (zero if unknown).
 	Queued time.Time
@@ -105,6 +106,32 @@ func (j *Job) Text(key string) string {
 		return string(v)
 	}
 	return ""
+}
+
+// Decode decodes a data field of any format into v, as encoding/json would.
+func (j *Job) Decode(key string, v any) error {
+	var raw []byte
+	switch x := j.Data[key].(type) {
+	case nil:
+		return fmt.Errorf("redisq: job %s has no field %q", j.ID, key)
+	case json.RawMessage:
+		raw = x
+	case string:
+		if json.Valid([]byte(x)) { // a text field that holds JSON, as the gateway's `params`
+			raw = []byte(x)
+		} else {
+			raw, _ = json.Marshal(x)
+		}
+	default:
+		var err error
+		if raw, err = json.Marshal(x); err != nil {
+			return fmt.Errorf("redisq: job %s: field %q: %w", j.ID, key, err)
+		}
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("redisq: job %s: field %q: %w", j.ID, key, err)
+	}
+	return nil
 }
 
 // parseJob decodes a job hash (HGETALL) as the Perl worker does: `text_`, `json_` fields are data, `_` fields are
@@ -125,6 +152,12 @@ func parseJob(id string, h map[string]string) (*Job, error) {
 				return nil, fmt.Errorf("redisq: job %s: field %s is not valid JSON", id, k)
 			}
 			j.Data[k[len("json_"):]] = json.RawMessage(v)
+		case strings.HasPrefix(k, "sereal_"):
+			val, err := decodeSereal([]byte(v))
+			if err != nil {
+				return nil, fmt.Errorf("redisq: job %s: field %s: %w", id, k, err)
+			}
+			j.Data[k[len("sereal_"):]] = val
 		default:
 			return nil, fmt.Errorf("redisq: job %s: field %s has an invalid format", id, k)
 		}

@@ -5,13 +5,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/wsgate/wsgate/internal/redistest"
 	"github.com/wsgate/wsgate/redisq"
 )
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // collector gathers completions delivered by a Client.
 type collector struct {
@@ -48,8 +54,23 @@ func (c *collector) wait(t *testing.T, n int) []redisq.Completion {
 
 func startPair(t *testing.T, srv *redistest.Server, h redisq.Handler) (*redisq.Client, *collector) {
 	t.Helper()
+	c, col := startClient(t, srv, redisq.ClientConfig{})
+	if h != nil {
+		startTestWorker(t, srv, redisq.WorkerConfig{Handler: h})
+	}
+	return c, col
+}
+
+// startClient starts a client on srv (cfg's Redis and OnComplete are filled in) until the test ends.
+func startClient(t *testing.T, srv *redistest.Server, cfg redisq.ClientConfig) (*redisq.Client, *collector) {
+	t.Helper()
 	col := newCollector()
-	c, err := redisq.NewClient(redisq.ClientConfig{Redis: srv.Client(), OnComplete: col.add})
+	if cfg.Redis == nil {
+		cfg.Redis = srv.Client()
+	}
+	cfg.OnComplete = col.add
+	cfg.Logger = quiet
+	c, err := redisq.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,16 +78,31 @@ func startPair(t *testing.T, srv *redistest.Server, h redisq.Handler) (*redisq.C
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Shutdown(context.Background()) })
-	if h != nil {
-		w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: srv.Client(), Handler: h, Concurrency: 4,
-			PollTimeout: time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Start()
-		t.Cleanup(func() { w.Shutdown(context.Background()) })
-	}
 	return c, col
+}
+
+// startTestWorker starts a worker on srv (cfg's Redis is filled in if nil) until the test ends.
+func startTestWorker(t *testing.T, srv *redistest.Server, cfg redisq.WorkerConfig) *redisq.Worker {
+	t.Helper()
+	if cfg.Redis == nil {
+		rdb := redis.NewClient(redisq.WorkerRedisOptions(&redis.Options{Addr: srv.Addr}, 4))
+		t.Cleanup(func() { rdb.Close() })
+		cfg.Redis = rdb
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = 4
+	}
+	if cfg.PollTimeout == 0 {
+		cfg.PollTimeout = time.Second
+	}
+	cfg.Logger = quiet
+	w, err := redisq.NewWorker(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Start()
+	t.Cleanup(func() { w.Shutdown(context.Background()) })
+	return w
 }
 
 func TestClientWorkerRoundTrip(t *testing.T) {
@@ -197,5 +233,16 @@ func TestNewIDShape(t *testing.T) {
 			t.Fatalf("duplicate ID %q", id)
 		}
 		seen[id] = true
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10 s")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
