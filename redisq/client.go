@@ -128,7 +128,7 @@ type Client struct {
 	submits chan Submission
 	forgets chan string
 	notices chan string   // job IDs (simple mode: results) from pub/sub, for the fetch loop
-	recover chan struct{} // asks the fetch loop for a recovery pass
+	recover chan int64    // asks the fetch loop for a recovery pass (the time of the re-subscription)
 	pending *pendingSet
 
 	mu     sync.RWMutex // guards closed against Submit, so that the channels are closed only once idle
@@ -170,7 +170,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		submits: make(chan Submission, cfg.QueueSize),
 		forgets: make(chan string, cfg.QueueSize),
 		notices: make(chan string, cfg.QueueSize),
-		recover: make(chan struct{}, 1),
+		recover: make(chan int64, 1),
 		pending: newPendingSet(),
 		done:    make(chan struct{}),
 	}, nil
@@ -362,6 +362,7 @@ func (c *Client) sendBatch(batch []Submission, cancels []string) {
 		_, _ = c.cfg.Redis.Pipelined(ctx, write)
 	}
 	c.stats.cancelled.Add(uint64(len(cancels)))
+	written := time.Now().UnixNano()
 	for i, s := range batch {
 		if err := pushes[i].Err(); err != nil {
 			c.stats.submitErrors.Add(1)
@@ -369,6 +370,9 @@ func (c *Client) sendBatch(batch []Submission, cancels []string) {
 			continue
 		}
 		c.stats.submitted.Add(1)
+		if c.cfg.Mode.usesHash() {
+			c.pending.markWritten(s.ID, written)
+		}
 	}
 }
 
@@ -449,7 +453,7 @@ func (c *Client) receiveLoop(ps *redis.PubSub) {
 				c.stats.resubscribed.Add(1)
 				c.log.Info("pub/sub re-subscribed; recovering missed completions", "pending", c.pending.len())
 				select {
-				case c.recover <- struct{}{}:
+				case c.recover <- time.Now().UnixNano():
 				default: // a pass is already due
 				}
 			}
@@ -464,8 +468,8 @@ func (c *Client) fetchLoop() {
 	for {
 		var id string
 		select {
-		case <-c.recover:
-			c.recoverPending()
+		case at := <-c.recover:
+			c.recoverPending(at)
 			continue
 		case n, ok := <-c.notices:
 			if !ok {
@@ -575,10 +579,11 @@ func completionFrom(id string, vals []any, err error) Completion {
 	return Completion{JobID: id, Result: res}
 }
 
-// recoverPending probes every pending job's hash after a re-subscription: completions published while the
-// client was not listening are delivered from the stored results, and jobs lost with Redis fail at once.
-func (c *Client) recoverPending() {
-	ids := c.pending.snapshot()
+// recoverPending probes the hashes of the pending jobs written before the re-subscription at time at:
+// completions published while the client was not listening are delivered from the stored results, and jobs
+// lost with Redis fail at once. (A job written after it cannot have missed its notification.)
+func (c *Client) recoverPending(at int64) {
+	ids := c.pending.written(at)
 	for len(ids) > 0 {
 		n := min(len(ids), c.cfg.MaxBatch)
 		c.fetchResults(ids[:n], true)

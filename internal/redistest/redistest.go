@@ -110,16 +110,23 @@ func (s *Server) Client() *redis.Client {
 	return c
 }
 
+// Monitored is one command seen by MONITOR: the sender's address and the quoted words, e.g.
+// `"LPUSH" "jobs::pending" "id"`.
+type Monitored struct {
+	Addr  string
+	Words string
+}
+
 // Monitor streams the commands the server receives (MONITOR) until the returned stop function is called,
-// and returns them as lines of quoted words, e.g. `"LPUSH" "jobs::pending" "id"`.
-func (s *Server) Monitor() (stop func() []string) {
+// and returns them.
+func (s *Server) Monitor() (stop func() []Monitored) {
 	s.tb.Helper()
 	conn, err := net.Dial("tcp", s.Addr)
 	if err != nil {
 		s.tb.Fatalf("monitor: %v", err)
 	}
 	fmt.Fprint(conn, "MONITOR\r\n")
-	lines := make(chan string, 1<<16)
+	lines := make(chan Monitored, 1<<16)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -137,9 +144,13 @@ func (s *Server) Monitor() (stop func() []string) {
 				line := str[:i]
 				acc.Reset()
 				acc.WriteString(str[i+2:])
+				// +<time> [<db> <addr>] "CMD" "arg" ...
 				if strings.HasPrefix(line, "+") && line != "+OK" {
-					if j := strings.Index(line, "] "); j >= 0 {
-						lines <- line[j+2:]
+					i, j := strings.Index(line, "["), strings.Index(line, "] ")
+					if i >= 0 && j > i {
+						if f := strings.Fields(line[i+1 : j]); len(f) == 2 {
+							lines <- Monitored{Addr: f[1], Words: line[j+2:]}
+						}
 					}
 				}
 			}
@@ -148,12 +159,12 @@ func (s *Server) Monitor() (stop func() []string) {
 			}
 		}
 	}()
-	return func() []string {
+	return func() []Monitored {
 		time.Sleep(50 * time.Millisecond) // let the last commands reach the monitor stream
 		conn.Close()
 		<-done
 		close(lines)
-		var out []string
+		var out []Monitored
 		for l := range lines {
 			out = append(out, l)
 		}
