@@ -127,8 +127,8 @@ type Client struct {
 	pubsub  *redis.PubSub
 	submits chan Submission
 	forgets chan string
-	notices chan string   // job IDs (simple mode: results) from pub/sub, for the fetch loop
-	recover chan int64    // asks the fetch loop for a recovery pass (the time of the re-subscription)
+	notices chan string // job IDs (simple mode: results) from pub/sub, for the fetch loop
+	recover chan int64  // asks the fetch loop for a recovery pass (the time of the re-subscription)
 	pending *pendingSet
 
 	mu     sync.RWMutex // guards closed against Submit, so that the channels are closed only once idle
