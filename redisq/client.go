@@ -333,12 +333,11 @@ func (c *Client) sendBatch(batch []Submission, cancels []string) {
 	ctx := context.Background()
 	now := time.Now()
 	pushes := make([]*redis.IntCmd, len(batch))
-	write := func(p redis.Pipeliner) error {
-		for i, s := range batch {
-			if c.cfg.Mode == ModeSimple {
-				pushes[i] = p.LPush(ctx, c.cfg.Keys.Pending(), c.simpleJob(s, now))
-				continue
-			}
+	hashes := func(p redis.Pipeliner) {
+		if c.cfg.Mode == ModeSimple {
+			return
+		}
+		for _, s := range batch {
 			key := JobKey(s.ID)
 			args := make([]any, 0, 4+2*len(s.Fields))
 			args = append(args, fieldReplyTo, c.id, fieldQueued, epoch(now))
@@ -349,17 +348,28 @@ func (c *Client) sendBatch(batch []Submission, cancels []string) {
 			if c.cfg.JobTTL > 0 {
 				p.Expire(ctx, key, c.cfg.JobTTL)
 			}
-			pushes[i] = p.LPush(ctx, c.cfg.Keys.Pending(), s.ID)
 		}
 		for _, id := range cancels {
 			p.Del(ctx, JobKey(id))
 		}
-		return nil
 	}
-	if c.cfg.Multi {
-		_, _ = c.cfg.Redis.TxPipelined(ctx, write)
-	} else {
-		_, _ = c.cfg.Redis.Pipelined(ctx, write)
+	lists := func(p redis.Pipeliner) {
+		for i, s := range batch {
+			if c.cfg.Mode == ModeSimple {
+				pushes[i] = p.LPush(ctx, c.cfg.Keys.Pending(), c.simpleJob(s, now))
+			} else {
+				pushes[i] = p.LPush(ctx, c.cfg.Keys.Pending(), s.ID)
+			}
+		}
+	}
+	// A job's hash must exist before its ID is on the list, or a fast worker finds no job.
+	if err := pipelineInOrder(ctx, c.cfg.Redis, c.cfg.Multi, hashes, lists); err != nil {
+		for i := range pushes {
+			if pushes[i] == nil { // the second phase never ran
+				pushes[i] = redis.NewIntCmd(ctx)
+				pushes[i].SetErr(err)
+			}
+		}
 	}
 	c.stats.cancelled.Add(uint64(len(cancels)))
 	written := time.Now().UnixNano()

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strings"
 )
 
 // DefaultPrefix is the queue prefix when Keys.Prefix is empty and Keys.NoPrefix is false, as in the Perl code.
@@ -33,6 +34,20 @@ func (k Keys) prefixed(name string) string {
 		p = DefaultPrefix
 	}
 	return p + "::" + name
+}
+
+// hashTagged reports whether every list of the queue shares one Redis Cluster slot: the prefix holds a
+// non-empty {tag}.
+func (k Keys) hashTagged() bool {
+	if k.NoPrefix || k.Prefix == "" {
+		return false
+	}
+	i := strings.IndexByte(k.Prefix, '{')
+	if i < 0 {
+		return false
+	}
+	j := strings.IndexByte(k.Prefix[i+1:], '}')
+	return j > 0
 }
 
 // Pending is the list that holds the IDs of queued jobs.

@@ -119,6 +119,15 @@ func (c *WorkerConfig) Validate() error {
 	if c.Concurrency < 0 || c.PollTimeout < 0 || c.Heartbeat < 0 || c.ReapInterval < 0 || c.MaxDeliveries < 0 {
 		return errors.New("redisq: WorkerConfig numbers must not be negative")
 	}
+	if _, cluster := c.Redis.(*redis.ClusterClient); cluster {
+		if m, _ := ParseMode(string(c.Mode)); m == ModeReliable && !c.Keys.hashTagged() {
+			return errors.New("redisq: reliable mode on Redis Cluster needs a prefix with a hash tag, such as " +
+				"\"{jobs}\", so that the pending and processing lists share a slot")
+		}
+		if c.Multi {
+			return errors.New("redisq: Multi does not work on Redis Cluster (a job's keys are in different slots)")
+		}
+	}
 	return nil
 }
 
@@ -353,21 +362,17 @@ func (w *Worker) process(ctx context.Context, id string) {
 		fields = append(fields, fieldResult, res.encode())
 		w.count(func(s *WorkerStats) { s.Processed++ })
 	}
-	write := func(p redis.Pipeliner) error {
+	// The result is stored before its notification goes out, and the ID leaves `processing` last.
+	err = pipelineInOrder(ctx, rdb, w.cfg.Multi, func(p redis.Pipeliner) {
 		p.HSet(ctx, JobKey(id), fields...)
+	}, func(p redis.Pipeliner) {
 		if job.ReplyTo != "" {
 			p.Publish(ctx, ClientChannel(job.ReplyTo), id)
 		}
 		if reliable {
 			p.LRem(ctx, keys.Processing(), 1, id)
 		}
-		return nil
-	}
-	if w.cfg.Multi {
-		_, err = rdb.TxPipelined(ctx, write)
-	} else {
-		_, err = rdb.Pipelined(ctx, write)
-	}
+	})
 	if err != nil {
 		w.log.Warn("write result failed", "job_id", id, "err", err)
 	}
@@ -497,11 +502,11 @@ func (w *Worker) Reap(ctx context.Context) error {
 			w.deadLetter(ctx, id, replyTo, delivered)
 			continue
 		}
-		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		err := pipelineInOrder(ctx, rdb, false, func(p redis.Pipeliner) {
 			p.HSet(ctx, JobKey(id), fieldDeliveries, delivered)
 			p.HDel(ctx, JobKey(id), fieldWorker)
+		}, func(p redis.Pipeliner) {
 			p.RPush(ctx, keys.Pending(), id) // the right end: the next job to be taken
-			return nil
 		})
 		if err != nil {
 			return err
@@ -514,12 +519,12 @@ func (w *Worker) Reap(ctx context.Context) error {
 
 func (w *Worker) deadLetter(ctx context.Context, id, replyTo string, delivered int) {
 	msg := fmt.Sprintf("redisq: job dead-lettered after %d deliveries", delivered)
-	_, err := w.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err := pipelineInOrder(ctx, w.cfg.Redis, false, func(p redis.Pipeliner) {
 		p.HSet(ctx, JobKey(id), fieldDeliveries, delivered, fieldProcessed, epoch(time.Now()),
 			fieldResult, string(TagText)+failedResultPrefix+msg, fieldError, msg)
+	}, func(p redis.Pipeliner) {
 		p.LPush(ctx, w.cfg.Keys.Dead(), id)
 		p.Publish(ctx, ClientChannel(replyTo), id)
-		return nil
 	})
 	if err != nil {
 		w.log.Warn("dead-letter failed", "job_id", id, "err", err)
