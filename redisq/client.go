@@ -475,11 +475,23 @@ func (c *Client) receiveLoop(ps *redis.PubSub) {
 func (c *Client) fetchLoop() {
 	defer c.wg.Done()
 	batch := make([]string, 0, c.cfg.MaxBatch)
+	// The sweep finds pending jobs written more than JobTTL ago, whose hash has expired with no notification
+	// (in recoverable mode a worker that died with the job, or a caller that never called Forget): they are
+	// reported lost, so no pending entry stays forever.
+	var sweep <-chan time.Time
+	if c.cfg.Mode.usesHash() && c.cfg.JobTTL > 0 {
+		t := time.NewTicker(min(c.cfg.JobTTL/2, 30*time.Second))
+		defer t.Stop()
+		sweep = t.C
+	}
 	for {
 		var id string
 		select {
 		case at := <-c.recover:
 			c.recoverPending(at)
+			continue
+		case now := <-sweep:
+			c.recoverPending(now.Add(-c.cfg.JobTTL).UnixNano())
 			continue
 		case n, ok := <-c.notices:
 			if !ok {

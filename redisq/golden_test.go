@@ -134,8 +134,8 @@ func effects(cmds []command) map[string][]string {
 			continue // the reliable-mode heartbeat: a wsgate extension on a key of its own
 		}
 		switch cmd {
-		case "HELLO", "EXPIRE", "FLUSHALL", "KEYS", "TYPE", "LRANGE":
-			continue
+		case "HELLO", "EXPIRE", "FLUSHALL", "KEYS", "TYPE", "LRANGE", "EXISTS":
+			continue // no effect a peer reads (EXISTS: the check inside wsgate's update script)
 		case "HMSET", "HSET":
 			cmd = "HSET"
 			var kv []string
@@ -235,12 +235,25 @@ func runScenario(t *testing.T, jobs int, multi, structured bool, resultTag byte)
 			}
 		}
 	}
+	// Commands a script runs show as sent by "lua", right after the EVALSHA that ran it: they are effects of
+	// the role that called the script (the script call itself is not).
 	var out []command
+	scriptRole := ""
 	for _, m := range seen {
 		words := unquoteMonitor(t, m.Words)
-		if role, ok := roles[m.Addr]; ok && !strings.EqualFold(words[0], "CLIENT") {
-			out = append(out, command{role: role, args: words})
+		if m.Addr == "lua" {
+			out = append(out, command{role: scriptRole, args: words})
+			continue
 		}
+		role, ok := roles[m.Addr]
+		if !ok || strings.EqualFold(words[0], "CLIENT") {
+			continue
+		}
+		if cmd := strings.ToUpper(words[0]); cmd == "EVALSHA" || cmd == "EVAL" || cmd == "SCRIPT" {
+			scriptRole = role
+			continue
+		}
+		out = append(out, command{role: role, args: words})
 	}
 	return out
 }

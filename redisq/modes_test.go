@@ -318,3 +318,34 @@ func TestSerealWriting(t *testing.T) {
 		t.Fatalf("%+v", got)
 	}
 }
+
+func TestLateResultDoesNotRecreateAnExpiredHash(t *testing.T) {
+	srv := redistest.Start(t)
+	c, _ := startClient(t, srv, redisq.ClientConfig{JobTTL: time.Second})
+	w := startTestWorker(t, srv, redisq.WorkerConfig{Handler: redisq.HandlerFunc(
+		func(ctx context.Context, job *redisq.Job) (redisq.Result, error) {
+			time.Sleep(1500 * time.Millisecond) // outlives the hash
+			return redisq.Text("late"), nil
+		})})
+	id := redisq.NewID()
+	c.Submit(redisq.RPCSubmission(id, "slow", []byte(`{}`)))
+	waitFor(t, func() bool { return w.Stats().Processed == 1 })
+	if n, _ := srv.Client().Exists(context.Background(), redisq.JobKey(id)).Result(); n != 0 {
+		ttl, _ := srv.Client().TTL(context.Background(), redisq.JobKey(id)).Result()
+		t.Fatalf("the late result re-created the job hash (TTL %v)", ttl)
+	}
+}
+
+func TestSweepReportsJobsWhoseHashExpired(t *testing.T) {
+	srv := redistest.Start(t)
+	c, col := startClient(t, srv, redisq.ClientConfig{JobTTL: time.Second}) // no worker, nobody calls Forget
+	id := redisq.NewID()
+	c.Submit(redisq.RPCSubmission(id, "x", []byte(`{}`)))
+	got := col.wait(t, 1)[0]
+	if got.JobID != id || !errors.Is(got.Err, redisq.ErrJobLost) {
+		t.Fatalf("%+v, want ErrJobLost", got)
+	}
+	if st := c.Stats(); st.Pending != 0 {
+		t.Fatalf("pending entry left: %+v", st)
+	}
+}

@@ -101,6 +101,8 @@ type WorkerConfig struct {
 	// MaxDeliveries is how many times a job is handed to a worker before it goes to the dead-letter list
 	// (`<prefix>::dead`) and its caller gets a failure; 0 means 5.
 	MaxDeliveries int
+	// MaxDeadLetters bounds the dead-letter list (the newest are kept); 0 means 10,000.
+	MaxDeadLetters int
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -116,7 +118,8 @@ func (c *WorkerConfig) Validate() error {
 	if _, err := ParseMode(string(c.Mode)); err != nil {
 		return err
 	}
-	if c.Concurrency < 0 || c.PollTimeout < 0 || c.Heartbeat < 0 || c.ReapInterval < 0 || c.MaxDeliveries < 0 {
+	if c.Concurrency < 0 || c.PollTimeout < 0 || c.Heartbeat < 0 || c.ReapInterval < 0 || c.MaxDeliveries < 0 ||
+		c.MaxDeadLetters < 0 {
 		return errors.New("redisq: WorkerConfig numbers must not be negative")
 	}
 	if _, cluster := c.Redis.(*redis.ClusterClient); cluster {
@@ -178,6 +181,9 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	}
 	if cfg.MaxDeliveries == 0 {
 		cfg.MaxDeliveries = 5
+	}
+	if cfg.MaxDeadLetters == 0 {
+		cfg.MaxDeadLetters = 10000
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -323,7 +329,10 @@ func (w *Worker) loop() {
 func (w *Worker) process(ctx context.Context, id string) {
 	rdb, keys := w.cfg.Redis, w.cfg.Keys
 	reliable := w.cfg.Mode == ModeReliable
-	h, err := rdb.HGetAll(ctx, JobKey(id)).Result()
+	// HGETALL and HMSET _started (the Perl worker's two round trips) as one script, which marks only a job
+	// that still exists. _worker names the lease holder for the reaper; like every `_` field it passes through
+	// Perl code.
+	h, err := takeJob(ctx, rdb, id, w.cfg.WorkerID)
 	if err != nil {
 		w.log.Warn("read job failed", "job_id", id, "err", err)
 		return // reliable: the ID stays in processing, and the reaper hands it out again if we die
@@ -343,10 +352,6 @@ func (w *Worker) process(ctx context.Context, id string) {
 	if n, err := strconv.Atoi(h[fieldDeliveries]); err == nil {
 		job.Deliveries += n
 	}
-	// _worker names the lease holder for the reaper; like every `_` field it passes through Perl code.
-	if err := rdb.HSet(ctx, JobKey(id), fieldStarted, epoch(time.Now()), fieldWorker, w.cfg.WorkerID).Err(); err != nil {
-		w.log.Warn("mark job started failed", "job_id", id, "err", err)
-	}
 	var res Result
 	if perr == nil {
 		res, err = w.serve(ctx, job)
@@ -362,9 +367,11 @@ func (w *Worker) process(ctx context.Context, id string) {
 		fields = append(fields, fieldResult, res.encode())
 		w.count(func(s *WorkerStats) { s.Processed++ })
 	}
-	// The result is stored before its notification goes out, and the ID leaves `processing` last.
+	// The result is stored before its notification goes out, and the ID leaves `processing` last. The result
+	// is written only into a hash that still exists: one that expired (nobody waits any more) is not re-created
+	// without a TTL.
 	err = pipelineInOrder(ctx, rdb, w.cfg.Multi, func(p redis.Pipeliner) {
-		p.HSet(ctx, JobKey(id), fields...)
+		updateIfExists(ctx, p, id, fields...)
 	}, func(p redis.Pipeliner) {
 		if job.ReplyTo != "" {
 			p.Publish(ctx, ClientChannel(job.ReplyTo), id)
@@ -376,6 +383,45 @@ func (w *Worker) process(ctx context.Context, id string) {
 	if err != nil {
 		w.log.Warn("write result failed", "job_id", id, "err", err)
 	}
+}
+
+// takeScript reads a job hash and, if it exists, marks it started by this worker: HGETALL + HSET in one
+// round trip. A single key, so it works on Redis Cluster too.
+var takeScript = redis.NewScript(`
+local h = redis.call('HGETALL', KEYS[1])
+if #h > 0 then
+  redis.call('HSET', KEYS[1], '_started', ARGV[1], '_worker', ARGV[2])
+end
+return h`)
+
+// updateScript sets fields of a job hash only if the hash exists (HSET would re-create an expired one, without
+// a TTL). An empty value deletes the field.
+var updateScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local set, del = {}, {}
+for i = 1, #ARGV, 2 do
+  if ARGV[i+1] == '' then del[#del+1] = ARGV[i] else set[#set+1] = ARGV[i]; set[#set+1] = ARGV[i+1] end
+end
+if #set > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+if #del > 0 then redis.call('HDEL', KEYS[1], unpack(del)) end
+return 1`)
+
+// updateIfExists queues updateScript on p. EVALSHA in a pipeline fails if the script is not cached yet, so the
+// script body goes with it (EVAL), which Redis caches by itself.
+func updateIfExists(ctx context.Context, p redis.Pipeliner, id string, fieldsAndValues ...any) {
+	updateScript.Eval(ctx, p, []string{JobKey(id)}, fieldsAndValues...)
+}
+
+func takeJob(ctx context.Context, rdb redis.UniversalClient, id, workerID string) (map[string]string, error) {
+	res, err := takeScript.Run(ctx, rdb, []string{JobKey(id)}, epoch(time.Now()), workerID).StringSlice()
+	if err != nil {
+		return nil, err
+	}
+	h := make(map[string]string, len(res)/2)
+	for i := 0; i+1 < len(res); i += 2 {
+		h[res[i]] = res[i+1]
+	}
+	return h, nil
 }
 
 // processSimple runs a simple-mode job and publishes its result in the notification itself.
@@ -503,8 +549,7 @@ func (w *Worker) Reap(ctx context.Context) error {
 			continue
 		}
 		err := pipelineInOrder(ctx, rdb, false, func(p redis.Pipeliner) {
-			p.HSet(ctx, JobKey(id), fieldDeliveries, delivered)
-			p.HDel(ctx, JobKey(id), fieldWorker)
+			updateIfExists(ctx, p, id, fieldDeliveries, delivered, fieldWorker, "")
 		}, func(p redis.Pipeliner) {
 			p.RPush(ctx, keys.Pending(), id) // the right end: the next job to be taken
 		})
@@ -520,10 +565,11 @@ func (w *Worker) Reap(ctx context.Context) error {
 func (w *Worker) deadLetter(ctx context.Context, id, replyTo string, delivered int) {
 	msg := fmt.Sprintf("redisq: job dead-lettered after %d deliveries", delivered)
 	err := pipelineInOrder(ctx, w.cfg.Redis, false, func(p redis.Pipeliner) {
-		p.HSet(ctx, JobKey(id), fieldDeliveries, delivered, fieldProcessed, epoch(time.Now()),
+		updateIfExists(ctx, p, id, fieldDeliveries, delivered, fieldProcessed, epoch(time.Now()),
 			fieldResult, string(TagText)+failedResultPrefix+msg, fieldError, msg)
 	}, func(p redis.Pipeliner) {
 		p.LPush(ctx, w.cfg.Keys.Dead(), id)
+		p.LTrim(ctx, w.cfg.Keys.Dead(), 0, int64(w.cfg.MaxDeadLetters)-1)
 		p.Publish(ctx, ClientChannel(replyTo), id)
 	})
 	if err != nil {
