@@ -5,10 +5,16 @@
 // Keys (see ../shared/spec/job-async-redis.md): the pending list `<prefix>::<queue>`, the in-process list
 // `<prefix>::processing`, the job hash `job::<id>` and the completion channel `client::<client id>`.
 //
-// Concurrency: a Client owns two goroutines (one that batches and pipelines submits, one that reads
-// completions from its pub/sub subscription); Submit never blocks and may be called from any goroutine, and
-// completions are delivered to one callback from the completion goroutine. A Worker owns a bounded number of
-// fetch goroutines, each of which runs one job at a time. Both stop with Shutdown.
+// Modes (Mode): simple (the job in the list, the result in the notification; at most once), recoverable (the
+// Perl protocol with BRPOP; missed notifications recovered from the hashes) and reliable (the Perl worker's
+// BRPOPLPUSH sequence plus heartbeats, a reaper, delivery counts and a dead-letter list; at least once).
+// Clients and workers of a queue must use the same mode. PROTOCOL.md lists everything redisq adds to the Perl
+// wire format; RESP2 and RESP3, single nodes, Sentinel and Cluster (redis.UniversalClient) all work.
+//
+// Concurrency: a Client owns three goroutines (one that batches and pipelines submits, one that reads its
+// pub/sub subscription, one that fetches results in pipelines); Submit and Forget never block and may be called
+// from any goroutine. A Worker owns a bounded number of fetch goroutines, each of which runs one job at a time,
+// plus (reliable mode) a heartbeat and a reaper. Both stop with Shutdown.
 //
 // redisq knows nothing of WebSockets; rpc.go holds the small contract that the WebSocket gateway's JobAsync
 // backend puts on top of it (the `name`/`params` job fields and the `{"success":1,"result":...}` envelope).
