@@ -19,6 +19,12 @@ type Action struct {
 	Timeout time.Duration
 	// Submitter routes this action's jobs to its own queue; nil means the session's default.
 	Submitter Submitter
+	// RateLimit, if set, bounds how often one connection may call this action (on top of the session's
+	// connection-wide limit).
+	RateLimit *Rate
+	// InsteadOfForward, if set, serves the action in the gateway: its verdict's Reply is the answer and no job
+	// is submitted (a verdict without a Reply forwards after all).
+	InsteadOfForward func(r *Request) Verdict
 }
 
 func (a *Action) msgType() string {
@@ -51,6 +57,11 @@ func NewActions(list ...Action) (*Actions, error) {
 		if a.Timeout < 0 {
 			return nil, fmt.Errorf("actions: action %q has a negative timeout", a.Name)
 		}
+		if a.RateLimit != nil {
+			if err := a.RateLimit.Validate(); err != nil {
+				return nil, fmt.Errorf("actions: action %q: %w", a.Name, err)
+			}
+		}
 		t.index[a.Name] = len(t.list)
 		t.list = append(t.list, &a)
 	}
@@ -59,6 +70,9 @@ func NewActions(list ...Action) (*Actions, error) {
 	}
 	return t, nil
 }
+
+// List returns the actions in priority order.
+func (t *Actions) List() []*Action { return t.list }
 
 // Lookup returns the action with that name, or nil.
 func (t *Actions) Lookup(name string) *Action {

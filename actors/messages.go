@@ -4,8 +4,9 @@ import "github.com/asynkron/protoactor-go/actor"
 
 // Inbound is one message from the client. The session takes ownership of Data.
 type Inbound struct {
-	Data   []byte
-	Binary bool // a binary frame; text otherwise
+	Data        []byte
+	Binary      bool // a binary frame; text otherwise
+	InvalidUTF8 bool // a text frame that is not valid UTF-8
 }
 
 // JobOutcome is what became of a job: the worker's result payload (a JobAsync envelope), or an error.
@@ -24,7 +25,17 @@ type jobDone struct {
 type jobTimedOut struct{ jobID string }
 
 // attach hands a new session its connection; it is the session's first message.
-type attach struct{ conn Conn }
+type attach struct {
+	conn Conn
+	info any
+}
+
+// verdictLater carries a deferred hook's verdict back into the session.
+type verdictLater struct {
+	r         *Request
+	v         Verdict
+	insteadOf bool // the verdict of the action's InsteadOfForward, not of a BeforeForward hook
+}
 
 // Registry shard messages.
 type (

@@ -4,18 +4,10 @@ import (
 	"encoding/json"
 )
 
-// request is what a session remembers of one request until it answers it.
-type request struct {
-	action      *Action
-	echo        json.RawMessage // the request as received, for echo_req
-	reqID       json.RawMessage
-	passthrough json.RawMessage
-}
-
 // Replies are built by appending to a byte slice: the field order is fixed (msg_type first, as clients of the
 // Perl API see it) and raw JSON from the request and the worker is copied in without decoding it again.
 
-func appendSuccess(buf []byte, msgType string, result json.RawMessage, r *request) []byte {
+func appendSuccess(buf []byte, msgType string, result json.RawMessage, r *Request) []byte {
 	buf = append(buf, `{"msg_type":`...)
 	buf = appendString(buf, msgType)
 	buf = append(buf, ',')
@@ -25,7 +17,7 @@ func appendSuccess(buf []byte, msgType string, result json.RawMessage, r *reques
 	return appendMeta(buf, r)
 }
 
-func appendError(buf []byte, msgType string, code, message string, details json.RawMessage, r *request) []byte {
+func appendError(buf []byte, msgType string, code, message string, details json.RawMessage, r *Request) []byte {
 	buf = append(buf, `{"msg_type":`...)
 	buf = appendString(buf, msgType)
 	buf = append(buf, `,"error":{"code":`...)
@@ -40,7 +32,7 @@ func appendError(buf []byte, msgType string, code, message string, details json.
 	return appendMeta(buf, r)
 }
 
-func appendMeta(buf []byte, r *request) []byte {
+func appendMeta(buf []byte, r *Request) []byte {
 	if r != nil {
 		if r.echo != nil {
 			buf = append(buf, `,"echo_req":`...)

@@ -2,10 +2,12 @@ package actors
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -15,22 +17,45 @@ import (
 type Conn interface {
 	// Send queues one text message; it must not block.
 	Send(msg []byte) error
+	// SendBinary queues one binary message; it must not block.
+	SendBinary(msg []byte) error
 	// Close closes the connection with a WebSocket close code; it must not block.
 	Close(code uint16, reason string) error
 }
 
-// Submitter queues jobs; redisq.Client satisfies it through the server's adapter. Submit must not block: the
-// outcome arrives later through Registry.Complete.
+// Submitter queues jobs; the server adapts redisq.Client to it. Submit must not block: the outcome arrives
+// later through Registry.Complete.
 type Submitter interface {
 	Submit(jobID, method string, params []byte) error
 }
 
-// Close codes a session uses.
+// Observer receives a session's events, for metrics. It must be safe for concurrent use and fast.
+type Observer interface {
+	// RequestDone is called once per answered request with the action ("" if none was chosen), the outcome
+	// (see the Outcome constants) and the time from the request's arrival to its reply.
+	RequestDone(action string, outcome string, d time.Duration)
+}
+
+// Outcomes reported to an Observer.
 const (
-	closeInternalError uint16 = 1011
+	OutcomeOK         = "ok"
+	OutcomeRPCError   = "rpc_error"
+	OutcomeLocal      = "local" // answered by a hook
+	OutcomeTimeout    = "timeout"
+	OutcomeFailure    = "wrong_response"
+	OutcomeRateLimit  = "rate_limit"
+	OutcomeBadRequest = "bad_request"
+	OutcomeTooLarge   = "too_large"
 )
 
-// SessionConfig is shared, read-only, by every session of a gateway.
+// closeInternalError is the close code of a session that failed.
+const closeInternalError uint16 = 1011
+
+// DefaultMaxResponseSize is the reply size above which ResponseTooLarge is sent, as in the Perl API.
+const DefaultMaxResponseSize = 328000
+
+// SessionConfig is shared, read-only, by every session of a gateway. Each field's zero value means the default
+// named in its comment.
 type SessionConfig struct {
 	// Actions the clients may call; required.
 	Actions *Actions
@@ -42,10 +67,21 @@ type SessionConfig struct {
 	NewJobID func() string
 	// Timeout is the default time to wait for a result (QUEUE_TIMEOUT); 0 means 300 s.
 	Timeout time.Duration
-	// MaxInFlight bounds the requests of one connection that wait for a result; 0 means 100. A request beyond
-	// it is answered RateLimit at once.
+	// MaxInFlight bounds the requests of one connection that wait for a result (or a deferred hook); 0 means
+	// 100. A request beyond it is answered RateLimit at once.
 	MaxInFlight int
-	// Logger; nil means slog.Default().
+	// RateLimit, if set, is a connection-wide token bucket for requests; beyond it: RateLimit.
+	RateLimit *Rate
+	// MaxResponseSize bounds an encoded reply; 0 means DefaultMaxResponseSize. Bigger: ResponseTooLarge.
+	MaxResponseSize int
+	// Sanity checks requests (SanityCheckFailed); nil means DefaultSanityCheck(). Set DisableSanityCheck to skip.
+	Sanity             *SanityCheck
+	DisableSanityCheck bool
+	// Hooks are the extension points; the zero value has none.
+	Hooks Hooks
+	// Observer receives request outcomes (metrics); optional.
+	Observer Observer
+	// Logger; nil means slog.Default(). Request-level logs are at Debug.
 	Logger *slog.Logger
 }
 
@@ -60,8 +96,11 @@ func (c *SessionConfig) Validate() error {
 		return errors.New("actors: SessionConfig.Submitter is required")
 	case c.NewJobID == nil:
 		return errors.New("actors: SessionConfig.NewJobID is required")
-	case c.Timeout < 0 || c.MaxInFlight < 0:
-		return errors.New("actors: SessionConfig.Timeout and MaxInFlight must not be negative")
+	case c.Timeout < 0 || c.MaxInFlight < 0 || c.MaxResponseSize < 0:
+		return errors.New("actors: SessionConfig.Timeout, MaxInFlight and MaxResponseSize must not be negative")
+	}
+	if c.RateLimit != nil {
+		return c.RateLimit.Validate()
 	}
 	return nil
 }
@@ -70,6 +109,7 @@ func (c *SessionConfig) Validate() error {
 type Sessions struct {
 	cfg   SessionConfig
 	props *actor.Props
+	later sync.WaitGroup // goroutines running deferred hooks
 }
 
 // NewSessions checks cfg and returns a session factory.
@@ -83,55 +123,90 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = 100
 	}
+	if cfg.MaxResponseSize == 0 {
+		cfg.MaxResponseSize = DefaultMaxResponseSize
+	}
+	if cfg.Sanity == nil && !cfg.DisableSanityCheck {
+		cfg.Sanity = DefaultSanityCheck()
+	}
+	if cfg.DisableSanityCheck {
+		cfg.Sanity = nil
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	s := &Sessions{cfg: cfg}
 	// One Props for all sessions (each actor keeps a reference to its Props): the connection arrives in the
-	// session's first message instead of being captured by a per-connection producer.
-	// The lock-free mailbox costs ~200 bytes less per session than the default ring-buffer one; a session sees
-	// few messages, so its lower peak throughput does not matter.
-	s.props = actor.PropsFromProducer(func() actor.Actor { return &session{cfg: &s.cfg} },
+	// session's first message instead of being captured by a per-connection producer. The lock-free mailbox
+	// costs ~200 bytes less per session than the default ring-buffer one; a session sees few messages, so its
+	// lower peak throughput does not matter.
+	s.props = actor.PropsFromProducer(func() actor.Actor { return &session{owner: s, cfg: &s.cfg} },
 		actor.WithMailbox(actor.UnboundedLockfree()))
 	return s, nil
 }
 
-// Spawn starts the session of a new connection. Send it Inbound messages; stop it (root.Stop) when the
-// connection closes.
-func (s *Sessions) Spawn(root *actor.RootContext, conn Conn) *actor.PID {
+// Spawn starts the session of a new connection; info is what hooks see as the connection (Request.Conn). Send
+// it Inbound messages; stop it (root.Stop) when the connection closes.
+func (s *Sessions) Spawn(root *actor.RootContext, conn Conn, info any) *actor.PID {
 	pid := root.Spawn(s.props)
-	root.Send(pid, &attach{conn: conn})
+	root.Send(pid, &attach{conn: conn, info: info})
 	return pid
 }
 
+// Wait waits for the goroutines of deferred hooks (call it after the sessions have stopped).
+func (s *Sessions) Wait() { s.later.Wait() }
+
 // session is the actor of one connection.
 type session struct {
-	cfg     *SessionConfig
-	conn    Conn
-	pending map[string]*request // job ID -> the request that waits for it
-	stash   map[string]json.RawMessage
+	owner    *Sessions
+	cfg      *SessionConfig
+	conn     Conn
+	info     any
+	pending  map[string]*Request // job ID -> the request that waits for it
+	deferred int                 // requests waiting for a deferred hook
+	stash    map[string]json.RawMessage
+	limits   *sessionLimits
+	cancel   context.CancelFunc // ends the context of deferred hooks
+	ctx      context.Context
+}
+
+// sessionLimits are a connection's token buckets, allocated on its first request when limits are configured.
+type sessionLimits struct {
+	conn      bucket
+	perAction map[*Action]*bucket
 }
 
 func (s *session) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *Inbound:
-		if m.Binary {
-			details, _ := json.Marshal(map[string]string{"error": "binary frames are not supported"})
-			s.replyError(msgTypeError, BadRequest, details, nil)
-			return
-		}
-		s.handleRequest(ctx, m.Data)
+		s.handleInbound(ctx, m)
 	case *jobDone:
 		if r := s.take(m.jobID); r != nil {
 			s.handleOutcome(r, m.outcome)
 		}
 	case *jobTimedOut:
 		if r := s.take(m.jobID); r != nil {
-			s.replyError(r.action.msgType(), RequestTimeout, nil, r)
+			s.failed(r, errTimeout)
+			s.replyError(r, r.Action.msgType(), string(RequestTimeout), RequestTimeout.Message(), nil, OutcomeTimeout)
+		}
+	case *verdictLater:
+		s.deferred--
+		if m.insteadOf {
+			s.applyInsteadOf(ctx, m.r, m.v)
+		} else {
+			s.forwardFrom(ctx, m.r, m.v)
 		}
 	case *attach:
-		s.conn = m.conn
+		s.conn, s.info = m.conn, m.info
+		if hs := s.cfg.Hooks.OpenedConnection; len(hs) > 0 {
+			for _, h := range hs {
+				h(s.info, s.ensureStash())
+			}
+		}
 	case *actor.Stopping:
+		if s.cancel != nil {
+			s.cancel()
+		}
 		if len(s.pending) > 0 {
 			ids := make([]string, 0, len(s.pending))
 			for id := range s.pending {
@@ -140,13 +215,25 @@ func (s *session) Receive(ctx actor.Context) {
 			s.cfg.Registry.forget(ctx, ids...)
 			s.pending = nil
 		}
+		for _, h := range s.cfg.Hooks.FinishConnection {
+			h(s.info, s.ensureStash())
+		}
 		if s.conn != nil { // a no-op when the connection closed first; otherwise the session failed
 			_ = s.conn.Close(closeInternalError, "session ended")
 		}
 	}
 }
 
-func (s *session) take(jobID string) *request {
+var errTimeout = errors.New("actors: no result within the timeout")
+
+func (s *session) ensureStash() map[string]json.RawMessage {
+	if s.stash == nil {
+		s.stash = make(map[string]json.RawMessage)
+	}
+	return s.stash
+}
+
+func (s *session) take(jobID string) *Request {
 	r := s.pending[jobID]
 	if r != nil {
 		delete(s.pending, jobID)
@@ -157,57 +244,226 @@ func (s *session) take(jobID string) *request {
 	return r
 }
 
-func (s *session) send(msg []byte) {
+// send runs the reply hooks, enforces the size limit and queues the reply. r is nil for replies to requests
+// that could not be parsed.
+func (s *session) send(r *Request, msg []byte, action, outcome string) {
+	if hs := s.cfg.Hooks.BeforeSendAPIResponse; len(hs) > 0 {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(msg, &obj); err == nil {
+			for _, h := range hs {
+				h(r, obj)
+			}
+			if edited, err := json.Marshal(obj); err == nil {
+				msg = edited
+			}
+		}
+	}
+	if len(msg) > s.cfg.MaxResponseSize {
+		details, _ := json.Marshal(map[string]int{"size": len(msg), "max_response_size": s.cfg.MaxResponseSize})
+		msg = appendError(nil, msgTypeError, string(ResponseTooLarge), ResponseTooLarge.Message(), details, r)
+		outcome = OutcomeTooLarge
+	}
 	if err := s.conn.Send(msg); err != nil {
 		s.cfg.Logger.Debug("send failed", "err", err)
 	}
+	for _, h := range s.cfg.Hooks.AfterSentAPIResponse {
+		h(r, msg)
+	}
+	if s.cfg.Observer != nil {
+		var d time.Duration
+		if r != nil && r.started != 0 {
+			d = time.Duration(time.Now().UnixNano() - r.started)
+		}
+		s.cfg.Observer.RequestDone(action, outcome, d)
+	}
 }
 
-func (s *session) replyError(msgType string, code ErrorCode, details json.RawMessage, r *request) {
-	s.send(appendError(nil, msgType, string(code), code.Message(), details, r))
+func (s *session) replyError(r *Request, msgType, code, message string, details json.RawMessage, outcome string) {
+	action := ""
+	if r != nil && r.Action != nil {
+		action = r.Action.Name
+	}
+	s.send(r, appendError(nil, msgType, code, message, details, r), action, outcome)
 }
 
-func (s *session) handleRequest(ctx actor.Context, data []byte) {
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
-		var r *request
-		if json.Valid(data) { // valid JSON, but not an object: echo it
-			r = &request{echo: data}
+func (s *session) replyCode(r *Request, msgType string, code ErrorCode, details json.RawMessage, outcome string) {
+	s.replyError(r, msgType, string(code), code.Message(), details, outcome)
+}
+
+func detailsOf(reason string) json.RawMessage {
+	b, _ := json.Marshal(map[string]string{"error": reason})
+	return b
+}
+
+func (s *session) handleInbound(ctx actor.Context, m *Inbound) {
+	now := time.Now().UnixNano()
+	switch {
+	case m.Binary:
+		if h := s.cfg.Hooks.BinaryFrame; h != nil {
+			if out := h(s.info, s.ensureStash(), m.Data); out != nil {
+				_ = s.conn.SendBinary(out)
+			}
+			return
 		}
-		reason := "the request is not a JSON object"
-		if r == nil {
-			reason = fmt.Sprintf("invalid JSON: %v", err)
-		}
-		details, _ := json.Marshal(map[string]string{"error": reason})
-		s.replyError(msgTypeError, BadRequest, details, r)
+		s.replyCode(&Request{started: now}, msgTypeError, BadRequest, detailsOf("binary frames are not supported"), OutcomeBadRequest)
+		return
+	case m.InvalidUTF8:
+		s.replyCode(&Request{started: now}, msgTypeError, BadRequest, detailsOf("the message is not valid UTF-8"), OutcomeBadRequest)
 		return
 	}
-	r := &request{echo: data, reqID: fields["req_id"], passthrough: fields["passthrough"]}
-	r.action = s.cfg.Actions.pick(func(yield func(string) bool) {
+	data := m.Data
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
+		r := &Request{started: now}
+		reason := "the request is not a JSON object"
+		if json.Valid(data) {
+			r.echo = data // valid JSON, but not an object: echo it
+		} else {
+			reason = fmt.Sprintf("invalid JSON: %v", err)
+		}
+		s.replyCode(r, msgTypeError, BadRequest, detailsOf(reason), OutcomeBadRequest)
+		return
+	}
+	r := &Request{Fields: fields, echo: data, reqID: fields["req_id"], passthrough: fields["passthrough"],
+		Conn: s.info, started: now}
+	if s.cfg.Sanity != nil {
+		if bad := s.cfg.Sanity.check(fields); bad != "" {
+			s.cfg.Logger.Debug("sanity check failed", "key", bad)
+			s.replyCode(r, msgTypeError, SanityCheckFailed, nil, OutcomeBadRequest)
+			return
+		}
+	}
+	r.Action = s.cfg.Actions.pick(func(yield func(string) bool) {
 		for k := range fields {
 			if !yield(k) {
 				return
 			}
 		}
 	})
-	if r.action == nil {
-		s.replyError(msgTypeError, UnrecognisedRequest, nil, r)
+	if r.Action == nil {
+		s.replyCode(r, msgTypeError, UnrecognisedRequest, nil, OutcomeBadRequest)
 		return
 	}
-	if len(s.pending) >= s.cfg.MaxInFlight {
+	if !s.allow(r.Action) {
+		mt := r.Action.msgType()
+		s.replyError(r, mt, string(RateLimit), fmt.Sprintf("You have reached the rate limit for %s.", mt), nil, OutcomeRateLimit)
+		return
+	}
+	if len(s.pending)+s.deferred >= s.cfg.MaxInFlight {
 		details, _ := json.Marshal(map[string]int{"max_in_flight": s.cfg.MaxInFlight})
-		s.replyError(r.action.msgType(), RateLimit, details, r)
+		mt := r.Action.msgType()
+		s.replyError(r, mt, string(RateLimit), fmt.Sprintf("You have reached the rate limit for %s.", mt), details, OutcomeRateLimit)
+		return
+	}
+	if s.stash != nil || len(s.cfg.Hooks.BeforeForward) > 0 || len(s.cfg.Hooks.BeforeCall) > 0 {
+		r.Stash = s.ensureStash()
+	}
+	s.forwardFrom(ctx, r, Continue)
+}
+
+// allow applies the connection's and the action's token buckets.
+func (s *session) allow(a *Action) bool {
+	if s.cfg.RateLimit == nil && a.RateLimit == nil {
+		return true
+	}
+	if s.limits == nil {
+		s.limits = &sessionLimits{}
+	}
+	now := time.Now()
+	if s.cfg.RateLimit != nil && !s.limits.conn.allow(*s.cfg.RateLimit, now) {
+		return false
+	}
+	if a.RateLimit != nil {
+		if s.limits.perAction == nil {
+			s.limits.perAction = make(map[*Action]*bucket)
+		}
+		b := s.limits.perAction[a]
+		if b == nil {
+			b = &bucket{}
+			s.limits.perAction[a] = b
+		}
+		return b.allow(*a.RateLimit, now)
+	}
+	return true
+}
+
+// forwardFrom applies v (the verdict of the BeforeForward hook before r.hookAt), runs the remaining
+// BeforeForward hooks, and then serves or forwards the request.
+func (s *session) forwardFrom(ctx actor.Context, r *Request, v Verdict) {
+	for {
+		if v.Reply != nil {
+			s.answer(r, v.Reply)
+			return
+		}
+		if v.Later != nil {
+			s.defer_(ctx, r, v.Later, false)
+			return
+		}
+		hs := s.cfg.Hooks.BeforeForward
+		if r.hookAt >= len(hs) {
+			break
+		}
+		h := hs[r.hookAt]
+		r.hookAt++
+		v = h(r)
+	}
+	if f := r.Action.InsteadOfForward; f != nil {
+		s.applyInsteadOf(ctx, r, f(r))
 		return
 	}
 	s.submit(ctx, r)
 }
 
+func (s *session) applyInsteadOf(ctx actor.Context, r *Request, v Verdict) {
+	switch {
+	case v.Reply != nil:
+		s.answer(r, v.Reply)
+	case v.Later != nil:
+		s.defer_(ctx, r, v.Later, true)
+	default:
+		s.submit(ctx, r)
+	}
+}
+
+// defer_ runs a hook's slow part on a goroutine and brings its verdict back as a message.
+func (s *session) defer_(ctx actor.Context, r *Request, later func(context.Context) Verdict, insteadOf bool) {
+	if s.ctx == nil {
+		s.ctx, s.cancel = context.WithCancel(context.Background())
+	}
+	s.deferred++
+	self, root, hctx := ctx.Self(), ctx.ActorSystem().Root, s.ctx
+	s.owner.later.Add(1)
+	go func() {
+		defer s.owner.later.Done()
+		v := later(hctx)
+		root.Send(self, &verdictLater{r: r, v: v, insteadOf: insteadOf})
+	}()
+}
+
+// answer sends a hook's reply.
+func (s *session) answer(r *Request, reply *Reply) {
+	mt := r.Action.msgType()
+	if reply.Error != nil {
+		s.replyError(r, mt, reply.Error.Code, reply.Error.Message, reply.Error.Details, OutcomeLocal)
+		return
+	}
+	result := reply.Result
+	if result == nil {
+		result = json.RawMessage("null")
+	}
+	s.send(r, appendSuccess(nil, mt, result, r), r.Action.Name, OutcomeLocal)
+}
+
 // submit registers the job, then queues it: registering first means a fast worker's completion always finds
 // the job in the registry.
-func (s *session) submit(ctx actor.Context, r *request) {
-	a := r.action
+func (s *session) submit(ctx actor.Context, r *Request) {
+	a := r.Action
+	for _, h := range s.cfg.Hooks.BeforeCall {
+		h(r)
+	}
 	params := s.params(r)
 	id := s.cfg.NewJobID()
+	r.jobID = id
 	timeout := a.Timeout
 	if timeout == 0 {
 		timeout = s.cfg.Timeout
@@ -221,56 +477,78 @@ func (s *session) submit(ctx actor.Context, r *request) {
 	if err := sub.Submit(id, a.Name, params); err != nil {
 		reg.forget(ctx, id)
 		s.cfg.Logger.Warn("submit failed", "action", a.Name, "err", err)
-		s.replyError(a.msgType(), WrongResponse, nil, r)
+		s.failed(r, err)
+		s.replyCode(r, a.msgType(), WrongResponse, nil, OutcomeFailure)
 		return
 	}
 	if s.pending == nil {
-		s.pending = make(map[string]*request)
+		s.pending = make(map[string]*Request)
 	}
 	s.pending[id] = r
+	for _, h := range s.cfg.Hooks.AfterForward {
+		h(r)
+	}
 }
 
-// params builds the job's params: {"args": <request>, <stash param>: <value>, ...}.
-func (s *session) params(r *request) []byte {
+// params builds the job's params: {"args": <request>, <stash param>: <value>, ..., <hook params>...}.
+func (s *session) params(r *Request) []byte {
 	buf := make([]byte, 0, len(r.echo)+16)
 	buf = append(buf, `{"args":`...)
 	buf = append(buf, r.echo...)
-	for _, k := range r.action.StashParams {
+	for _, k := range r.Action.StashParams {
 		if v, ok := s.stash[k]; ok {
-			buf = append(buf, ',')
-			buf = appendString(buf, k)
-			buf = append(buf, ':')
-			buf = append(buf, v...)
+			buf = appendMember(buf, k, v)
 		}
+	}
+	for k, v := range r.Params {
+		buf = appendMember(buf, k, v)
 	}
 	return append(buf, '}')
 }
 
+func appendMember(buf []byte, k string, v json.RawMessage) []byte {
+	buf = append(buf, ',')
+	buf = appendString(buf, k)
+	buf = append(buf, ':')
+	return append(buf, v...)
+}
+
+func (s *session) failed(r *Request, err error) {
+	for _, h := range s.cfg.Hooks.RPCFailure {
+		h(r, err)
+	}
+}
+
 // handleOutcome answers a request from its job's outcome.
-func (s *session) handleOutcome(r *request, o JobOutcome) {
-	mt := r.action.msgType()
+func (s *session) handleOutcome(r *Request, o JobOutcome) {
+	for _, h := range s.cfg.Hooks.AfterGotRPCResponse {
+		h(r, o)
+	}
+	mt := r.Action.msgType()
 	if o.Err != nil {
-		s.cfg.Logger.Debug("job failed", "action", r.action.Name, "err", o.Err)
-		s.replyError(mt, WrongResponse, nil, r)
+		s.cfg.Logger.Debug("job failed", "action", r.Action.Name, "err", o.Err)
+		s.failed(r, o.Err)
+		s.replyCode(r, mt, WrongResponse, nil, OutcomeFailure)
 		return
 	}
 	var env struct {
 		Result json.RawMessage `json:"result"`
 	}
 	if err := json.Unmarshal(o.Payload, &env); err != nil || env.Result == nil {
-		s.cfg.Logger.Debug("result is not an RPC envelope", "action", r.action.Name, "err", err)
-		s.replyError(mt, WrongResponse, nil, r)
+		s.cfg.Logger.Debug("result is not an RPC envelope", "action", r.Action.Name, "err", err)
+		s.failed(r, fmt.Errorf("actors: result is not an RPC envelope: %w", err))
+		s.replyCode(r, mt, WrongResponse, nil, OutcomeFailure)
 		return
 	}
 	result := env.Result
 	if t := bytes.TrimSpace(result); len(t) > 0 && t[0] == '{' {
 		var obj map[string]json.RawMessage
 		if err := json.Unmarshal(t, &obj); err != nil {
-			s.replyError(mt, WrongResponse, nil, r)
+			s.replyCode(r, mt, WrongResponse, nil, OutcomeFailure)
 			return
 		}
 		if e, ok := obj["error"]; ok {
-			s.replyRPCError(mt, e, r)
+			s.replyRPCError(r, mt, e)
 			return
 		}
 		if st, ok := obj["stash"]; ok {
@@ -282,21 +560,21 @@ func (s *session) handleOutcome(r *request, o JobOutcome) {
 			result = st
 		}
 	}
-	s.send(appendSuccess(nil, mt, result, r))
+	s.send(r, appendSuccess(nil, mt, result, r), r.Action.Name, OutcomeOK)
 }
 
 // replyRPCError answers with an RPC-level error: {code, message_to_client, details} from the worker.
-func (s *session) replyRPCError(msgType string, raw json.RawMessage, r *request) {
+func (s *session) replyRPCError(r *Request, msgType string, raw json.RawMessage) {
 	var e struct {
 		Code            string          `json:"code"`
 		MessageToClient string          `json:"message_to_client"`
 		Details         json.RawMessage `json:"details"`
 	}
 	if err := json.Unmarshal(raw, &e); err != nil || e.Code == "" {
-		s.replyError(msgType, WrongResponse, nil, r)
+		s.replyCode(r, msgType, WrongResponse, nil, OutcomeFailure)
 		return
 	}
-	s.send(appendError(nil, msgType, e.Code, e.MessageToClient, e.Details, r))
+	s.replyError(r, msgType, e.Code, e.MessageToClient, e.Details, OutcomeRPCError)
 }
 
 // mergeStash merges a result's `stash` object into the connection's stash.
@@ -306,10 +584,8 @@ func (s *session) mergeStash(raw json.RawMessage) {
 		s.cfg.Logger.Debug("result stash is not an object", "err", err)
 		return
 	}
-	if s.stash == nil {
-		s.stash = make(map[string]json.RawMessage, len(st))
-	}
+	stash := s.ensureStash()
 	for k, v := range st {
-		s.stash[k] = v
+		stash[k] = v
 	}
 }

@@ -25,6 +25,8 @@ func newFakeConn() *fakeConn { return &fakeConn{sent: make(chan []byte, 100)} }
 
 func (c *fakeConn) Send(msg []byte) error { c.sent <- msg; return nil }
 
+func (c *fakeConn) SendBinary(msg []byte) error { c.sent <- append([]byte("binary:"), msg...); return nil }
+
 func (c *fakeConn) Close(code uint16, reason string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -106,7 +108,8 @@ func newFixture(t *testing.T, q *fakeQueue, mut func(*SessionConfig)) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{root: system.Root, reg: reg, queue: q, conn: newFakeConn()}
-	f.pid = sessions.Spawn(system.Root, f.conn)
+	f.pid = sessions.Spawn(system.Root, f.conn, "conn-info")
+	t.Cleanup(sessions.Wait)
 	return f
 }
 

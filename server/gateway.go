@@ -127,7 +127,7 @@ func (s rpcSubmitter) Submit(jobID, method string, params []byte) error {
 type wsHandler struct{ g *Gateway }
 
 func (h wsHandler) OnOpen(c *transport.Conn) {
-	c.SetValue(h.g.sessions.Spawn(h.g.root, c))
+	c.SetValue(h.g.sessions.Spawn(h.g.root, c, c))
 }
 
 func (h wsHandler) OnMessage(c *transport.Conn, m transport.Message) {
@@ -137,7 +137,7 @@ func (h wsHandler) OnMessage(c *transport.Conn, m transport.Message) {
 	}
 	data := make([]byte, len(m.Data)) // the transport reuses its buffer; the session owns this copy
 	copy(data, m.Data)
-	h.g.root.Send(pid, &actors.Inbound{Data: data, Binary: m.Binary})
+	h.g.root.Send(pid, &actors.Inbound{Data: data, Binary: m.Binary, InvalidUTF8: m.InvalidUTF8})
 }
 
 func (h wsHandler) OnClose(c *transport.Conn, err error) {

@@ -32,6 +32,8 @@ type Message struct {
 	Binary bool
 	// Data is the payload; valid only during the Handler call.
 	Data []byte
+	// InvalidUTF8 marks a text message that is not valid UTF-8, delivered only with Config.PassInvalidUTF8.
+	InvalidUTF8 bool
 }
 
 // Conn is one WebSocket connection. After the upgrade it owns the socket's file descriptor directly (no
@@ -470,10 +472,11 @@ func (c *Conn) deliver(op byte, data []byte, compressed bool) error {
 			return err
 		}
 	}
-	if op == opText && !utf8.Valid(data) {
+	invalid := op == opText && !utf8.Valid(data)
+	if invalid && !c.srv.cfg.PassInvalidUTF8 {
 		return &closeError{code: CloseInvalidPayload, reason: "text message is not valid UTF-8"}
 	}
-	c.srv.handler.OnMessage(c, Message{Binary: op == opBinary, Data: data})
+	c.srv.handler.OnMessage(c, Message{Binary: op == opBinary, Data: data, InvalidUTF8: invalid})
 	return nil
 }
 

@@ -65,6 +65,9 @@ type Config struct {
 	Compression bool
 	// CompressMinSize is the smallest outgoing message that is compressed; 0 means 512 bytes.
 	CompressMinSize int
+	// PassInvalidUTF8 hands text messages that are not valid UTF-8 to the handler (marked InvalidUTF8) instead
+	// of closing the connection with 1007 as RFC 6455 says; the gateway uses it to answer BadRequest.
+	PassInvalidUTF8 bool
 	// AllowedOrigins, if not empty, is the list of Origin header values accepted; others get 403.
 	AllowedOrigins []string
 	// Logger; nil means slog.Default().
