@@ -25,7 +25,10 @@ func newFakeConn() *fakeConn { return &fakeConn{sent: make(chan []byte, 100)} }
 
 func (c *fakeConn) Send(msg []byte) error { c.sent <- msg; return nil }
 
-func (c *fakeConn) SendBinary(msg []byte) error { c.sent <- append([]byte("binary:"), msg...); return nil }
+func (c *fakeConn) SendBinary(msg []byte) error {
+	c.sent <- append([]byte("binary:"), msg...)
+	return nil
+}
 
 func (c *fakeConn) Close(code uint16, reason string) error {
 	c.mu.Lock()
