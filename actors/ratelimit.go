@@ -7,8 +7,8 @@ import (
 
 // Rate is a token-bucket limit: Burst requests at once, refilled at PerSecond.
 type Rate struct {
-	PerSecond float64
-	Burst     int
+	PerSecond float64 `yaml:"per_second"`
+	Burst     int     `yaml:"burst"`
 }
 
 // Validate reports a nonsensical rate.

@@ -131,11 +131,12 @@ type Client struct {
 	recover chan int64  // asks the fetch loop for a recovery pass (the time of the re-subscription)
 	pending *pendingSet
 
-	mu     sync.RWMutex // guards closed against Submit, so that the channels are closed only once idle
-	closed bool
-	once   sync.Once
-	wg     sync.WaitGroup
-	done   chan struct{} // closed by Shutdown: stops the receive loop's reconnect waits
+	mu         sync.RWMutex // guards closed against Submit, so that the channels are closed only once idle
+	closed     bool
+	once       sync.Once
+	wg         sync.WaitGroup
+	done       chan struct{} // closed by Shutdown: stops the receive loop's reconnect waits
+	subscribed atomic.Bool
 
 	stats struct {
 		submitted, submitErrors, completed, recovered, lost, late, resubscribed, cancelled atomic.Uint64
@@ -176,6 +177,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}, nil
 }
 
+// Subscribed reports whether the completion channel's subscription is up (for readiness checks).
+func (c *Client) Subscribed() bool { return c.subscribed.Load() }
+
 // ID is the client's ID (its completion channel is `client::<ID>`).
 func (c *Client) ID() string { return c.id }
 
@@ -198,6 +202,7 @@ func (c *Client) Start(ctx context.Context) error {
 		return fmt.Errorf("redisq: subscribe %s: %w", ClientChannel(c.id), err)
 	}
 	c.pubsub = ps
+	c.subscribed.Store(true)
 	c.wg.Add(3)
 	go c.submitLoop()
 	go c.receiveLoop(ps)
@@ -445,6 +450,7 @@ func (c *Client) receiveLoop(ps *redis.PubSub) {
 				_ = ps.Ping(ctx) // a quiet channel: make sure the connection is alive
 				continue
 			}
+			c.subscribed.Store(false)
 			c.log.Warn("pub/sub connection lost; reconnecting", "err", err)
 			select {
 			case <-c.done:
@@ -459,6 +465,9 @@ func (c *Client) receiveLoop(ps *redis.PubSub) {
 		case *redis.Message:
 			c.notices <- m.Payload
 		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				c.subscribed.Store(true)
+			}
 			if m.Kind == "subscribe" && c.cfg.Mode.usesHash() {
 				c.stats.resubscribed.Add(1)
 				c.log.Info("pub/sub re-subscribed; recovering missed completions", "pending", c.pending.len())

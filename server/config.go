@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -24,14 +25,48 @@ const (
 	// DefaultQueueTimeout is the job timeout when neither the config nor QUEUE_TIMEOUT sets one, as in the
 	// Perl JobAsync backend.
 	DefaultQueueTimeout = 300 * time.Second
+	// DefaultQueueName names the queue of actions that name none.
+	DefaultQueueName = "default"
 )
+
+// Action is one RPC method that clients may call, as configured.
+type Action struct {
+	// Name is the request key that selects the action and the job name sent to the worker.
+	Name string `yaml:"name"`
+	// MsgType is the msg_type of its replies; "" means Name.
+	MsgType string `yaml:"msg_type"`
+	// Queue names the queue (Config.Queues) its jobs go to; "" means DefaultQueueName.
+	Queue string `yaml:"queue"`
+	// Timeout is how long to wait for a result; 0 means Config.QueueTimeout.
+	Timeout time.Duration `yaml:"timeout"`
+	// StashParams names stash values copied into every job's params.
+	StashParams []string `yaml:"stash_params"`
+	// RateLimit bounds how often one connection may call it; nil means no limit of its own.
+	RateLimit *actors.Rate `yaml:"rate_limit"`
+	// InsteadOfForward serves the action in the gateway (embedding only; see actors.Action).
+	InsteadOfForward func(r *actors.Request) actors.Verdict `yaml:"-"`
+}
+
+// Queue is where a group of actions' jobs go.
+type Queue struct {
+	// Prefix of the queue's lists; "" means "jobs". A {tag} keeps them in one Redis Cluster slot.
+	Prefix string `yaml:"prefix"`
+	// NoPrefix names the lists bare (`pending`), as the Perl code does for an empty prefix.
+	NoPrefix bool `yaml:"no_prefix"`
+	// Name is the pending list's name after the prefix; "" means "pending".
+	Name string `yaml:"name"`
+}
+
+func (q Queue) keys() redisq.Keys {
+	return redisq.Keys{Prefix: q.Prefix, NoPrefix: q.NoPrefix, Queue: q.Name}
+}
 
 // Config configures a Gateway. Each field's zero value means the default named in its comment.
 type Config struct {
 	// Listen is the WebSocket listener's address; "" means DefaultListen.
 	Listen string
-	// Admin is the admin HTTP listener's address (/healthz, /readyz, /debug/pprof/); "" means DefaultAdmin,
-	// "off" disables it.
+	// Admin is the admin HTTP listener's address (/healthz, /readyz, /metrics, /debug/pprof/); "" means
+	// DefaultAdmin, "off" disables it.
 	Admin string
 	// RedisURL is used when Redis is nil; "" means DefaultRedisURL.
 	RedisURL string
@@ -41,16 +76,29 @@ type Config struct {
 	// Mode is the queue mode (simple, recoverable or reliable; see redisq.Mode); "" means DefaultMode. The
 	// workers must use the same mode.
 	Mode string
-	// Prefix is the queue prefix; "" means "jobs".
+	// Queues names the queues actions can be routed to (priority handling); the queue named DefaultQueueName
+	// (created with the Perl defaults if absent) takes every action that names none.
+	Queues map[string]Queue
+	// Prefix is the default queue's prefix when Queues does not define it; "" means "jobs".
 	Prefix string
 	// QueueTimeout is the default time to wait for a job's result; 0 means the QUEUE_TIMEOUT environment
 	// variable (seconds), or DefaultQueueTimeout if that is unset.
 	QueueTimeout time.Duration
 	// Actions lists the RPC methods in priority order; nil means DemoActions().
-	Actions []actors.Action
+	Actions []Action
 	// MaxInFlight bounds one connection's requests waiting for results; 0 means 100.
 	MaxInFlight int
-	// Transport tunes the WebSocket side (path, limits, timeouts); its zero value is sensible.
+	// RateLimit is a per-connection token bucket for all requests; nil means none.
+	RateLimit *actors.Rate
+	// MaxResponseSize bounds an encoded reply; 0 means actors.DefaultMaxResponseSize (328,000 bytes).
+	MaxResponseSize int
+	// DisableSanityCheck turns SanityCheckFailed off; Sanity replaces the default rule.
+	DisableSanityCheck bool
+	Sanity             *actors.SanityCheck
+	// CloseOnInvalidUTF8 closes a connection that sends a text frame that is not UTF-8 (1007, RFC 6455)
+	// instead of answering BadRequest.
+	CloseOnInvalidUTF8 bool
+	// Transport tunes the WebSocket side (path, limits, timeouts, compression); its zero value is sensible.
 	Transport transport.Config
 	// DrainTimeout bounds how long Shutdown waits for in-flight requests; 0 means 10 s.
 	DrainTimeout time.Duration
@@ -58,9 +106,11 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+var actionName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,50}$`)
+
 // DemoActions are the actions of the demo worker (ping, echo, sleep, fail, whoami).
-func DemoActions() []actors.Action {
-	return []actors.Action{
+func DemoActions() []Action {
+	return []Action{
 		{Name: "ping"}, {Name: "echo"}, {Name: "sleep"}, {Name: "fail"},
 		{Name: "whoami", StashParams: []string{"user"}},
 	}
@@ -79,8 +129,8 @@ func QueueTimeoutFromEnv() (d time.Duration, ok bool, err error) {
 	return time.Duration(f * float64(time.Second)), true, nil
 }
 
-// withDefaults returns a copy of c with every zero value replaced by its default.
-func (c Config) withDefaults() (Config, error) {
+// WithDefaults returns a copy of c with every zero value replaced by its default, checked.
+func (c Config) WithDefaults() (Config, error) {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
 	}
@@ -106,6 +156,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Actions == nil {
 		c.Actions = DemoActions()
 	}
+	queues := make(map[string]Queue, len(c.Queues)+1)
+	for k, v := range c.Queues {
+		queues[k] = v
+	}
+	if _, ok := queues[DefaultQueueName]; !ok {
+		queues[DefaultQueueName] = Queue{Prefix: c.Prefix}
+	}
+	c.Queues = queues
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 10 * time.Second
 	}
@@ -115,13 +173,53 @@ func (c Config) withDefaults() (Config, error) {
 	return c, c.Validate()
 }
 
-// Validate reports a configuration error.
+// Validate reports a configuration error, naming the setting.
 func (c Config) Validate() error {
 	if _, err := redisq.ParseMode(c.Mode); err != nil {
-		return err
+		return fmt.Errorf("mode: %w", err)
 	}
-	if c.QueueTimeout < 0 || c.DrainTimeout < 0 || c.MaxInFlight < 0 {
-		return errors.New("server: QueueTimeout, DrainTimeout and MaxInFlight must not be negative")
+	if c.QueueTimeout < 0 {
+		return errors.New("queue_timeout: must not be negative")
 	}
-	return c.Transport.Validate()
+	if c.DrainTimeout < 0 {
+		return errors.New("drain_timeout: must not be negative")
+	}
+	if c.MaxInFlight < 0 {
+		return errors.New("limits.max_in_flight: must not be negative")
+	}
+	if c.MaxResponseSize < 0 {
+		return errors.New("limits.max_response_size: must not be negative")
+	}
+	if c.RateLimit != nil {
+		if err := c.RateLimit.Validate(); err != nil {
+			return fmt.Errorf("limits.rate_limit: %w", err)
+		}
+	}
+	seen := map[string]bool{}
+	for i, a := range c.Actions {
+		if !actionName.MatchString(a.Name) {
+			return fmt.Errorf("actions[%d].name: %q is not a valid action name (letters, digits, _ and -, at most 50)", i, a.Name)
+		}
+		if seen[a.Name] {
+			return fmt.Errorf("actions[%d].name: action %q is listed twice", i, a.Name)
+		}
+		seen[a.Name] = true
+		if a.Queue != "" && c.Queues != nil {
+			if _, ok := c.Queues[a.Queue]; !ok {
+				return fmt.Errorf("actions[%d].queue: no queue named %q", i, a.Queue)
+			}
+		}
+		if a.Timeout < 0 {
+			return fmt.Errorf("actions[%d].timeout: must not be negative", i)
+		}
+		if a.RateLimit != nil {
+			if err := a.RateLimit.Validate(); err != nil {
+				return fmt.Errorf("actions[%d].rate_limit: %w", i, err)
+			}
+		}
+	}
+	if err := c.Transport.Validate(); err != nil {
+		return fmt.Errorf("transport: %w", err)
+	}
+	return nil
 }

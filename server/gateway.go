@@ -8,17 +8,43 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wsgate/wsgate/actors"
 	"github.com/wsgate/wsgate/redisq"
 	"github.com/wsgate/wsgate/transport"
 )
+
+// Option changes how New builds a gateway (for programs that embed it).
+type Option func(*options)
+
+type options struct {
+	system   *actor.ActorSystem
+	hooks    actors.Hooks
+	registry prometheus.Registerer
+	gatherer prometheus.Gatherer
+}
+
+// WithActorSystem runs the gateway's actors in the caller's actor system (which the gateway then does not shut
+// down) instead of one of its own.
+func WithActorSystem(system *actor.ActorSystem) Option { return func(o *options) { o.system = system } }
+
+// WithHooks adds hooks (several WithHooks compose, in order).
+func WithHooks(h actors.Hooks) Option { return func(o *options) { o.hooks.Merge(h) } }
+
+// WithMetrics registers the gateway's metrics on reg and serves g on /metrics; without it the gateway uses a
+// registry of its own.
+func WithMetrics(reg prometheus.Registerer, g prometheus.Gatherer) Option {
+	return func(o *options) { o.registry, o.gatherer = reg, g }
+}
 
 // Gateway is a running wsgate: WebSocket clients in, jobs on Redis, results back.
 type Gateway struct {
@@ -27,12 +53,14 @@ type Gateway struct {
 	rdb      redis.UniversalClient
 	ownRedis bool
 
-	system   *actor.ActorSystem
-	root     *actor.RootContext
-	registry *actors.Registry
-	sessions *actors.Sessions
-	client   *redisq.Client
-	ws       *transport.Server
+	system    *actor.ActorSystem
+	ownSystem bool
+	root      *actor.RootContext
+	registry  *actors.Registry
+	sessions  *actors.Sessions
+	clients   map[string]*redisq.Client // by queue name
+	ws        *transport.Server
+	gatherer  prometheus.Gatherer
 
 	ln      net.Listener
 	admin   *http.Server
@@ -45,62 +73,106 @@ type Gateway struct {
 }
 
 // New checks cfg and builds a gateway; nothing runs until Start.
-func New(cfg Config) (*Gateway, error) {
-	cfg, err := cfg.withDefaults()
+func New(cfg Config, opts ...Option) (*Gateway, error) {
+	cfg, err := cfg.WithDefaults()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("server: config: %w", err)
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Logger.With("component", "gateway"), rdb: cfg.Redis}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Logger.With("component", "gateway"), rdb: cfg.Redis,
+		clients: map[string]*redisq.Client{}}
 	if g.rdb == nil {
-		opts, err := redis.ParseURL(cfg.RedisURL)
+		ropts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
 			return nil, fmt.Errorf("server: redis URL: %w", err)
 		}
-		g.rdb, g.ownRedis = redis.NewClient(opts), true
+		g.rdb, g.ownRedis = redis.NewClient(ropts), true
 	}
-	g.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
-		return quietLogger(cfg.Logger)
-	}))
+	g.system = o.system
+	if g.system == nil {
+		g.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
+			return quietLogger(cfg.Logger)
+		}))
+		g.ownSystem = true
+	}
 	// Sessions stop, never restart, when they fail: a restarted session would have lost its connection state.
 	g.root = g.system.Root.WithGuardian(actor.NewOneForOneStrategy(0, 0, func(any) actor.Directive {
 		return actor.StopDirective
 	}))
-	// The registry tells the queue about abandoned jobs, and the queue tells the registry about completions:
-	// the client is built first, with a callback that reaches the registry once it exists.
+
+	// One queue client per queue that some action uses (each with its own completion channel). The registry
+	// tells the queues about abandoned jobs, and the queues tell the registry about completions.
 	var registry *actors.Registry
-	g.client, err = redisq.NewClient(redisq.ClientConfig{
-		Redis:           g.rdb,
-		Mode:            redisq.Mode(cfg.Mode),
-		Keys:            redisq.Keys{Prefix: cfg.Prefix},
-		JobTTL:          cfg.QueueTimeout + 30*time.Second,
-		CancelForgotten: true,
-		Logger:          cfg.Logger,
-		OnComplete: func(c redisq.Completion) {
-			registry.Complete(c.JobID, actors.JobOutcome{Payload: c.Result.Payload, Err: c.Err})
-		},
-	})
-	if err != nil {
-		return nil, err
+	used := map[string]bool{}
+	for _, a := range cfg.Actions {
+		used[queueOf(a)] = true
 	}
-	registry, err = actors.NewRegistry(g.root, actors.RegistryConfig{Logger: cfg.Logger, OnAbandon: g.client.Forget})
+	for name := range used {
+		q := cfg.Queues[name]
+		c, err := redisq.NewClient(redisq.ClientConfig{
+			Redis:           g.rdb,
+			Mode:            redisq.Mode(cfg.Mode),
+			Keys:            q.keys(),
+			JobTTL:          maxTimeout(cfg) + 30*time.Second,
+			CancelForgotten: true,
+			Logger:          cfg.Logger.With("queue", name),
+			OnComplete: func(c redisq.Completion) {
+				registry.Complete(c.JobID, actors.JobOutcome{Payload: c.Result.Payload, Err: c.Err})
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		g.clients[name] = c
+	}
+	registry, err = actors.NewRegistry(g.root, actors.RegistryConfig{Logger: cfg.Logger, OnAbandon: func(id string) {
+		for _, c := range g.clients { // only the client that submitted the job knows it
+			c.Forget(id)
+		}
+	}})
 	if err != nil {
 		return nil, err
 	}
 	g.registry = registry
-	actionList := make([]actors.Action, len(cfg.Actions))
-	copy(actionList, cfg.Actions)
-	acts, err := actors.NewActions(actionList...)
+
+	list := make([]actors.Action, 0, len(cfg.Actions))
+	for _, a := range cfg.Actions {
+		list = append(list, actors.Action{Name: a.Name, MsgType: a.MsgType, StashParams: a.StashParams,
+			Timeout: a.Timeout, RateLimit: a.RateLimit, InsteadOfForward: a.InsteadOfForward,
+			Submitter: rpcSubmitter{g.clients[queueOf(a)]}})
+	}
+	acts, err := actors.NewActions(list...)
 	if err != nil {
 		return nil, err
 	}
+
+	reg, gatherer := o.registry, o.gatherer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, gatherer = r, r
+	}
+	g.gatherer = gatherer
+	m, err := newMetrics(reg, g)
+	if err != nil {
+		return nil, fmt.Errorf("server: metrics: %w", err)
+	}
 	g.sessions, err = actors.NewSessions(actors.SessionConfig{
-		Actions:     acts,
-		Registry:    g.registry,
-		Submitter:   rpcSubmitter{g.client},
-		NewJobID:    redisq.NewID,
-		Timeout:     cfg.QueueTimeout,
-		MaxInFlight: cfg.MaxInFlight,
-		Logger:      cfg.Logger,
+		Actions:            acts,
+		Registry:           g.registry,
+		Submitter:          rpcSubmitter{g.clients[DefaultQueueName]},
+		NewJobID:           redisq.NewID,
+		Timeout:            cfg.QueueTimeout,
+		MaxInFlight:        cfg.MaxInFlight,
+		RateLimit:          cfg.RateLimit,
+		MaxResponseSize:    cfg.MaxResponseSize,
+		Sanity:             cfg.Sanity,
+		DisableSanityCheck: cfg.DisableSanityCheck,
+		Hooks:              o.hooks,
+		Observer:           m,
+		Logger:             cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -109,6 +181,7 @@ func New(cfg Config) (*Gateway, error) {
 	if tcfg.Logger == nil {
 		tcfg.Logger = cfg.Logger
 	}
+	tcfg.PassInvalidUTF8 = !cfg.CloseOnInvalidUTF8
 	g.ws, err = transport.NewServer(tcfg, wsHandler{g})
 	if err != nil {
 		return nil, err
@@ -116,10 +189,30 @@ func New(cfg Config) (*Gateway, error) {
 	return g, nil
 }
 
-// rpcSubmitter adapts the redisq client to the session's Submitter with the JobAsync job shape.
+func queueOf(a Action) string {
+	if a.Queue == "" {
+		return DefaultQueueName
+	}
+	return a.Queue
+}
+
+// maxTimeout is the longest time any job waits, which bounds how long job hashes must live.
+func maxTimeout(cfg Config) time.Duration {
+	d := cfg.QueueTimeout
+	for _, a := range cfg.Actions {
+		d = max(d, a.Timeout)
+	}
+	return d
+}
+
+// rpcSubmitter adapts a queue client to the session's Submitter with the JobAsync job shape. A nil client
+// (an action whose queue has no client: cannot happen after New) fails the submit.
 type rpcSubmitter struct{ c *redisq.Client }
 
 func (s rpcSubmitter) Submit(jobID, method string, params []byte) error {
+	if s.c == nil {
+		return errors.New("server: action has no queue")
+	}
 	return s.c.Submit(redisq.RPCSubmission(jobID, method, params))
 }
 
@@ -146,14 +239,16 @@ func (h wsHandler) OnClose(c *transport.Conn, err error) {
 	}
 }
 
-// Start connects to Redis, subscribes to the completion channel, and starts the listeners. It returns once
-// the gateway accepts connections.
+// Start connects to Redis, subscribes the queues' completion channels, and starts the listeners. It returns
+// once the gateway accepts connections.
 func (g *Gateway) Start(ctx context.Context) error {
 	if err := g.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("server: redis: %w", err)
 	}
-	if err := g.client.Start(ctx); err != nil {
-		return err
+	for name, c := range g.clients {
+		if err := c.Start(ctx); err != nil {
+			return fmt.Errorf("server: queue %s: %w", name, err)
+		}
 	}
 	ln, err := net.Listen("tcp", g.cfg.Listen)
 	if err != nil {
@@ -174,8 +269,8 @@ func (g *Gateway) Start(ctx context.Context) error {
 		}
 	}()
 	g.ready.Store(true)
-	g.log.Info("wsgate listening", "websocket", "ws://"+ln.Addr().String()+g.path(), "admin", g.AdminAddr(),
-		"mode", g.cfg.Mode, "queue_timeout", g.cfg.QueueTimeout)
+	g.log.Info("wsgate listening", "websocket", g.URL(), "admin", g.AdminAddr(), "mode", g.cfg.Mode,
+		"queue_timeout", g.cfg.QueueTimeout, "queues", len(g.clients))
 	return nil
 }
 
@@ -204,12 +299,47 @@ func (g *Gateway) AdminAddr() string {
 type Stats struct {
 	Registry  actors.RegistryStats
 	Transport transport.Stats
-	Queue     redisq.ClientStats
+	Queue     redisq.ClientStats // summed over the queues
 }
 
-// Stats reports the counters of the registry, the transport and the queue client.
+// Stats reports the counters of the registry, the transport and the queue clients.
 func (g *Gateway) Stats() Stats {
-	return Stats{Registry: g.registry.Stats(), Transport: g.ws.Stats(), Queue: g.client.Stats()}
+	st := Stats{Registry: g.registry.Stats(), Transport: g.ws.Stats()}
+	for _, c := range g.clients {
+		q := c.Stats()
+		st.Queue.Submitted += q.Submitted
+		st.Queue.SubmitErrors += q.SubmitErrors
+		st.Queue.Completed += q.Completed
+		st.Queue.Recovered += q.Recovered
+		st.Queue.Lost += q.Lost
+		st.Queue.Late += q.Late
+		st.Queue.Resubscribed += q.Resubscribed
+		st.Queue.Pending += q.Pending
+		st.Queue.CancelledJobs += q.CancelledJobs
+	}
+	return st
+}
+
+// Ready reports whether the gateway should get traffic: started, not shutting down, Redis reachable and every
+// queue's completion channel subscribed.
+func (g *Gateway) Ready(ctx context.Context) error {
+	if !g.ready.Load() {
+		return errors.New("not started, or shutting down")
+	}
+	if err := g.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	names := make([]string, 0, len(g.clients))
+	for name := range g.clients {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !g.clients[name].Subscribed() {
+			return fmt.Errorf("queue %s: completion channel not subscribed", name)
+		}
+	}
+	return nil
 }
 
 func (g *Gateway) startAdmin() error {
@@ -220,16 +350,13 @@ func (g *Gateway) startAdmin() error {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()
-		if !g.ready.Load() {
-			http.Error(w, "not ready: shutting down or not started", http.StatusServiceUnavailable)
-			return
-		}
-		if err := g.rdb.Ping(ctx).Err(); err != nil {
-			http.Error(w, "not ready: redis: "+err.Error(), http.StatusServiceUnavailable)
+		if err := g.Ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -263,8 +390,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return g.Shutdown(sctx)
 }
 
-// Shutdown stops accepting connections, waits for in-flight requests to be answered (up to DrainTimeout or
-// ctx), closes every connection with 1001 and stops everything. Safe to call twice.
+// Shutdown stops accepting connections (readiness goes false), waits for in-flight requests to be answered
+// (up to DrainTimeout or ctx), closes every connection with 1001 and stops everything. Safe to call twice.
+// Order: listeners, drain, connections (and so sessions), queue clients, registry, admin, actor system.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.shutdownOnce.Do(func() { g.shutdownErr = g.shutdown(ctx) })
 	return g.shutdownErr
@@ -282,8 +410,10 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 	if err := g.ws.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("websocket: %w", err))
 	}
-	if err := g.client.Shutdown(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("redisq: %w", err))
+	for name, c := range g.clients {
+		if err := c.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("queue %s: %w", name, err))
+		}
 	}
 	g.registry.Shutdown()
 	if g.admin != nil {
@@ -292,7 +422,10 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 		}
 	}
 	g.wg.Wait()
-	g.system.Shutdown()
+	g.sessions.Wait()
+	if g.ownSystem {
+		g.system.Shutdown()
+	}
 	if g.ownRedis {
 		g.rdb.Close()
 	}

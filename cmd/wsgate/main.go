@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,7 +34,8 @@ Usage:
   wsgate version
 
 Run 'wsgate <command> -h' for the flags of a command. Flags beat WSGATE_* environment variables, which beat
-defaults. QUEUE_TIMEOUT (seconds, default 300) sets how long to wait for a job's result.
+the --config file, which beats defaults. QUEUE_TIMEOUT (seconds, default 300) sets how long to wait for a
+job's result when the file does not.
 `
 
 func main() {
@@ -57,6 +59,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		o, err := parseFlags("serve", args[1:], stderr)
 		if err != nil {
 			return err
+		}
+		if o.checkOnly {
+			fmt.Fprintln(stdout, "configuration OK")
+			return nil
 		}
 		gw, err := server.New(o.gatewayConfig())
 		if err != nil {
@@ -87,34 +93,67 @@ func run(args []string, stdout, stderr io.Writer) error {
 }
 
 type options struct {
-	listen, admin, redisURL, mode, prefix, path string
-	logFormat, logLevel                         string
-	demo, compression                           bool
-	concurrency                                 int
-	logger                                      *slog.Logger
+	cfg         server.Config
+	redisURL    string
+	mode        string
+	prefix      string
+	demo        bool
+	concurrency int
+	checkOnly   bool
+	logger      *slog.Logger
 }
 
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok && v != "" {
-		return v
+// setting is one setting that a flag, an environment variable and the config file can all give.
+type setting struct {
+	flag, env, usage string
+	apply            func(o *options, v string) error
+	def              string // shown in -h; the real default comes from server.Config
+}
+
+func settings() []setting {
+	str := func(p func(o *options) *string) func(*options, string) error {
+		return func(o *options, v string) error { *p(o) = v; return nil }
 	}
-	return def
+	return []setting{
+		{"listen", "WSGATE_LISTEN", "WebSocket listener address", str(func(o *options) *string { return &o.cfg.Listen }), server.DefaultListen},
+		{"admin", "WSGATE_ADMIN", `admin HTTP listener address, or "off"`, str(func(o *options) *string { return &o.cfg.Admin }), server.DefaultAdmin},
+		{"path", "WSGATE_PATH", "WebSocket path", str(func(o *options) *string { return &o.cfg.Transport.Path }), "/ws"},
+		{"redis", "WSGATE_REDIS", "Redis URL", str(func(o *options) *string { return &o.redisURL }), server.DefaultRedisURL},
+		{"mode", "WSGATE_MODE", "queue mode: simple, recoverable or reliable", str(func(o *options) *string { return &o.mode }), server.DefaultMode},
+		{"prefix", "WSGATE_PREFIX", `queue prefix ("" for none, as the Perl code)`, func(o *options, v string) error {
+			o.prefix = v
+			q := server.Queue{Prefix: v, NoPrefix: v == ""}
+			if o.cfg.Queues == nil {
+				o.cfg.Queues = map[string]server.Queue{}
+			}
+			if old, ok := o.cfg.Queues[server.DefaultQueueName]; ok {
+				q.Name = old.Name
+			}
+			o.cfg.Queues[server.DefaultQueueName] = q
+			return nil
+		}, "jobs"},
+		{"compression", "WSGATE_COMPRESSION", "offer permessage-deflate to clients (the Perl proxy's default)", func(o *options, v string) error {
+			b, err := strconv.ParseBool(v)
+			o.cfg.Transport.Compression = b
+			return err
+		}, "true"},
+	}
 }
 
 func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("wsgate "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.listen, "listen", env("WSGATE_LISTEN", server.DefaultListen), "WebSocket listener address")
-	fs.StringVar(&o.admin, "admin", env("WSGATE_ADMIN", server.DefaultAdmin), `admin HTTP listener address, or "off"`)
-	fs.StringVar(&o.path, "path", env("WSGATE_PATH", "/ws"), "WebSocket path")
-	fs.StringVar(&o.redisURL, "redis", env("WSGATE_REDIS", server.DefaultRedisURL), "Redis URL")
-	fs.StringVar(&o.mode, "mode", env("WSGATE_MODE", server.DefaultMode), "queue mode: simple, recoverable or reliable")
-	fs.StringVar(&o.prefix, "prefix", env("WSGATE_PREFIX", redisq.DefaultPrefix), "queue prefix")
-	fs.BoolVar(&o.compression, "compression", env("WSGATE_COMPRESSION", "true") == "true",
-		"offer permessage-deflate to clients (the Perl proxy's default)")
-	fs.StringVar(&o.logFormat, "log-format", env("WSGATE_LOG_FORMAT", "text"), "log format: text or json")
-	fs.StringVar(&o.logLevel, "log-level", env("WSGATE_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	configPath := fs.String("config", os.Getenv("WSGATE_CONFIG"), "YAML configuration file")
+	logFormat := fs.String("log-format", "", "log format: text or json (default text)")
+	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error (default info)")
+	flagValues := map[string]*string{}
+	for _, st := range settings() {
+		flagValues[st.flag] = fs.String(st.flag, "", fmt.Sprintf("%s (env %s, default %s)", st.usage, st.env, st.def))
+	}
+	if cmd == "serve" {
+		fs.BoolVar(&o.checkOnly, "check-config", false, "check the configuration and exit")
+	}
 	if cmd == "worker" {
 		fs.BoolVar(&o.demo, "demo", false, "serve the demo actions (ping, echo, sleep, fail, whoami)")
 		fs.IntVar(&o.concurrency, "concurrency", 64, "jobs run at once")
@@ -125,31 +164,72 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
+	// Precedence: flag, then environment, then file, then default.
+	o.cfg.Transport.Compression = true
+	format, level := "text", "info"
+	if *configPath != "" {
+		cfg, file, err := server.LoadFile(*configPath)
+		if err != nil {
+			return nil, err
+		}
+		o.cfg = cfg
+		o.redisURL, o.mode = cfg.RedisURL, cfg.Mode
+		if file.Log.Format != "" {
+			format = file.Log.Format
+		}
+		if file.Log.Level != "" {
+			level = file.Log.Level
+		}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, st := range settings() {
+		v := os.Getenv(st.env) // an empty variable counts as unset
+		ok := v != ""
+		if set[st.flag] {
+			v, ok = *flagValues[st.flag], true
+		}
+		if !ok {
+			continue
+		}
+		if err := st.apply(o, v); err != nil {
+			return nil, fmt.Errorf("--%s: %w", st.flag, err)
+		}
+	}
+	if v := os.Getenv("WSGATE_LOG_FORMAT"); v != "" {
+		format = v
+	}
+	if v := os.Getenv("WSGATE_LOG_LEVEL"); v != "" {
+		level = v
+	}
+	if set["log-format"] {
+		format = *logFormat
+	}
+	if set["log-level"] {
+		level = *logLevel
+	}
+	o.cfg.RedisURL, o.cfg.Mode = o.redisURL, o.mode
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level: %w", err)
 	}
 	hopts := &slog.HandlerOptions{Level: lvl}
-	switch o.logFormat {
+	switch format {
 	case "text":
 		o.logger = slog.New(slog.NewTextHandler(stderr, hopts))
 	case "json":
 		o.logger = slog.New(slog.NewJSONHandler(stderr, hopts))
 	default:
-		return nil, fmt.Errorf("--log-format must be text or json, not %q", o.logFormat)
+		return nil, fmt.Errorf("log format must be text or json, not %q", format)
+	}
+	o.cfg.Logger = o.logger
+	if _, err := o.cfg.WithDefaults(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	return o, nil
 }
 
-func (o *options) gatewayConfig() server.Config {
-	cfg := server.Config{Listen: o.listen, Admin: o.admin, RedisURL: o.redisURL, Mode: o.mode, Logger: o.logger}
-	cfg.Transport.Path = o.path
-	cfg.Transport.Compression = o.compression
-	if o.prefix != redisq.DefaultPrefix {
-		cfg.Prefix = o.prefix
-	}
-	return cfg
-}
+func (o *options) gatewayConfig() server.Config { return o.cfg }
 
 func runWorker(ctx context.Context, o *options) error {
 	if !o.demo {
@@ -160,22 +240,26 @@ func runWorker(ctx context.Context, o *options) error {
 		return err
 	}
 	var opts *redis.Options
-	opts, err = redis.ParseURL(o.redisURL)
+	redisURL := o.redisURL
+	if redisURL == "" {
+		redisURL = server.DefaultRedisURL
+	}
+	opts, err = redis.ParseURL(redisURL)
 	if err != nil {
 		return fmt.Errorf("worker: redis URL: %w", err)
 	}
 	rdb := redis.NewClient(redisq.WorkerRedisOptions(opts, o.concurrency))
 	defer rdb.Close()
 	keys := redisq.Keys{}
-	if o.prefix != redisq.DefaultPrefix {
-		keys.Prefix = o.prefix
+	if q, ok := o.cfg.Queues[server.DefaultQueueName]; ok {
+		keys = redisq.Keys{Prefix: q.Prefix, NoPrefix: q.NoPrefix, Queue: q.Name}
 	}
 	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Mode: mode, Keys: keys, Handler: demo.Handler(),
 		Concurrency: o.concurrency, Logger: o.logger})
 	if err != nil {
 		return err
 	}
-	o.logger.Info("wsgate worker running", "redis", o.redisURL, "queue", keys.Pending(), "concurrency", o.concurrency)
+	o.logger.Info("wsgate worker running", "redis", redisURL, "queue", keys.Pending(), "concurrency", o.concurrency)
 	w.Start()
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -117,7 +117,8 @@ func TestCommandLineErrors(t *testing.T) {
 		{nil, "no command"},
 		{[]string{"bogus"}, "unknown command"},
 		{[]string{"worker"}, "--demo"},
-		{[]string{"serve", "--log-format", "xml"}, "--log-format"},
+		{[]string{"serve", "--log-format", "xml"}, "log format"},
+		{[]string{"serve", "--config", "/nonexistent.yaml"}, "no such file"},
 		{[]string{"serve", "--mode", "fast"}, "unknown mode"},
 		{[]string{"worker", "--demo", "--mode", "fast"}, "unknown mode"},
 	}
@@ -130,5 +131,38 @@ func TestCommandLineErrors(t *testing.T) {
 	var out strings.Builder
 	if err := run([]string{"version"}, &out, io.Discard); err != nil || !strings.HasPrefix(out.String(), "wsgate ") {
 		t.Errorf("version: %q, %v", out.String(), err)
+	}
+}
+
+func TestCheckConfigAndPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "wsgate.yaml")
+	os.WriteFile(path, []byte("listen: 127.0.0.1:1111\nadmin: 127.0.0.1:2222\npath: /file\n"), 0o644)
+	var out strings.Builder
+	if err := run([]string{"serve", "--config", path, "--check-config"}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "OK") {
+		t.Fatalf("check-config: %q %v", out.String(), err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("listen: x\nactions:\n  - name: \"a b\"\n"), 0o644)
+	if err := run([]string{"serve", "--config", bad, "--check-config"}, io.Discard, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "bad.yaml:3") {
+		t.Fatalf("bad config: %v", err)
+	}
+	// flag > environment > file > default
+	t.Setenv("WSGATE_ADMIN", "127.0.0.1:3333")
+	t.Setenv("WSGATE_PATH", "/env")
+	o, err := parseFlags("serve", []string{"--config", path, "--path", "/flag"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.cfg.Listen != "127.0.0.1:1111" || o.cfg.Admin != "127.0.0.1:3333" || o.cfg.Transport.Path != "/flag" {
+		t.Fatalf("precedence: listen %s (file), admin %s (env), path %s (flag)", o.cfg.Listen, o.cfg.Admin, o.cfg.Transport.Path)
+	}
+	o, err = parseFlags("serve", nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.cfg.Listen != "" || o.cfg.Admin != "127.0.0.1:3333" {
+		t.Fatalf("defaults: listen %q (left to server defaults), admin %s (env)", o.cfg.Listen, o.cfg.Admin)
 	}
 }

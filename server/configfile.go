@@ -1,0 +1,227 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/wsgate/wsgate/actors"
+)
+
+// File is the shape of the YAML configuration file (`wsgate serve --config FILE`). Every key is optional;
+// see wsgate.example.yaml for all of them with their defaults.
+type File struct {
+	Listen       string   `yaml:"listen"`
+	Admin        string   `yaml:"admin"`
+	Path         string   `yaml:"path"`
+	Redis        string   `yaml:"redis"`
+	Mode         string   `yaml:"mode"`
+	Prefix       string   `yaml:"prefix"`
+	QueueTimeout Duration `yaml:"queue_timeout"`
+	DrainTimeout Duration `yaml:"drain_timeout"`
+	Log          struct {
+		Format string `yaml:"format"`
+		Level  string `yaml:"level"`
+	} `yaml:"log"`
+	Limits struct {
+		MaxConnections      int          `yaml:"max_connections"`
+		MaxConnectionsPerIP int          `yaml:"max_connections_per_ip"`
+		MaxFrameSize        int          `yaml:"max_frame_size"`
+		MaxMessageSize      int          `yaml:"max_message_size"`
+		MaxResponseSize     int          `yaml:"max_response_size"`
+		MaxInFlight         int          `yaml:"max_in_flight"`
+		WriteQueueBytes     int          `yaml:"write_queue_bytes"`
+		StreamTimeout       Duration     `yaml:"stream_timeout"`
+		HandshakeTimeout    Duration     `yaml:"handshake_timeout"`
+		WriteTimeout        Duration     `yaml:"write_timeout"`
+		RateLimit           *actors.Rate `yaml:"rate_limit"`
+	} `yaml:"limits"`
+	Compression        *bool    `yaml:"compression"`
+	AllowedOrigins     []string `yaml:"allowed_origins"`
+	CloseOnInvalidUTF8 bool     `yaml:"close_on_invalid_utf8"`
+	SanityCheck        struct {
+		Enabled      *bool  `yaml:"enabled"`
+		ValuePattern string `yaml:"value_pattern"`
+		SkipValues   string `yaml:"skip_values"`
+	} `yaml:"sanity_check"`
+	Queues  map[string]Queue `yaml:"queues"`
+	Actions []FileAction     `yaml:"actions"`
+}
+
+// FileAction is an action in the file; a bare string is an action with that name and no options.
+type FileAction struct {
+	Name        string       `yaml:"name"`
+	MsgType     string       `yaml:"msg_type"`
+	Queue       string       `yaml:"queue"`
+	Timeout     Duration     `yaml:"timeout"`
+	StashParams []string     `yaml:"stash_params"`
+	RateLimit   *actors.Rate `yaml:"rate_limit"`
+}
+
+// UnmarshalYAML accepts `- ping` as well as `- {name: ping, ...}`.
+func (a *FileAction) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		a.Name = n.Value
+		return nil
+	}
+	type plain FileAction
+	return n.Decode((*plain)(a))
+}
+
+// Duration is a time.Duration written as a Go duration ("30s", "2m") or a number of seconds (300, 0.5), the
+// unit of the Perl settings.
+type Duration time.Duration
+
+// UnmarshalYAML parses either form.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if f, err := strconv.ParseFloat(n.Value, 64); err == nil {
+		*d = Duration(f * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is neither seconds nor a duration such as 30s", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// LoadFile reads and checks a configuration file. The Config it returns holds only what the file sets (fill
+// the rest with Config.WithDefaults, after environment and flags). Errors name the file, line and key.
+func LoadFile(path string) (Config, File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, File{}, fmt.Errorf("config: %w", err)
+	}
+	return ParseFile(path, data)
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): `)
+
+// ParseFile is LoadFile on bytes already read; name is used in errors.
+func ParseFile(name string, data []byte) (Config, File, error) {
+	var f File
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return Config{}, f, fileError(name, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) { // EOF: an empty file
+		return Config{}, f, fileError(name, err)
+	}
+	cfg, err := f.Config()
+	if err != nil {
+		return cfg, f, fmt.Errorf("%s: %w", name, err)
+	}
+	// Check the file's settings with defaults filled in, and point at the line of a bad key.
+	if _, err := cfg.WithDefaults(); err != nil {
+		path, _, _ := strings.Cut(err.Error(), ":")
+		if line := lineOf(&root, path); line > 0 {
+			return cfg, f, fmt.Errorf("%s:%d: %w", name, line, err)
+		}
+		return cfg, f, fmt.Errorf("%s: %w", name, err)
+	}
+	return cfg, f, nil
+}
+
+// fileError rewrites yaml's "line N: ..." into "file:N: ...".
+func fileError(name string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("%s:%s: %s", name, m[1], yamlLine.ReplaceAllString(msg, ""))
+	}
+	return fmt.Errorf("%s: %s", name, msg)
+}
+
+// lineOf finds the line of a key path such as "actions[2].timeout" or "limits.rate_limit".
+func lineOf(root *yaml.Node, path string) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 0
+	for _, part := range strings.Split(path, ".") {
+		name, index := part, -1
+		if i := strings.IndexByte(part, '['); i >= 0 {
+			name = part[:i]
+			index, _ = strconv.Atoi(strings.TrimSuffix(part[i+1:], "]"))
+		}
+		found := false
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == name {
+					line, n, found = n.Content[i].Line, n.Content[i+1], true
+					break
+				}
+			}
+		}
+		if !found {
+			return line
+		}
+		if index >= 0 {
+			if n.Kind != yaml.SequenceNode || index >= len(n.Content) {
+				return line
+			}
+			n = n.Content[index]
+			line = n.Line
+		}
+	}
+	return line
+}
+
+// Config turns the file into a gateway Config (without defaults).
+func (f *File) Config() (Config, error) {
+	cfg := Config{
+		Listen: f.Listen, Admin: f.Admin, RedisURL: f.Redis, Mode: f.Mode, Prefix: f.Prefix,
+		QueueTimeout: time.Duration(f.QueueTimeout), DrainTimeout: time.Duration(f.DrainTimeout),
+		MaxInFlight: f.Limits.MaxInFlight, MaxResponseSize: f.Limits.MaxResponseSize, RateLimit: f.Limits.RateLimit,
+		CloseOnInvalidUTF8: f.CloseOnInvalidUTF8, Queues: f.Queues,
+	}
+	cfg.Transport.Path = f.Path
+	cfg.Transport.MaxConnections = f.Limits.MaxConnections
+	cfg.Transport.MaxConnectionsPerIP = f.Limits.MaxConnectionsPerIP
+	cfg.Transport.MaxFrameSize = f.Limits.MaxFrameSize
+	cfg.Transport.MaxMessageSize = f.Limits.MaxMessageSize
+	cfg.Transport.WriteQueueBytes = f.Limits.WriteQueueBytes
+	cfg.Transport.IdleTimeout = time.Duration(f.Limits.StreamTimeout)
+	cfg.Transport.HandshakeTimeout = time.Duration(f.Limits.HandshakeTimeout)
+	cfg.Transport.WriteTimeout = time.Duration(f.Limits.WriteTimeout)
+	cfg.Transport.AllowedOrigins = f.AllowedOrigins
+	cfg.Transport.Compression = f.Compression == nil || *f.Compression
+	if e := f.SanityCheck.Enabled; e != nil && !*e {
+		cfg.DisableSanityCheck = true
+	}
+	if f.SanityCheck.ValuePattern != "" || f.SanityCheck.SkipValues != "" {
+		s := actors.DefaultSanityCheck()
+		var err error
+		if p := f.SanityCheck.ValuePattern; p != "" {
+			if s.ValuePattern, err = regexp.Compile(p); err != nil {
+				return cfg, fmt.Errorf("sanity_check.value_pattern: %w", err)
+			}
+		}
+		if p := f.SanityCheck.SkipValues; p != "" {
+			if s.SkipValues, err = regexp.Compile(p); err != nil {
+				return cfg, fmt.Errorf("sanity_check.skip_values: %w", err)
+			}
+		}
+		cfg.Sanity = s
+	}
+	if f.Actions != nil {
+		cfg.Actions = []Action{}
+	}
+	for _, a := range f.Actions {
+		cfg.Actions = append(cfg.Actions, Action{Name: a.Name, MsgType: a.MsgType, Queue: a.Queue,
+			Timeout: time.Duration(a.Timeout), StashParams: a.StashParams, RateLimit: a.RateLimit})
+	}
+	return cfg, nil
+}

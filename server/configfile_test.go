@@ -1,0 +1,69 @@
+package server_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsgate/wsgate/server"
+)
+
+func TestExampleConfigFileLoads(t *testing.T) {
+	cfg, file, err := server.LoadFile("../wsgate.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = cfg.WithDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.QueueTimeout != 300*time.Second || cfg.Transport.IdleTimeout != 120*time.Second || file.Log.Level != "info" {
+		t.Fatalf("durations: %v %v", cfg.QueueTimeout, cfg.Transport.IdleTimeout)
+	}
+	if len(cfg.Actions) != 5 || cfg.Actions[4].StashParams[0] != "user" || cfg.Queues["priority"].Name != "priority" {
+		t.Fatalf("actions/queues: %+v %+v", cfg.Actions, cfg.Queues)
+	}
+	if cfg.RateLimit == nil || cfg.RateLimit.PerSecond != 20 || !cfg.Transport.Compression {
+		t.Fatalf("limits: %+v", cfg)
+	}
+}
+
+func TestConfigFileErrorsNameTheLine(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "listen: x\nlisen: y\n", "cfg.yaml:2: field lisen not found"},
+		{"bad duration", "queue_timeout: soon\n", "cfg.yaml:1:"},
+		{"negative action timeout", "actions:\n  - ping\n  - name: echo\n    timeout: -5\n", "cfg.yaml:4: actions[1].timeout: must not be negative"},
+		{"unknown queue", "actions:\n  - {name: ping, queue: nope}\n", "cfg.yaml:2: actions[0].queue: no queue named \"nope\""},
+		{"bad mode", "mode: turbo\n", "cfg.yaml:1: mode:"},
+		{"duplicate action", "actions: [ping, ping]\n", "cfg.yaml:1: actions[1].name: action \"ping\" is listed twice"},
+		{"bad rate", "limits:\n  rate_limit: {per_second: 0, burst: 1}\n", "cfg.yaml:2: limits.rate_limit:"},
+		{"bad pattern", "sanity_check: {value_pattern: \"(\"}\n", "sanity_check.value_pattern"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := server.ParseFile("cfg.yaml", []byte(tt.yaml))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+	if _, _, err := server.ParseFile("empty.yaml", nil); err != nil {
+		t.Fatalf("an empty file is valid: %v", err)
+	}
+}
+
+func TestQueueTimeoutEnvironment(t *testing.T) {
+	t.Setenv("QUEUE_TIMEOUT", "2.5")
+	cfg, err := server.Config{}.WithDefaults()
+	if err != nil || cfg.QueueTimeout != 2500*time.Millisecond {
+		t.Fatalf("%v %v", cfg.QueueTimeout, err)
+	}
+	t.Setenv("QUEUE_TIMEOUT", "never")
+	if _, err := (server.Config{}).WithDefaults(); err == nil {
+		t.Fatal("bad QUEUE_TIMEOUT accepted")
+	}
+	os.Unsetenv("QUEUE_TIMEOUT")
+}
