@@ -355,7 +355,8 @@ func (s *session) handleInbound(ctx actor.Context, m *Inbound) {
 		s.replyError(r, mt, string(RateLimit), fmt.Sprintf("You have reached the rate limit for %s.", mt), details, OutcomeRateLimit)
 		return
 	}
-	if s.stash != nil || len(s.cfg.Hooks.BeforeForward) > 0 || len(s.cfg.Hooks.BeforeCall) > 0 {
+	if s.stash != nil || len(s.cfg.Hooks.BeforeForward) > 0 || len(s.cfg.Hooks.BeforeCall) > 0 ||
+		r.Action.InsteadOfForward != nil {
 		r.Stash = s.ensureStash()
 	}
 	s.forwardFrom(ctx, r, Continue)
