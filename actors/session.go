@@ -269,12 +269,16 @@ func (s *session) send(r *Request, msg []byte, action, outcome string) {
 	for _, h := range s.cfg.Hooks.AfterSentAPIResponse {
 		h(r, msg)
 	}
+	var d time.Duration
+	if r != nil && r.started != 0 {
+		d = time.Duration(time.Now().UnixNano() - r.started)
+	}
 	if s.cfg.Observer != nil {
-		var d time.Duration
-		if r != nil && r.started != 0 {
-			d = time.Duration(time.Now().UnixNano() - r.started)
-		}
 		s.cfg.Observer.RequestDone(action, outcome, d)
+	}
+	if s.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) { // request-level logs: off unless debug
+		s.cfg.Logger.Debug("request answered", "action", action, "outcome", outcome, "duration", d,
+			"bytes", len(msg))
 	}
 }
 

@@ -5,7 +5,13 @@
 //	...
 //	err = gw.Run(ctx) // serves until ctx ends, then shuts down gracefully
 //
-// Lifetimes: Start starts everything and returns; Shutdown stops accepting, waits for in-flight requests
-// (up to Config.DrainTimeout), closes the connections with 1001 and stops every goroutine; it is safe to call
-// twice. Run is Start, then Shutdown when ctx ends.
+// Options add what an embedding program brings: WithHooks (the Go shape of Mojo::WebSocketProxy's hooks, see
+// actors.Hooks), WithActorSystem (run the sessions in the program's own protoactor-go system), WithMetrics (its
+// own Prometheus registry). Config can come from a YAML file (LoadFile; see wsgate.example.yaml).
+//
+// Lifetimes: Start starts everything and returns; Shutdown stops accepting (readiness goes false), waits for
+// in-flight requests (up to Config.DrainTimeout), closes the connections with 1001 and stops every goroutine;
+// it is safe to call twice. Run is Start, then Shutdown when ctx ends. The admin listener serves /healthz,
+// /readyz (Redis reachable and every completion channel subscribed), /metrics (namespace wsgate) and
+// /debug/pprof/.
 package server

@@ -60,7 +60,9 @@ func run(ctx context.Context, listen, redisURL string, log *slog.Logger) error {
 		}},
 		// Every reply says which program answered.
 		BeforeSendAPIResponse: []func(*actors.Request, map[string]json.RawMessage){
-			func(_ *actors.Request, reply map[string]json.RawMessage) { reply["served_by"] = json.RawMessage(`"embed"`) },
+			func(_ *actors.Request, reply map[string]json.RawMessage) {
+				reply["served_by"] = json.RawMessage(`"embed"`)
+			},
 		},
 	}
 	actions := []server.Action{
