@@ -80,9 +80,11 @@ func NewRegistry(root *actor.RootContext, cfg RegistryConfig) (*Registry, error)
 // ticks converts a time to the registry's tick count.
 func (r *Registry) ticks(t time.Time) int64 { return int64(t.Sub(r.epoch) / r.cfg.Tick) }
 
-// deadline returns the tick by which a job registered now with timeout d is due, rounded up.
+// deadline returns the first tick at or after the moment a job registered now with timeout d is due: it fires
+// on that tick, so never early and at most one tick late.
 func (r *Registry) deadline(d time.Duration) int64 {
-	return r.ticks(time.Now().Add(d)) + 1
+	since := time.Now().Add(d).Sub(r.epoch)
+	return int64((since + r.cfg.Tick - 1) / r.cfg.Tick)
 }
 
 func (r *Registry) tickLoop() {

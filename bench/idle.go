@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -35,7 +36,7 @@ type IdleResult struct {
 // samples the gateway's memory, goroutines and fds before and after.
 func runIdle(args []string) error {
 	fs := flag.NewFlagSet("idle", flag.ContinueOnError)
-	n := fs.Int("conns", 19000, "connections to hold")
+	connList := fs.String("conns", "19000", "connections to hold; several (comma-separated) plot memory against connections")
 	perProc := fs.Int("per-process", 9500, "connections per client process (each process has ≤20,000 fds)")
 	out := fs.String("out", "bench/out", "directory for results")
 	var env multiFlag
@@ -47,24 +48,51 @@ func runIdle(args []string) error {
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
+	var results []IdleResult
+	for _, f := range strings.Split(*connList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("--conns: bad count %q", f)
+		}
+		res, err := idleOnce(n, *perProc, *out, env, *settle)
+		if err != nil {
+			return err
+		}
+		results = append(results, res)
+	}
+	if len(results) > 1 {
+		if err := plotIdle(filepath.Join(*out, "idle.png"), results); err != nil {
+			return err
+		}
+		fmt.Printf("plot: %s\n", filepath.Join(*out, "idle.png"))
+	}
+	return writeJSON(filepath.Join(*out, "idle.json"), results)
+}
+
+// idleOnce measures one connection count on a fresh stack.
+func idleOnce(nConns, perProcess int, outDir string, env multiFlag, settleFor time.Duration) (IdleResult, error) {
+	n, perProc, out, settle := &nConns, &perProcess, &outDir, &settleFor
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return IdleResult{}, err
+	}
 	dir, err := os.MkdirTemp("", "wsgate-bench-")
 	if err != nil {
-		return err
+		return IdleResult{}, err
 	}
 	defer os.RemoveAll(dir)
 	st, err := startStack(dir, stackConfig{workers: 1, concurrency: 16, env: env})
 	if err != nil {
-		return err
+		return IdleResult{}, err
 	}
 	defer st.stop()
 	self, err := os.Executable()
 	if err != nil {
-		return err
+		return IdleResult{}, err
 	}
 	time.Sleep(500 * time.Millisecond)
 	before, err := sampleGateway(st.gateway.pid(), st.adminAddr)
 	if err != nil {
-		return err
+		return IdleResult{}, err
 	}
 	procs := (*n + *perProc - 1) / *perProc
 	fmt.Printf("idle: opening %d connections from %d client processes...\n", *n, procs)
@@ -91,14 +119,14 @@ func runIdle(args []string) error {
 		stdin, _ := cmd.StdinPipe()
 		stdout, _ := cmd.StdoutPipe()
 		if err := cmd.Start(); err != nil {
-			return err
+			return IdleResult{}, err
 		}
 		children = append(children, child{cmd, stdin, bufio.NewScanner(stdout)})
 	}
 	res := IdleResult{Scenario: "idle", ClientProcesses: procs, GatewayEnv: env}
 	for _, c := range children {
 		if !c.lines.Scan() {
-			return fmt.Errorf("client process ended early")
+			return IdleResult{}, fmt.Errorf("client process ended early")
 		}
 		var ok, failed int
 		fmt.Sscanf(c.lines.Text(), "ready %d %d", &ok, &failed)
@@ -110,7 +138,7 @@ func runIdle(args []string) error {
 	time.Sleep(*settle) // let the gateway settle: GC done, the scavenger returns handshake garbage to the OS
 	after, err := sampleGateway(st.gateway.pid(), st.adminAddr)
 	if err != nil {
-		return err
+		return IdleResult{}, err
 	}
 	res.Before, res.After = before, after
 	c := float64(res.Connections)
@@ -119,9 +147,9 @@ func runIdle(args []string) error {
 	res.StackPerConn = float64(after.StackInuse-before.StackInuse) / c
 	res.GoroutinesAdded = after.Goroutines - before.Goroutines
 	res.FDsPerConn = float64(after.FDs-before.FDs) / c
-	res.HeapProfile = filepath.Join(*out, "idle-heap.pprof")
+	res.HeapProfile = filepath.Join(*out, fmt.Sprintf("idle-heap-%d.pprof", res.Connections))
 	if err := saveHeapProfile(st.adminAddr, res.HeapProfile); err != nil {
-		return err
+		return res, err
 	}
 	fmt.Printf("\n%-28s %s\n", "connections held", fmt.Sprintf("%d (%d failed) in %.1fs", res.Connections, res.Failed, res.OpenSeconds))
 	fmt.Printf("%-28s %.0f bytes\n", "gateway RSS per connection", res.RSSPerConn)
@@ -130,7 +158,7 @@ func runIdle(args []string) error {
 	fmt.Printf("%-28s %d (at %d connections)\n", "goroutines added", res.GoroutinesAdded, res.Connections)
 	fmt.Printf("%-28s %.3f\n", "fds per connection", res.FDsPerConn)
 	fmt.Printf("%-28s %s\n", "heap profile", res.HeapProfile)
-	return writeJSON(filepath.Join(*out, "idle.json"), res)
+	return res, nil
 }
 
 func describe(s procSample) string {
