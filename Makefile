@@ -28,8 +28,13 @@ vet:
 test: redis-server vet
 	$(GO) test -count=1 -race -timeout 10m $(PKGS)
 
+# The load harness (see bench/RESULTS.md): several minutes on this machine. Results under bench/out.
 bench: redis-server
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) test -run '^$$' -bench . -benchmem ./redisq/
+	$(GO) run ./bench modes --conns 1,100,1000,10000
+	$(GO) run ./bench rate --conns 1000
+	$(GO) run ./bench timeouts --jobs 20000
+	$(GO) run ./bench idle --conns 1000,5000,10000,19000
 
 clean:
 	rm -rf bin

@@ -75,16 +75,11 @@ func idleOnce(nConns, perProcess int, outDir string, env multiFlag, settleFor ti
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return IdleResult{}, err
 	}
-	dir, err := os.MkdirTemp("", "wsgate-bench-")
+	st, cleanup, err := newStack(stackConfig{workers: 1, concurrency: 16, env: env})
 	if err != nil {
 		return IdleResult{}, err
 	}
-	defer os.RemoveAll(dir)
-	st, err := startStack(dir, stackConfig{workers: 1, concurrency: 16, env: env})
-	if err != nil {
-		return IdleResult{}, err
-	}
-	defer st.stop()
+	defer cleanup()
 	self, err := os.Executable()
 	if err != nil {
 		return IdleResult{}, err

@@ -167,6 +167,20 @@ func startStack(dir string, sc stackConfig) (*stack, error) {
 	return s, nil
 }
 
+// newStack starts a stack in a temporary directory; cleanup stops it and removes the directory.
+func newStack(sc stackConfig) (st *stack, cleanup func(), err error) {
+	dir, err := os.MkdirTemp("", "wsgate-bench-")
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err = startStack(dir, sc)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return st, func() { st.stop(); os.RemoveAll(dir) }, nil
+}
+
 func (s *stack) stop() {
 	if s.gateway != nil {
 		s.gateway.stop()

@@ -24,17 +24,12 @@ func runRate(args []string) error {
 		return err
 	}
 	os.MkdirAll(*out, 0o755)
-	dir, err := os.MkdirTemp("", "wsgate-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	st, err := startStack(dir, stackConfig{workers: *workers, concurrency: 64, mode: *mode,
+	st, cleanup, err := newStack(stackConfig{workers: *workers, concurrency: 64, mode: *mode,
 		env: []string{"QUEUE_TIMEOUT=30"}, gatewayArgs: []string{"--compression=false"}})
 	if err != nil {
 		return err
 	}
-	defer st.stop()
+	defer cleanup()
 	var steps []loadResult
 	for _, s := range strings.Split(*rates, ",") {
 		rate, err := strconv.ParseFloat(strings.TrimSpace(s), 64)

@@ -118,17 +118,12 @@ func runRPC(args []string, allModes bool) error {
 }
 
 func gatewayRuns(f *rpcFlags, mode string) ([]RPCRun, error) {
-	dir, err := os.MkdirTemp("", "wsgate-bench-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	st, err := startStack(dir, stackConfig{workers: f.workers, concurrency: f.concurrency, mode: mode,
+	st, cleanup, err := newStack(stackConfig{workers: f.workers, concurrency: f.concurrency, mode: mode,
 		env: []string{"QUEUE_TIMEOUT=30"}, gatewayArgs: []string{"--compression=false"}})
 	if err != nil {
 		return nil, err
 	}
-	defer st.stop()
+	defer cleanup()
 	var runs []RPCRun
 	for _, n := range f.conns {
 		res, err := closedLoop(st.wsURL, n, f)

@@ -43,17 +43,12 @@ func runTimeouts(args []string) error {
 		return err
 	}
 	os.MkdirAll(*out, 0o755)
-	dir, err := os.MkdirTemp("", "wsgate-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	st, err := startStack(dir, stackConfig{workers: 0, mode: "reliable",
+	st, cleanup, err := newStack(stackConfig{workers: 0, mode: "reliable",
 		env: []string{fmt.Sprintf("QUEUE_TIMEOUT=%g", timeout.Seconds())}, gatewayArgs: []string{"--compression=false"}})
 	if err != nil {
 		return err
 	}
-	defer st.stop()
+	defer cleanup()
 	time.Sleep(500 * time.Millisecond)
 	before, err := sampleGateway(st.gateway.pid(), st.adminAddr)
 	if err != nil {

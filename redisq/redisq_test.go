@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wsgate/wsgate/internal/redistest"
+	"github.com/wsgate/wsgate/internal/testutil"
 	"github.com/wsgate/wsgate/redisq"
 )
 
@@ -236,13 +237,4 @@ func TestNewIDShape(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10 s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+func waitFor(t *testing.T, cond func() bool) { t.Helper(); testutil.WaitFor(t, cond) }
