@@ -20,23 +20,28 @@ func runRate(args []string) error {
 	mode := fs.String("mode", "reliable", "queue mode")
 	workers := fs.Int("workers", 2, "Go worker processes")
 	out := fs.String("out", "bench/out", "directory for results")
+	url := fs.String("url", "", "measure this running gateway (ws://...) instead of starting one")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	os.MkdirAll(*out, 0o755)
-	st, cleanup, err := newStack(stackConfig{workers: *workers, concurrency: 64, mode: *mode,
-		env: []string{"QUEUE_TIMEOUT=30"}, gatewayArgs: []string{"--compression=false"}})
-	if err != nil {
-		return err
+	target := *url
+	if target == "" {
+		st, cleanup, err := newStack(stackConfig{workers: *workers, concurrency: 64, mode: *mode,
+			env: []string{"QUEUE_TIMEOUT=30"}, gatewayArgs: []string{"--compression=false"}})
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		target = st.wsURL
 	}
-	defer cleanup()
 	var steps []loadResult
 	for _, s := range strings.Split(*rates, ",") {
 		rate, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
 		if err != nil || rate <= 0 {
 			return fmt.Errorf("--rates: bad rate %q", s)
 		}
-		l, err := dialLoad(st.wsURL, *conns, 15000, "ping", false)
+		l, err := dialLoad(target, *conns, 15000, "ping", false)
 		if err != nil {
 			return err
 		}

@@ -35,6 +35,7 @@ type rpcFlags struct {
 	concurrency int
 	action      string
 	baselines   bool
+	url         string
 	out         string
 }
 
@@ -51,8 +52,12 @@ func parseRPCFlags(name string, args []string) (*rpcFlags, []string, error) {
 	fs.StringVar(&f.action, "action", "ping", "the action requested")
 	fs.BoolVar(&f.baselines, "baselines", true, "also measure the raw-Redis ceiling and the WebSocket hop alone")
 	fs.StringVar(&f.out, "out", "bench/out", "directory for results")
+	fs.StringVar(&f.url, "url", "", "measure this running gateway (ws://...) instead of starting one (no baselines)")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
+	}
+	if f.url != "" {
+		f.baselines = false
 	}
 	for _, s := range strings.Split(*conns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -70,8 +75,8 @@ func runRPC(args []string, allModes bool) error {
 	if err != nil {
 		return err
 	}
-	if !allModes {
-		modes = modes[len(modes)-1:] // reliable unless --modes says otherwise
+	if !allModes || f.url != "" {
+		modes = modes[len(modes)-1:] // reliable unless --modes says otherwise; a running gateway has its own
 	}
 	var runs []RPCRun
 	ceilings := map[string]float64{}
@@ -118,6 +123,17 @@ func runRPC(args []string, allModes bool) error {
 }
 
 func gatewayRuns(f *rpcFlags, mode string) ([]RPCRun, error) {
+	if f.url != "" {
+		var runs []RPCRun
+		for _, n := range f.conns {
+			res, err := closedLoop(f.url, n, f)
+			if err != nil {
+				return runs, err
+			}
+			runs = append(runs, RPCRun{Target: "gateway", Mode: "(running)", loadResult: res})
+		}
+		return runs, nil
+	}
 	st, cleanup, err := newStack(stackConfig{workers: f.workers, concurrency: f.concurrency, mode: mode,
 		env: []string{"QUEUE_TIMEOUT=30"}, gatewayArgs: []string{"--compression=false"}})
 	if err != nil {
