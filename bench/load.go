@@ -45,6 +45,8 @@ type loader struct {
 	wg          sync.WaitGroup
 	sent        atomic.Int64
 	writeEAGAIN atomic.Int64
+	// atStart and atEnd, if set, run at the edges of the measured window (CPU sampling).
+	atStart, atEnd func()
 	// onError, if set, receives every error reply with its send time and arrival time (µs).
 	onError func(payload []byte, sentMicros, nowMicros int64)
 }
@@ -341,6 +343,9 @@ func (l *loader) runClosedLoop(inflight int, warmup, d time.Duration, progress f
 	time.Sleep(warmup)
 	l.resetCounters()
 	l.record.Store(true)
+	if l.atStart != nil {
+		l.atStart()
+	}
 	t0 := time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -352,6 +357,9 @@ func (l *loader) runClosedLoop(inflight int, warmup, d time.Duration, progress f
 	}
 	elapsed := time.Since(t0)
 	l.record.Store(false)
+	if l.atEnd != nil {
+		l.atEnd()
+	}
 	l.stop.Store(true)
 	time.Sleep(200 * time.Millisecond) // let the readers finish what they hold before the histograms merge
 	res := l.result(elapsed)

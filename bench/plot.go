@@ -17,7 +17,7 @@ type series struct {
 }
 
 // linePlot draws series as lines with points and saves a PNG.
-func linePlot(path, title, xlabel, ylabel string, logX bool, ss []series) error {
+func linePlot(path, title, xlabel, ylabel string, logX bool, ss []series, logY ...bool) error {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = xlabel
@@ -25,6 +25,10 @@ func linePlot(path, title, xlabel, ylabel string, logX bool, ss []series) error 
 	if logX {
 		p.X.Scale = plot.LogScale{}
 		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
+	if len(logY) > 0 && logY[0] {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	}
 	p.Legend.Top = true
 	var args []any
@@ -78,7 +82,7 @@ func plotRate(path string, steps []loadResult) error {
 		p999.xy = append(p999.xy, plotter.XY{X: s.TargetRate, Y: float64(s.P999us) / 1000})
 	}
 	return linePlot(path, "open loop: latency by offered rate (corrected for coordinated omission)",
-		"offered requests/s", "latency (ms)", false, []series{p50, p99, p999})
+		"offered requests/s", "latency (ms, log scale)", false, []series{p50, p99, p999}, true)
 }
 
 // plotIdle: gateway memory per connection against connections held.

@@ -270,3 +270,35 @@ func saveHeapProfile(admin, path string) error {
 	}
 	return os.WriteFile(path, []byte(body), 0o644)
 }
+
+// cpuTime is the CPU time (user + system) a process has used, from /proc/<pid>/stat.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which is in parentheses and may hold spaces).
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// cpuShares samples the CPU time of the stack's processes and of this process.
+type cpuShares struct {
+	Gateway, Workers, Redis, LoadGen time.Duration
+}
+
+func (s *stack) cpu() cpuShares {
+	var c cpuShares
+	c.Gateway = cpuTime(s.gateway.pid())
+	for _, w := range s.workers {
+		c.Workers += cpuTime(w.pid())
+	}
+	c.Redis = cpuTime(s.redis.pid())
+	c.LoadGen = cpuTime(os.Getpid())
+	return c
+}

@@ -24,6 +24,12 @@ type RPCRun struct {
 	Mode   string `json:"mode,omitempty"`
 	loadResult
 	FractionOfRedisCeiling float64 `json:"fraction_of_redis_ceiling,omitempty"`
+	// CPU time per reply of each process during the measured window (µs).
+	CPUus *cpuPerReply `json:"cpu_us_per_reply,omitempty"`
+}
+
+type cpuPerReply struct {
+	Gateway, Workers, Redis, LoadGen float64
 }
 
 type rpcFlags struct {
@@ -82,7 +88,7 @@ func runRPC(args []string, allModes bool) error {
 	ceilings := map[string]float64{}
 	for _, mode := range modes {
 		if f.baselines {
-			ceiling, err := rawRedisCeiling(mode, 256, f.duration)
+			ceiling, err := rawRedisCeiling(mode, 16, 16, f.duration)
 			if err != nil {
 				return err
 			}
@@ -142,22 +148,36 @@ func gatewayRuns(f *rpcFlags, mode string) ([]RPCRun, error) {
 	defer cleanup()
 	var runs []RPCRun
 	for _, n := range f.conns {
-		res, err := closedLoop(st.wsURL, n, f)
+		var before, after cpuShares
+		res, err := closedLoopSampled(st.wsURL, n, f, func() { before = st.cpu() }, func() { after = st.cpu() })
 		if err != nil {
 			return runs, fmt.Errorf("mode %s, %d connections: %w", mode, n, err)
 		}
-		runs = append(runs, RPCRun{Target: "gateway", Mode: mode, loadResult: res})
+		per := func(a, b time.Duration) float64 {
+			return float64((b - a).Microseconds()) / float64(max(res.Replies, 1))
+		}
+		cpu := &cpuPerReply{Gateway: per(before.Gateway, after.Gateway), Workers: per(before.Workers, after.Workers),
+			Redis: per(before.Redis, after.Redis), LoadGen: per(before.LoadGen, after.LoadGen)}
+		fmt.Printf("  CPU per reply: gateway %.0fµs, workers %.0fµs, redis %.0fµs, load generator %.0fµs\n",
+			cpu.Gateway, cpu.Workers, cpu.Redis, cpu.LoadGen)
+		runs = append(runs, RPCRun{Target: "gateway", Mode: mode, loadResult: res, CPUus: cpu})
 	}
 	return runs, nil
 }
 
 func closedLoop(url string, n int, f *rpcFlags) (loadResult, error) {
+	return closedLoopSampled(url, n, f, nil, nil)
+}
+
+// closedLoopSampled is closedLoop with hooks at the start and end of the measured window.
+func closedLoopSampled(url string, n int, f *rpcFlags, atStart, atEnd func()) (loadResult, error) {
 	fmt.Printf("%s: %d connections × %d in flight ...\n", url, n, f.inflight)
 	l, err := dialLoad(url, n, 15000, f.action, true)
 	if err != nil {
 		return loadResult{}, err
 	}
 	defer l.closeAll()
+	l.atStart, l.atEnd = atStart, atEnd
 	res := l.runClosedLoop(f.inflight, f.warmup, f.duration, func(s string) { fmt.Printf("\r  %s", s) })
 	fmt.Printf("\r  %.0f rps, p50 %dµs p99 %dµs p99.9 %dµs, %d errors\n", res.RPS, res.P50us, res.P99us, res.P999us, res.Errors)
 	return res, nil
@@ -221,10 +241,11 @@ func (echoHandler) OnMessage(c *transport.Conn, m transport.Message) {
 	_ = c.Send(append([]byte(nil), m.Data...))
 }
 
-// rawRedisCeiling runs the Redis commands of one job in the given mode (client submit, worker take and
-// answer, client read) through plain go-redis pipelines from 'parallel' goroutines, with no WebSocket, no
-// actors and no worker: the most jobs/s Redis can do for that command mix on this machine.
-func rawRedisCeiling(mode string, parallel int, d time.Duration) (float64, error) {
+// rawRedisCeiling runs the Redis commands of jobs in the given mode (client submit, worker take and answer,
+// client read) through plain go-redis pipelines, batch jobs per pipeline (as the gateway's client batches
+// across jobs), from parallel goroutines: no WebSocket, no actors, no worker process. It is the most jobs/s
+// Redis does for that command mix on this machine.
+func rawRedisCeiling(mode string, parallel, batch int, d time.Duration) (float64, error) {
 	dir, err := os.MkdirTemp("", "wsgate-raw-")
 	if err != nil {
 		return 0, err
@@ -258,43 +279,57 @@ func rawRedisCeiling(mode string, parallel int, d time.Duration) (float64, error
 		wg.Add(1)
 		go func(g int) {
 			defer wg.Done()
-			pending := fmt.Sprintf("jobs::pending%d", g) // a list per goroutine: its own job comes back
-			for i := 0; time.Now().Before(deadline); i++ {
-				id := fmt.Sprintf("%d-%d", g, i)
-				key := "job::" + id
-				switch mode {
-				case "simple":
-					rdb.LPush(ctx, pending, `{"id":"`+id+`","reply_to":"c","text":{"name":"ping","params":"{\"args\":{\"ping\":1}}"}}`)
-					rdb.RPop(ctx, pending)
-					rdb.Publish(ctx, "client::c", `{"id":"`+id+`","result":"T{\"success\":1,\"result\":\"pong\"}"}`)
-				default:
+			pending := fmt.Sprintf("jobs::pending%d", g) // a list per goroutine: its own jobs come back
+			ids := make([]string, batch)
+			for round := 0; time.Now().Before(deadline); round++ {
+				for i := range ids {
+					ids[i] = fmt.Sprintf("%d-%d-%d", g, round, i)
+				}
+				pipe := func(f func(p redis.Pipeliner, id string)) {
 					rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-						p.HSet(ctx, key, "_reply_to", "c", "_queued", "1", "text_name", "ping", "text_params", `{"args":{"ping":1}}`)
-						p.Expire(ctx, key, 330*time.Second)
-						p.LPush(ctx, pending, id)
-						return nil
-					})
-					if mode == "reliable" {
-						rdb.LMove(ctx, pending, "jobs::processing", "RIGHT", "LEFT")
-					} else {
-						rdb.RPop(ctx, pending)
-					}
-					take.EvalSha(ctx, rdb, []string{key}, "1", "w")
-					rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-						update.EvalSha(ctx, p, []string{key}, "_processed", "1", "result", `T{"success":1,"result":"pong"}`)
-						p.Publish(ctx, "client::c", id)
-						if mode == "reliable" {
-							p.LRem(ctx, "jobs::processing", 1, id)
+						for _, id := range ids {
+							f(p, id)
 						}
 						return nil
 					})
-					rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-						p.HMGet(ctx, key, "result", "_error", "_reply_to")
-						p.Del(ctx, key)
-						return nil
-					})
 				}
-				jobs.Add(1)
+				if mode == "simple" {
+					pipe(func(p redis.Pipeliner, id string) {
+						p.LPush(ctx, pending, `{"id":"`+id+`","reply_to":"c","text":{"name":"ping","params":"{\"args\":{\"ping\":1}}"}}`)
+					})
+					pipe(func(p redis.Pipeliner, id string) {
+						p.RPop(ctx, pending)
+						p.Publish(ctx, "client::c", `{"id":"`+id+`","result":"T{\"success\":1,\"result\":\"pong\"}"}`)
+					})
+					jobs.Add(int64(batch))
+					continue
+				}
+				pipe(func(p redis.Pipeliner, id string) { // the client's submit
+					key := "job::" + id
+					p.HSet(ctx, key, "_reply_to", "c", "_queued", "1", "text_name", "ping", "text_params", `{"args":{"ping":1}}`)
+					p.Expire(ctx, key, 330*time.Second)
+					p.LPush(ctx, pending, id)
+				})
+				pipe(func(p redis.Pipeliner, id string) { // the worker's fetch and take
+					if mode == "reliable" {
+						p.LMove(ctx, pending, "jobs::processing", "RIGHT", "LEFT")
+					} else {
+						p.RPop(ctx, pending)
+					}
+					take.EvalSha(ctx, p, []string{"job::" + id}, "1", "w")
+				})
+				pipe(func(p redis.Pipeliner, id string) { // the worker's answer
+					update.EvalSha(ctx, p, []string{"job::" + id}, "_processed", "1", "result", `T{"success":1,"result":"pong"}`)
+					p.Publish(ctx, "client::c", id)
+					if mode == "reliable" {
+						p.LRem(ctx, "jobs::processing", 1, id)
+					}
+				})
+				pipe(func(p redis.Pipeliner, id string) { // the client's read
+					p.HMGet(ctx, "job::"+id, "result", "_error", "_reply_to")
+					p.Del(ctx, "job::"+id)
+				})
+				jobs.Add(int64(batch))
 			}
 		}(g)
 	}
