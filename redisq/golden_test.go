@@ -160,7 +160,7 @@ func effects(cmds []command) map[string][]string {
 			a = append([]string{cmd, a[1]}, kv...)
 		case "HMGET":
 			a = []string{"HMGET", a[1], "result"} // reads more fields than Perl's client (e.g. _error): no effect
-		case "BRPOPLPUSH", "BLMOVE":
+		case "BRPOPLPUSH", "BLMOVE", "LMOVE", "RPOPLPUSH":
 			cmd = "MOVE"
 			a = []string{cmd, a[1], a[2]}
 		case "PUBLISH":

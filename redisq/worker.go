@@ -2,7 +2,6 @@ package redisq
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -85,8 +84,13 @@ type WorkerConfig struct {
 	Keys Keys
 	// Handler runs the jobs; required.
 	Handler Handler
-	// Concurrency is how many jobs run at once (each has its own fetch loop); 0 means 16.
+	// Concurrency is how many jobs run at once; 0 means 16.
 	Concurrency int
+	// Fetchers is how many goroutines wait for jobs (each holds one Redis connection in a blocking fetch);
+	// 0 means min(4, Concurrency).
+	Fetchers int
+	// FetchBatch bounds the jobs one fetch takes (and the jobs whose results share one pipeline); 0 means 32.
+	FetchBatch int
 	// PollTimeout is the blocking wait of one fetch; 0 means 3 s, as the Perl worker. Shutdown may wait this long
 	// for an idle fetch to return.
 	PollTimeout time.Duration
@@ -145,12 +149,16 @@ type WorkerStats struct {
 
 // Worker takes jobs from a queue and runs them.
 type Worker struct {
-	cfg  WorkerConfig
-	log  *slog.Logger
-	stop chan struct{}
-	once sync.Once
-	wg   sync.WaitGroup // fetch loops
-	bg   sync.WaitGroup // heartbeat and reaper
+	cfg     WorkerConfig
+	log     *slog.Logger
+	stop    chan struct{}
+	once    sync.Once
+	slots   chan struct{}  // one per running job: bounds concurrency
+	answers chan answer    // finished jobs, for the answerer
+	done    chan struct{}  // closed when Shutdown has stopped everything
+	wg      sync.WaitGroup // fetchers
+	jobs    sync.WaitGroup // running jobs
+	bg      sync.WaitGroup // answerer, heartbeat and reaper
 
 	stats struct {
 		sync.Mutex
@@ -166,6 +174,12 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	cfg.Mode, _ = ParseMode(string(cfg.Mode))
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 16
+	}
+	if cfg.Fetchers == 0 {
+		cfg.Fetchers = min(4, cfg.Concurrency)
+	}
+	if cfg.FetchBatch == 0 {
+		cfg.FetchBatch = 32
 	}
 	if cfg.PollTimeout == 0 {
 		cfg.PollTimeout = 3 * time.Second
@@ -188,18 +202,20 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	w := &Worker{cfg: cfg, stop: make(chan struct{}),
+	w := &Worker{cfg: cfg, stop: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency),
+		answers: make(chan answer, cfg.Concurrency), done: make(chan struct{}),
 		log: cfg.Logger.With("component", "redisq.worker", "worker_id", cfg.WorkerID)}
-	if c, ok := cfg.Redis.(*redis.Client); ok && c.Options().PoolSize < 2*cfg.Concurrency {
-		w.log.Warn("redis pool is smaller than 2×concurrency: jobs will wait for connections",
-			"pool_size", c.Options().PoolSize, "concurrency", cfg.Concurrency)
+	if c, ok := cfg.Redis.(*redis.Client); ok && c.Options().PoolSize < cfg.Fetchers+4 {
+		w.log.Warn("redis pool is smaller than fetchers+4: jobs will wait for connections",
+			"pool_size", c.Options().PoolSize, "fetchers", cfg.Fetchers)
 	}
 	return w, nil
 }
 
-// WorkerRedisOptions sizes opts for a worker of the given concurrency: a pool of 2×concurrency+4 connections.
+// WorkerRedisOptions sizes opts for a worker of the given concurrency: fetchers hold a connection each in
+// their blocking fetch, and handlers may use the pool too.
 func WorkerRedisOptions(opts *redis.Options, concurrency int) *redis.Options {
-	opts.PoolSize = max(opts.PoolSize, 2*concurrency+4)
+	opts.PoolSize = max(opts.PoolSize, concurrency+8)
 	return opts
 }
 
@@ -219,7 +235,8 @@ func (w *Worker) count(f func(*WorkerStats)) {
 	w.stats.Unlock()
 }
 
-// Start launches the fetch loops (and in reliable mode the heartbeat and the reaper) and returns.
+// Start launches the fetchers and the answerer (and in reliable mode the heartbeat and the reaper) and
+// returns.
 func (w *Worker) Start() {
 	if w.cfg.Mode == ModeReliable {
 		w.beat(context.Background()) // alive before the first job is taken
@@ -227,9 +244,11 @@ func (w *Worker) Start() {
 		go w.heartbeatLoop()
 		go w.reapLoop()
 	}
-	for i := 0; i < w.cfg.Concurrency; i++ {
+	w.bg.Add(1)
+	go w.answerLoop()
+	for i := 0; i < w.cfg.Fetchers; i++ {
 		w.wg.Add(1)
-		go w.loop()
+		go w.fetchLoop()
 	}
 }
 
@@ -242,18 +261,22 @@ func (w *Worker) Run(ctx context.Context) error {
 	return w.Shutdown(sctx)
 }
 
-// Shutdown stops taking new jobs, lets running jobs finish and waits for that, or for ctx; then it stops the
-// heartbeat (deleting its key). Safe to call twice.
+// Shutdown stops taking new jobs, lets running jobs finish and writes their results, and waits for that, or
+// for ctx; then it stops the heartbeat (deleting its key). Safe to call twice. Order: fetchers, running jobs,
+// the answerer, heartbeat and reaper.
 func (w *Worker) Shutdown(ctx context.Context) error {
-	w.once.Do(func() { close(w.stop) })
-	done := make(chan struct{})
-	go func() {
-		w.wg.Wait()
-		w.bg.Wait()
-		close(done)
-	}()
+	w.once.Do(func() {
+		close(w.stop)
+		go func() {
+			w.wg.Wait()
+			w.jobs.Wait()
+			close(w.answers)
+			w.bg.Wait()
+			close(w.done)
+		}()
+	})
 	select {
-	case <-done:
+	case <-w.done:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -284,107 +307,6 @@ func (w *Worker) sleep(d time.Duration) bool {
 	}
 }
 
-func (w *Worker) loop() {
-	defer w.wg.Done()
-	ctx := context.Background()
-	backoff := 50 * time.Millisecond
-	keys := w.cfg.Keys
-	for !w.stopping() {
-		var item string
-		var err error
-		switch w.cfg.Mode {
-		case ModeReliable:
-			// BRPOPLPUSH pending processing: the ID stays in `processing` until the job is answered.
-			item, err = w.cfg.Redis.BLMove(ctx, keys.Pending(), keys.Processing(), "RIGHT", "LEFT",
-				w.cfg.PollTimeout).Result()
-		default:
-			var kv []string
-			kv, err = w.cfg.Redis.BRPop(ctx, w.cfg.PollTimeout, keys.Pending()).Result()
-			if err == nil {
-				item = kv[1]
-			}
-		}
-		if errors.Is(err, redis.Nil) {
-			continue
-		}
-		if err != nil {
-			w.log.Warn("fetch failed", "err", err)
-			if !w.sleep(backoff) {
-				return
-			}
-			backoff = min(backoff*2, 2*time.Second)
-			continue
-		}
-		backoff = 50 * time.Millisecond
-		if w.cfg.Mode == ModeSimple {
-			w.processSimple(ctx, item)
-		} else {
-			w.process(ctx, item)
-		}
-	}
-}
-
-// process runs one job with the Perl worker's command sequence: HGETALL, HMSET _started, run, then
-// HMSET _processed+result, PUBLISH client::<reply_to> <id>, LREM processing.
-func (w *Worker) process(ctx context.Context, id string) {
-	rdb, keys := w.cfg.Redis, w.cfg.Keys
-	reliable := w.cfg.Mode == ModeReliable
-	// HGETALL and HMSET _started (the Perl worker's two round trips) as one script, which marks only a job
-	// that still exists. _worker names the lease holder for the reaper; like every `_` field it passes through
-	// Perl code.
-	h, err := takeJob(ctx, rdb, id, w.cfg.WorkerID)
-	if err != nil {
-		w.log.Warn("read job failed", "job_id", id, "err", err)
-		return // reliable: the ID stays in processing, and the reaper hands it out again if we die
-	}
-	if len(h) == 0 { // cancelled or expired: nobody waits for it
-		w.count(func(s *WorkerStats) { s.Skipped++ })
-		if reliable {
-			rdb.LRem(ctx, keys.Processing(), 1, id)
-		}
-		return
-	}
-	job, perr := parseJob(id, h)
-	if job == nil {
-		job = &Job{ID: id, ReplyTo: h[fieldReplyTo]}
-	}
-	job.Deliveries = 1
-	if n, err := strconv.Atoi(h[fieldDeliveries]); err == nil {
-		job.Deliveries += n
-	}
-	var res Result
-	if perr == nil {
-		res, err = w.serve(ctx, job)
-	} else {
-		err = perr
-	}
-	fields := []any{fieldProcessed, epoch(time.Now())}
-	if err != nil {
-		w.log.Debug("job failed", "job_id", id, "err", err)
-		fields = append(fields, fieldResult, string(TagText)+failedResultPrefix+err.Error(), fieldError, err.Error())
-		w.count(func(s *WorkerStats) { s.Failed++ })
-	} else {
-		fields = append(fields, fieldResult, res.encode())
-		w.count(func(s *WorkerStats) { s.Processed++ })
-	}
-	// The result is stored before its notification goes out, and the ID leaves `processing` last. The result
-	// is written only into a hash that still exists: one that expired (nobody waits any more) is not re-created
-	// without a TTL.
-	err = pipelineInOrder(ctx, rdb, w.cfg.Multi, func(p redis.Pipeliner) {
-		updateIfExists(ctx, p, id, fields...)
-	}, func(p redis.Pipeliner) {
-		if job.ReplyTo != "" {
-			p.Publish(ctx, ClientChannel(job.ReplyTo), id)
-		}
-		if reliable {
-			p.LRem(ctx, keys.Processing(), 1, id)
-		}
-	})
-	if err != nil {
-		w.log.Warn("write result failed", "job_id", id, "err", err)
-	}
-}
-
 // takeScript reads a job hash and, if it exists, marks it started by this worker: HGETALL + HSET in one
 // round trip. A single key, so it works on Redis Cluster too.
 var takeScript = redis.NewScript(`
@@ -410,53 +332,6 @@ return 1`)
 // script body goes with it (EVAL), which Redis caches by itself.
 func updateIfExists(ctx context.Context, p redis.Pipeliner, id string, fieldsAndValues ...any) {
 	updateScript.Eval(ctx, p, []string{JobKey(id)}, fieldsAndValues...)
-}
-
-func takeJob(ctx context.Context, rdb redis.UniversalClient, id, workerID string) (map[string]string, error) {
-	res, err := takeScript.Run(ctx, rdb, []string{JobKey(id)}, epoch(time.Now()), workerID).StringSlice()
-	if err != nil {
-		return nil, err
-	}
-	h := make(map[string]string, len(res)/2)
-	for i := 0; i+1 < len(res); i += 2 {
-		h[res[i]] = res[i+1]
-	}
-	return h, nil
-}
-
-// processSimple runs a simple-mode job and publishes its result in the notification itself.
-func (w *Worker) processSimple(ctx context.Context, raw string) {
-	var sj simpleJob
-	if err := json.Unmarshal([]byte(raw), &sj); err != nil || sj.ID == "" {
-		w.log.Warn("not a simple-mode job (do the clients use another mode?)", "item", fmt.Sprintf("%.64q", raw))
-		return
-	}
-	if sj.Expires > 0 && float64(time.Now().UnixMicro())/1e6 > sj.Expires {
-		w.count(func(s *WorkerStats) { s.Skipped++ })
-		return
-	}
-	job := &Job{ID: sj.ID, ReplyTo: sj.ReplyTo, Deliveries: 1, Queued: time.UnixMicro(int64(sj.Queued * 1e6)),
-		Data: make(map[string]any, len(sj.Text)+len(sj.JSON))}
-	for k, v := range sj.Text {
-		job.Data[k] = v
-	}
-	for k, v := range sj.JSON {
-		b, _ := json.Marshal(v)
-		job.Data[k] = json.RawMessage(b)
-	}
-	res, err := w.serve(ctx, job)
-	out := simpleResult{ID: sj.ID}
-	if err != nil {
-		out.Error = err.Error()
-		w.count(func(s *WorkerStats) { s.Failed++ })
-	} else {
-		out.Result = string(res.encode())
-		w.count(func(s *WorkerStats) { s.Processed++ })
-	}
-	msg, _ := json.Marshal(out)
-	if err := w.cfg.Redis.Publish(ctx, ClientChannel(sj.ReplyTo), msg).Err(); err != nil {
-		w.log.Warn("publish result failed", "job_id", sj.ID, "err", err)
-	}
 }
 
 // serve calls the handler and turns a panic into a failure, so that one bad job cannot kill the worker.

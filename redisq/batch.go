@@ -1,0 +1,307 @@
+package redisq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The worker's Redis traffic is batched across jobs: a fetcher takes up to FetchBatch jobs per round trip
+// (one blocking fetch for the first, then non-blocking ones in the same pipeline), reads and marks them in one
+// pipeline, hands each to a handler goroutine (at most Concurrency run at once), and one answerer writes the
+// results of all finished jobs in pipelines. Per job, Redis sees the same commands as from the Perl worker;
+// it just sees them in fewer, larger round trips, which is what its CPU is spent on.
+
+// answer is a finished job on its way to the answerer.
+type answer struct {
+	job  *Job
+	res  Result
+	err  error
+	item string // simple mode: nothing else is needed
+}
+
+// fetchLoop is one fetcher.
+func (w *Worker) fetchLoop() {
+	defer w.wg.Done()
+	ctx := context.Background()
+	backoff := 50 * time.Millisecond
+	extra := 1 // reliable mode: how many non-blocking LMOVEs to try after the blocking one (adapts to the load)
+	for !w.stopping() {
+		// A slot for the first job, then as many more as are free (up to the batch size).
+		select {
+		case w.slots <- struct{}{}:
+		case <-w.stop:
+			return
+		}
+		n := 1
+		for n < w.cfg.FetchBatch {
+			select {
+			case w.slots <- struct{}{}:
+				n++
+				continue
+			default:
+			}
+			break
+		}
+		want := n
+		if w.cfg.Mode == ModeReliable {
+			want = min(n, 1+extra)
+		}
+		items, err := w.fetch(ctx, want)
+		if w.cfg.Mode == ModeReliable && err == nil && len(items) > 0 {
+			// Each LMOVE that finds the list empty is a wasted command: probe with one, double while they all
+			// deliver.
+			if got := len(items) - 1; got == want-1 {
+				extra = min(2*extra, w.cfg.FetchBatch-1)
+			} else {
+				extra = max(got, 1)
+			}
+		}
+		for i := len(items); i < n; i++ {
+			<-w.slots // give back what was not used
+		}
+		if err != nil {
+			w.log.Warn("fetch failed", "err", err)
+			if !w.sleep(backoff) {
+				return
+			}
+			backoff = min(backoff*2, 2*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		if len(items) == 0 {
+			continue
+		}
+		if w.cfg.Mode == ModeSimple {
+			for _, it := range items {
+				w.startSimple(ctx, it)
+			}
+			continue
+		}
+		w.start(ctx, items)
+	}
+}
+
+// fetch takes up to n items: BLMOVE (reliable; BRPOPLPUSH in Perl) or BRPOP for the first, then LMOVE or
+// RPOP-with-count for the rest without blocking.
+func (w *Worker) fetch(ctx context.Context, n int) ([]string, error) {
+	rdb, keys := w.cfg.Redis, w.cfg.Keys
+	var first string
+	var err error
+	if w.cfg.Mode == ModeReliable {
+		first, err = rdb.BLMove(ctx, keys.Pending(), keys.Processing(), "RIGHT", "LEFT", w.cfg.PollTimeout).Result()
+	} else {
+		var kv []string
+		if kv, err = rdb.BRPop(ctx, w.cfg.PollTimeout, keys.Pending()).Result(); err == nil {
+			first = kv[1]
+		}
+	}
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	items := []string{first}
+	if n == 1 {
+		return items, nil
+	}
+	if w.cfg.Mode != ModeReliable {
+		more, err := rdb.RPopCount(ctx, keys.Pending(), n-1).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			w.log.Warn("fetch more failed", "err", err) // the first one still runs
+		}
+		return append(items, more...), nil
+	}
+	moves := make([]*redis.StringCmd, n-1)
+	_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range moves {
+			moves[i] = p.LMove(ctx, keys.Pending(), keys.Processing(), "RIGHT", "LEFT")
+		}
+		return nil
+	})
+	for _, m := range moves {
+		if id, err := m.Result(); err == nil {
+			items = append(items, id)
+		}
+	}
+	return items, nil
+}
+
+// start reads and marks a batch of jobs (HGETALL + HSET _started, as one script each, in one pipeline) and
+// runs each in a goroutine of its own.
+func (w *Worker) start(ctx context.Context, ids []string) {
+	rdb, keys := w.cfg.Redis, w.cfg.Keys
+	takes := make([]*redis.Cmd, len(ids))
+	now := epoch(time.Now())
+	_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			takes[i] = takeScript.Eval(ctx, p, []string{JobKey(id)}, now, w.cfg.WorkerID)
+		}
+		return nil
+	})
+	var gone []string
+	for i, id := range ids {
+		res, err := takes[i].StringSlice()
+		if err != nil {
+			w.log.Warn("read job failed", "job_id", id, "err", err)
+			<-w.slots // reliable: the ID stays in processing, and the reaper hands it out again if we die
+			continue
+		}
+		if len(res) == 0 { // cancelled or expired: nobody waits for it
+			w.count(func(s *WorkerStats) { s.Skipped++ })
+			gone = append(gone, id)
+			<-w.slots
+			continue
+		}
+		h := make(map[string]string, len(res)/2)
+		for k := 0; k+1 < len(res); k += 2 {
+			h[res[k]] = res[k+1]
+		}
+		job, perr := parseJob(id, h)
+		if job == nil {
+			job = &Job{ID: id, ReplyTo: h[fieldReplyTo]}
+		}
+		job.Deliveries = 1
+		if d, err := strconv.Atoi(h[fieldDeliveries]); err == nil {
+			job.Deliveries += d
+		}
+		w.jobs.Add(1)
+		go func() {
+			defer w.jobs.Done()
+			var a answer
+			a.job = job
+			if perr != nil {
+				a.err = perr
+			} else {
+				a.res, a.err = w.serve(ctx, job)
+			}
+			<-w.slots
+			w.answers <- a
+		}()
+	}
+	if len(gone) > 0 && w.cfg.Mode == ModeReliable {
+		_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, id := range gone {
+				p.LRem(ctx, keys.Processing(), 1, id)
+			}
+			return nil
+		})
+	}
+}
+
+// startSimple runs a simple-mode job (the job itself came off the list).
+func (w *Worker) startSimple(ctx context.Context, raw string) {
+	var sj simpleJob
+	if err := json.Unmarshal([]byte(raw), &sj); err != nil || sj.ID == "" {
+		w.log.Warn("not a simple-mode job (do the clients use another mode?)", "item", fmt.Sprintf("%.64q", raw))
+		<-w.slots
+		return
+	}
+	if sj.Expires > 0 && float64(time.Now().UnixMicro())/1e6 > sj.Expires {
+		w.count(func(s *WorkerStats) { s.Skipped++ })
+		<-w.slots
+		return
+	}
+	job := &Job{ID: sj.ID, ReplyTo: sj.ReplyTo, Deliveries: 1, Queued: time.UnixMicro(int64(sj.Queued * 1e6)),
+		Data: make(map[string]any, len(sj.Text)+len(sj.JSON))}
+	for k, v := range sj.Text {
+		job.Data[k] = v
+	}
+	for k, v := range sj.JSON {
+		b, _ := json.Marshal(v)
+		job.Data[k] = json.RawMessage(b)
+	}
+	w.jobs.Add(1)
+	go func() {
+		defer w.jobs.Done()
+		res, err := w.serve(ctx, job)
+		<-w.slots
+		w.answers <- answer{job: job, res: res, err: err}
+	}()
+}
+
+// answerLoop writes finished jobs back in batches: per job HSET _processed+result (only into a hash that still
+// exists), PUBLISH client::<reply_to> <id>, LREM processing; in simple mode the PUBLISH carries the result.
+func (w *Worker) answerLoop() {
+	defer w.bg.Done()
+	batch := make([]answer, 0, 256)
+	for a := range w.answers {
+		batch = append(batch[:0], a)
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case a, ok := <-w.answers:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, a)
+			default:
+				break fill
+			}
+		}
+		w.writeAnswers(batch)
+	}
+}
+
+func (w *Worker) writeAnswers(batch []answer) {
+	ctx := context.Background()
+	rdb, keys := w.cfg.Redis, w.cfg.Keys
+	for _, a := range batch {
+		if a.err != nil {
+			w.log.Debug("job failed", "job_id", a.job.ID, "err", a.err)
+			w.count(func(s *WorkerStats) { s.Failed++ })
+		} else {
+			w.count(func(s *WorkerStats) { s.Processed++ })
+		}
+	}
+	if w.cfg.Mode == ModeSimple {
+		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, a := range batch {
+				out := simpleResult{ID: a.job.ID}
+				if a.err != nil {
+					out.Error = a.err.Error()
+				} else {
+					out.Result = string(a.res.encode())
+				}
+				msg, _ := json.Marshal(out)
+				p.Publish(ctx, ClientChannel(a.job.ReplyTo), msg)
+			}
+			return nil
+		})
+		if err != nil {
+			w.log.Warn("publish results failed", "jobs", len(batch), "err", err)
+		}
+		return
+	}
+	now := epoch(time.Now())
+	// Results are stored before their notifications go out, and the IDs leave `processing` last.
+	err := pipelineInOrder(ctx, rdb, w.cfg.Multi, func(p redis.Pipeliner) {
+		for _, a := range batch {
+			fields := []any{fieldProcessed, now}
+			if a.err != nil {
+				fields = append(fields, fieldResult, string(TagText)+failedResultPrefix+a.err.Error(), fieldError, a.err.Error())
+			} else {
+				fields = append(fields, fieldResult, a.res.encode())
+			}
+			updateIfExists(ctx, p, a.job.ID, fields...)
+		}
+	}, func(p redis.Pipeliner) {
+		for _, a := range batch {
+			if a.job.ReplyTo != "" {
+				p.Publish(ctx, ClientChannel(a.job.ReplyTo), a.job.ID)
+			}
+			if w.cfg.Mode == ModeReliable {
+				p.LRem(ctx, keys.Processing(), 1, a.job.ID)
+			}
+		}
+	})
+	if err != nil {
+		w.log.Warn("write results failed", "jobs", len(batch), "err", err)
+	}
+}
