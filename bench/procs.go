@@ -260,6 +260,17 @@ func httpGet(ctx context.Context, url string) (string, error) {
 	return string(b), err
 }
 
+// saveCPUProfile records the gateway's CPU profile for d and writes it for `go tool pprof`.
+func saveCPUProfile(admin, path string, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	defer cancel()
+	body, err := httpGet(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(body), 0o644)
+}
+
 // saveHeapProfile writes the gateway's heap profile (after a GC) for `go tool pprof`.
 func saveHeapProfile(admin, path string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -42,6 +42,7 @@ type rpcFlags struct {
 	action      string
 	baselines   bool
 	url         string
+	profile     bool
 	out         string
 }
 
@@ -58,6 +59,7 @@ func parseRPCFlags(name string, args []string) (*rpcFlags, []string, error) {
 	fs.StringVar(&f.action, "action", "ping", "the action requested")
 	fs.BoolVar(&f.baselines, "baselines", true, "also measure the raw-Redis ceiling and the WebSocket hop alone")
 	fs.StringVar(&f.out, "out", "bench/out", "directory for results")
+	fs.BoolVar(&f.profile, "profile", false, "save the gateway's CPU profile of each measured window (gateway-<mode>-<conns>.cpu.pprof)")
 	fs.StringVar(&f.url, "url", "", "measure this running gateway (ws://...) instead of starting one (no baselines)")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
@@ -149,7 +151,21 @@ func gatewayRuns(f *rpcFlags, mode string) ([]RPCRun, error) {
 	var runs []RPCRun
 	for _, n := range f.conns {
 		var before, after cpuShares
-		res, err := closedLoopSampled(st.wsURL, n, f, func() { before = st.cpu() }, func() { after = st.cpu() })
+		var profDone chan error
+		start := func() {
+			before = st.cpu()
+			if f.profile {
+				profDone = make(chan error, 1)
+				path := filepath.Join(f.out, fmt.Sprintf("gateway-%s-%d.cpu.pprof", mode, n))
+				go func() { profDone <- saveCPUProfile(st.adminAddr, path, f.duration) }()
+			}
+		}
+		res, err := closedLoopSampled(st.wsURL, n, f, start, func() { after = st.cpu() })
+		if profDone != nil {
+			if perr := <-profDone; perr != nil {
+				fmt.Println("  profile:", perr)
+			}
+		}
 		if err != nil {
 			return runs, fmt.Errorf("mode %s, %d connections: %w", mode, n, err)
 		}

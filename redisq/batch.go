@@ -181,8 +181,8 @@ func (w *Worker) start(ctx context.Context, ids []string) {
 			} else {
 				a.res, a.err = w.serve(ctx, job)
 			}
-			<-w.slots
 			w.answers <- a
+			<-w.slots // after the hand-over: a stalled answerer stops the fetchers instead of piling up jobs
 		}()
 	}
 	if len(gone) > 0 && w.cfg.Mode == ModeReliable {
@@ -221,8 +221,8 @@ func (w *Worker) startSimple(ctx context.Context, raw string) {
 	go func() {
 		defer w.jobs.Done()
 		res, err := w.serve(ctx, job)
-		<-w.slots
 		w.answers <- answer{job: job, res: res, err: err}
+		<-w.slots
 	}()
 }
 

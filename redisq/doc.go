@@ -13,8 +13,9 @@
 //
 // Concurrency: a Client owns three goroutines (one that batches and pipelines submits, one that reads its
 // pub/sub subscription, one that fetches results in pipelines); Submit and Forget never block and may be called
-// from any goroutine. A Worker owns a bounded number of fetch goroutines, each of which runs one job at a time,
-// plus (reliable mode) a heartbeat and a reaper. Both stop with Shutdown.
+// from any goroutine. A Worker owns a few fetch goroutines (each takes a batch of jobs per round trip), one
+// goroutine per running job (at most Concurrency), one answerer that writes results in batches, and (reliable
+// mode) a heartbeat and a reaper. Both stop with Shutdown.
 //
 // redisq knows nothing of WebSockets; rpc.go holds the small contract that the WebSocket gateway's JobAsync
 // backend puts on top of it (the `name`/`params` job fields and the `{"success":1,"result":...}` envelope).
