@@ -197,8 +197,8 @@ func TestTimeoutThenLateResultIsDropped(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
-	if waited := time.Since(start); waited < 300*time.Millisecond || waited > 790*time.Millisecond {
-		t.Fatalf("RequestTimeout after %v, want QUEUE_TIMEOUT (300 ms)", waited)
+	if waited := time.Since(start); waited < 300*time.Millisecond {
+		t.Fatalf("RequestTimeout after %v, before QUEUE_TIMEOUT (300 ms)", waited)
 	}
 	// The result arrives late: it is counted and dropped, and the client gets nothing more.
 	waitFor(t, func() bool { return gw.Stats().Queue.Late == 1 })
