@@ -1,9 +1,9 @@
 package actors
 
 import (
+	"bytes"
 	"encoding/json"
 	"regexp"
-	"strings"
 )
 
 // SanityCheck is the request check of the Perl API (SanityCheckFailed): every key must match KeyPattern and
@@ -80,6 +80,4 @@ func (s *SanityCheck) checkPair(k string, v json.RawMessage, descend bool) strin
 	return ""
 }
 
-func trimJSON(b []byte) []byte {
-	return []byte(strings.TrimSpace(string(b)))
-}
+func trimJSON(b []byte) []byte { return bytes.TrimSpace(b) }
