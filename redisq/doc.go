@@ -9,7 +9,8 @@
 // Perl protocol with BRPOP; missed notifications recovered from the hashes) and reliable (the Perl worker's
 // BRPOPLPUSH sequence plus heartbeats, a reaper, delivery counts and a dead-letter list; at least once).
 // Clients and workers of a queue must use the same mode. PROTOCOL.md lists everything redisq adds to the Perl
-// wire format; RESP2 and RESP3, single nodes, Sentinel and Cluster (redis.UniversalClient) all work.
+// wire format. RESP2 and RESP3, single nodes and Cluster are tested; Sentinel (a failover client, also a
+// redis.UniversalClient) takes the same path but has no test here.
 //
 // Concurrency: a Client owns three goroutines (one that batches and pipelines submits, one that reads its
 // pub/sub subscription, one that fetches results in pipelines); Submit and Forget never block and may be called
