@@ -81,6 +81,8 @@ type SessionConfig struct {
 	Hooks Hooks
 	// Observer receives request outcomes (metrics); optional.
 	Observer Observer
+	// Dispatcher runs the sessions' mailboxes; nil means protoactor's default (a goroutine per mailbox run).
+	Dispatcher actor.Dispatcher
 	// Logger; nil means slog.Default(). Request-level logs are at Debug.
 	Logger *slog.Logger
 }
@@ -140,8 +142,11 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 	// session's first message instead of being captured by a per-connection producer. The lock-free mailbox
 	// costs ~200 bytes less per session than the default ring-buffer one; a session sees few messages, so its
 	// lower peak throughput does not matter.
-	s.props = actor.PropsFromProducer(func() actor.Actor { return &session{owner: s, cfg: &s.cfg} },
-		actor.WithMailbox(actor.UnboundedLockfree()))
+	opts := []actor.PropsOption{actor.WithMailbox(actor.UnboundedLockfree())}
+	if cfg.Dispatcher != nil {
+		opts = append(opts, actor.WithDispatcher(cfg.Dispatcher))
+	}
+	s.props = actor.PropsFromProducer(func() actor.Actor { return &session{owner: s, cfg: &s.cfg} }, opts...)
 	return s, nil
 }
 

@@ -43,6 +43,7 @@ type rpcFlags struct {
 	baselines   bool
 	url         string
 	profile     bool
+	gwArgs      []string
 	out         string
 }
 
@@ -60,6 +61,7 @@ func parseRPCFlags(name string, args []string) (*rpcFlags, []string, error) {
 	fs.BoolVar(&f.baselines, "baselines", true, "also measure the raw-Redis ceiling and the WebSocket hop alone")
 	fs.StringVar(&f.out, "out", "bench/out", "directory for results")
 	fs.BoolVar(&f.profile, "profile", false, "save the gateway's CPU profile of each measured window (gateway-<mode>-<conns>.cpu.pprof)")
+	gwArgs := fs.String("gateway-args", "", "extra arguments for `wsgate serve`, space-separated (e.g. --session-workers=8)")
 	fs.StringVar(&f.url, "url", "", "measure this running gateway (ws://...) instead of starting one (no baselines)")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
@@ -67,6 +69,7 @@ func parseRPCFlags(name string, args []string) (*rpcFlags, []string, error) {
 	if f.url != "" {
 		f.baselines = false
 	}
+	f.gwArgs = strings.Fields(*gwArgs)
 	for _, s := range strings.Split(*conns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {
@@ -143,7 +146,7 @@ func gatewayRuns(f *rpcFlags, mode string) ([]RPCRun, error) {
 		return runs, nil
 	}
 	st, cleanup, err := newStack(stackConfig{workers: f.workers, concurrency: f.concurrency, mode: mode,
-		env: []string{"QUEUE_TIMEOUT=30"}, gatewayArgs: []string{"--compression=false"}})
+		env: []string{"QUEUE_TIMEOUT=30"}, gatewayArgs: append([]string{"--compression=false"}, f.gwArgs...)})
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -100,6 +101,10 @@ type Config struct {
 	CloseOnInvalidUTF8 bool
 	// Transport tunes the WebSocket side (path, limits, timeouts, compression); its zero value is sensible.
 	Transport transport.Config
+	// SessionWorkers is how many long-lived goroutines run the session actors (actors.PoolDispatcher); 0 means
+	// 4×GOMAXPROCS, -1 means protoactor's default (a new goroutine per mailbox run, ~15 % more gateway CPU per
+	// request in bench/RESULTS.md).
+	SessionWorkers int
 	// DrainTimeout bounds how long Shutdown waits for in-flight requests; 0 means 10 s.
 	DrainTimeout time.Duration
 	// Logger; nil means slog.Default().
@@ -167,6 +172,9 @@ func (c Config) WithDefaults() (Config, error) {
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 10 * time.Second
 	}
+	if c.SessionWorkers == 0 {
+		c.SessionWorkers = 4 * runtime.GOMAXPROCS(0)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -183,6 +191,9 @@ func (c Config) Validate() error {
 	}
 	if c.DrainTimeout < 0 {
 		return errors.New("drain_timeout: must not be negative")
+	}
+	if c.SessionWorkers < -1 {
+		return errors.New("session_workers: must be -1, 0 or positive")
 	}
 	if c.MaxInFlight < 0 {
 		return errors.New("limits.max_in_flight: must not be negative")

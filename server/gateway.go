@@ -61,6 +61,7 @@ type Gateway struct {
 	clients   map[string]*redisq.Client // by queue name
 	ws        *transport.Server
 	gatherer  prometheus.Gatherer
+	dispatch  *actors.PoolDispatcher // nil unless Config.SessionWorkers is set
 
 	ln      net.Listener
 	admin   *http.Server
@@ -159,7 +160,13 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: metrics: %w", err)
 	}
+	var dispatcher actor.Dispatcher
+	if cfg.SessionWorkers > 0 {
+		g.dispatch = actors.NewPoolDispatcher(cfg.SessionWorkers, 300)
+		dispatcher = g.dispatch
+	}
 	g.sessions, err = actors.NewSessions(actors.SessionConfig{
+		Dispatcher:         dispatcher,
 		Actions:            acts,
 		Registry:           g.registry,
 		Submitter:          rpcSubmitter{g.clients[DefaultQueueName]},
@@ -423,6 +430,9 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 	}
 	g.wg.Wait()
 	g.sessions.Wait()
+	if g.dispatch != nil {
+		g.dispatch.Stop()
+	}
 	if g.ownSystem {
 		g.system.Shutdown()
 	}

@@ -132,6 +132,11 @@ func settings() []setting {
 			o.cfg.Queues[server.DefaultQueueName] = q
 			return nil
 		}, "jobs"},
+		{"session-workers", "WSGATE_SESSION_WORKERS", "goroutines that run session actors (0: 4×GOMAXPROCS, -1: a new one per mailbox run)", func(o *options, v string) error {
+			n, err := strconv.Atoi(v)
+			o.cfg.SessionWorkers = n
+			return err
+		}, "0"},
 		{"compression", "WSGATE_COMPRESSION", "offer permessage-deflate to clients (the Perl proxy's default)", func(o *options, v string) error {
 			b, err := strconv.ParseBool(v)
 			o.cfg.Transport.Compression = b
