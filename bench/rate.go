@@ -21,6 +21,7 @@ func runRate(args []string) error {
 	workers := fs.Int("workers", 2, "Go worker processes")
 	out := fs.String("out", "bench/out", "directory for results")
 	url := fs.String("url", "", "measure this running gateway (ws://...) instead of starting one")
+	gwArgs := fs.String("gateway-args", "", "extra arguments for `wsgate serve`, space-separated")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -28,7 +29,7 @@ func runRate(args []string) error {
 	target := *url
 	if target == "" {
 		st, cleanup, err := newStack(stackConfig{workers: *workers, concurrency: 64, mode: *mode,
-			env: []string{"QUEUE_TIMEOUT=30"}, gatewayArgs: []string{"--compression=false"}})
+			env: []string{"QUEUE_TIMEOUT=30"}, gatewayArgs: append([]string{"--compression=false"}, strings.Fields(*gwArgs)...)})
 		if err != nil {
 			return err
 		}

@@ -132,7 +132,7 @@ func settings() []setting {
 			o.cfg.Queues[server.DefaultQueueName] = q
 			return nil
 		}, "jobs"},
-		{"session-workers", "WSGATE_SESSION_WORKERS", "goroutines that run session actors (0: 4×GOMAXPROCS, -1: a new one per mailbox run)", func(o *options, v string) error {
+		{"session-workers", "WSGATE_SESSION_WORKERS", "run session actors on N long-lived goroutines (0: a new one per mailbox run; see bench/RESULTS.md)", func(o *options, v string) error {
 			n, err := strconv.Atoi(v)
 			o.cfg.SessionWorkers = n
 			return err
