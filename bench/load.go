@@ -54,6 +54,7 @@ type loader struct {
 // loadWorker owns a histogram (merged at the end, so recording takes no lock); a new measurement window
 // (gen) makes it start over.
 type loadWorker struct {
+	mu      sync.Mutex // guards hist and gen against the merge in result (uncontended otherwise)
 	hist    *hdrhistogram.Histogram
 	gen     int64
 	ok, err atomic.Int64
@@ -264,6 +265,7 @@ func (l *loader) frames(w *loadWorker, c *loadConn, data []byte) []byte {
 			k++
 		}
 		sent, _ := strconv.ParseInt(string(payload[j:k]), 10, 64)
+		w.mu.Lock()
 		if g := l.gen.Load(); g != w.gen {
 			w.hist.Reset()
 			w.gen = g
@@ -277,6 +279,7 @@ func (l *loader) frames(w *loadWorker, c *loadConn, data []byte) []byte {
 			w.ok.Add(1)
 			_ = w.hist.RecordValue(max(1, l.micros(now)-sent))
 		}
+		w.mu.Unlock()
 		if l.closed && !l.stop.Load() {
 			l.send(c, l.micros(time.Now()))
 		}
@@ -321,9 +324,11 @@ func (l *loader) result(d time.Duration) loadResult {
 	h := hdrhistogram.New(1, 60_000_000, 3)
 	var ok, errs int64
 	for _, w := range l.workers {
+		w.mu.Lock()
 		if w.gen == l.gen.Load() { // a worker that saw no reply in this window holds only older samples
 			h.Merge(w.hist)
 		}
+		w.mu.Unlock()
 		ok += w.ok.Load()
 		errs += w.err.Load()
 	}
@@ -361,7 +366,6 @@ func (l *loader) runClosedLoop(inflight int, warmup, d time.Duration, progress f
 		l.atEnd()
 	}
 	l.stop.Store(true)
-	time.Sleep(200 * time.Millisecond) // let the readers finish what they hold before the histograms merge
 	res := l.result(elapsed)
 	res.InFlight = inflight
 	return res
@@ -389,7 +393,6 @@ func (l *loader) runOpenLoop(rate float64, warmup, d time.Duration) loadResult {
 	}
 	time.Sleep(min(2*time.Second, d/2)) // let the last replies arrive
 	l.record.Store(false)
-	time.Sleep(200 * time.Millisecond)
 	res := l.result(time.Since(t0))
 	res.RPS = float64(res.Replies) / d.Seconds()
 	res.TargetRate = rate
