@@ -7,7 +7,12 @@ type Inbound struct {
 	Data        []byte
 	Binary      bool // a binary frame; text otherwise
 	InvalidUTF8 bool // a text frame that is not valid UTF-8
+	// Done, if set, is told when the session has handled the message (the sender's backpressure).
+	Done InboundDone
 }
+
+// InboundDone is told that an Inbound message was handled.
+type InboundDone interface{ Handled() }
 
 // JobOutcome is what became of a job: the worker's result payload (a JobAsync envelope), or an error.
 type JobOutcome struct {

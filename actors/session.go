@@ -185,6 +185,9 @@ func (s *session) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *Inbound:
 		s.handleInbound(ctx, m)
+		if m.Done != nil {
+			m.Done.Handled()
+		}
 	case *jobDone:
 		if r := s.take(m.jobID); r != nil {
 			s.handleOutcome(r, m.outcome)

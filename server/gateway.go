@@ -226,23 +226,49 @@ func (s rpcSubmitter) Submit(jobID, method string, params []byte) error {
 // wsHandler connects transport events to session actors.
 type wsHandler struct{ g *Gateway }
 
+// Backpressure: a connection stops being read when this many of its messages wait for its session, and is
+// read again when the session has caught up to half of it. The session's mailbox stays bounded.
+const (
+	maxInboundBacklog    = 64
+	resumeInboundBacklog = maxInboundBacklog / 2
+)
+
+// connState is what the gateway keeps on a transport connection.
+type connState struct {
+	pid     *actor.PID
+	conn    *transport.Conn
+	backlog atomic.Int32 // messages sent to the session and not handled yet
+}
+
+// Handled implements actors.InboundDone: the session has handled one message.
+func (cs *connState) Handled() {
+	if cs.backlog.Add(-1) == resumeInboundBacklog {
+		cs.conn.ResumeReading()
+	}
+}
+
 func (h wsHandler) OnOpen(c *transport.Conn) {
-	c.SetValue(h.g.sessions.Spawn(h.g.root, c, c))
+	cs := &connState{conn: c}
+	cs.pid = h.g.sessions.Spawn(h.g.root, c, c)
+	c.SetValue(cs)
 }
 
 func (h wsHandler) OnMessage(c *transport.Conn, m transport.Message) {
-	pid, _ := c.Value().(*actor.PID)
-	if pid == nil {
+	cs, _ := c.Value().(*connState)
+	if cs == nil {
 		return
 	}
 	data := make([]byte, len(m.Data)) // the transport reuses its buffer; the session owns this copy
 	copy(data, m.Data)
-	h.g.root.Send(pid, &actors.Inbound{Data: data, Binary: m.Binary, InvalidUTF8: m.InvalidUTF8})
+	if cs.backlog.Add(1) == maxInboundBacklog {
+		c.PauseReading()
+	}
+	h.g.root.Send(cs.pid, &actors.Inbound{Data: data, Binary: m.Binary, InvalidUTF8: m.InvalidUTF8, Done: cs})
 }
 
 func (h wsHandler) OnClose(c *transport.Conn, err error) {
-	if pid, _ := c.Value().(*actor.PID); pid != nil {
-		h.g.root.Stop(pid)
+	if cs, _ := c.Value().(*connState); cs != nil {
+		h.g.root.Stop(cs.pid)
 	}
 }
 

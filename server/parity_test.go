@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -280,4 +281,37 @@ func TestActionsRoutedToTheirQueues(t *testing.T) {
 	c.Send(`{"ping":1}`)
 	rdb := srv.Client()
 	waitFor(t, func() bool { n, _ := rdb.LLen(context.Background(), "jobs::priority").Result(); return n == 1 })
+}
+
+func TestSlowSessionPausesReading(t *testing.T) {
+	srv := redistest.Start(t)
+	slow := actors.Hooks{BeforeForward: []func(*actors.Request) actors.Verdict{func(r *actors.Request) actors.Verdict {
+		time.Sleep(time.Millisecond) // a session that cannot keep up (hooks must not block: this one does, on purpose)
+		return actors.Answer(r.ReqID())
+	}}}
+	gw, err := server.New(server.Config{Listen: "127.0.0.1:0", Admin: "off", RedisURL: srv.URL(), Logger: quiet},
+		server.WithHooks(slow))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Shutdown(context.Background())
+	c := wstest.Dial(t, gw.URL())
+	const n = 500
+	go func() {
+		for i := 0; i < n; i++ {
+			wsutil.WriteClientText(c.Conn, []byte(fmt.Sprintf(`{"ping":1,"req_id":%d}`, i)))
+		}
+	}()
+	for i := 0; i < n; i++ {
+		got := c.ReadJSON(20 * time.Second)
+		if got["ping"] != float64(i) {
+			t.Fatalf("reply %d: %v", i, got)
+		}
+	}
+	if st := gw.Stats().Transport; st.ReadPauses == 0 {
+		t.Fatalf("the connection was never paused: %+v", st)
+	}
 }

@@ -60,6 +60,8 @@ type Conn struct {
 	state      uint8
 	writeArmed bool // fd is registered with the write poller
 	deflate    bool // permessage-deflate was negotiated
+	paused     bool // PauseReading: do not re-arm read interest
+	disarmed   bool // read interest is off (epoll one-shot fired and was not re-armed)
 }
 
 // readState holds what a connection has read of unfinished frames and messages.
@@ -274,12 +276,45 @@ func (c *Conn) read(buf []byte) (int, error) {
 // rearm asks epoll for the next readiness event (one-shot), unless the connection is closed.
 func (c *Conn) rearm() {
 	c.mu.Lock()
+	if c.paused {
+		c.disarmed = true // ResumeReading re-arms
+		c.mu.Unlock()
+		return
+	}
+	c.armReadLocked()
+}
+
+// armReadLocked re-arms read interest and unlocks mu.
+func (c *Conn) armReadLocked() {
+	c.disarmed = false
 	if c.state != stateClosed {
 		if err := c.srv.poller.Mod(c.fd, readEvents); err != nil {
 			c.mu.Unlock()
 			c.teardown(err)
 			return
 		}
+	}
+	c.mu.Unlock()
+}
+
+// PauseReading stops reading from the connection after what is being read now, until ResumeReading: the
+// kernel's buffer fills and TCP pushes back on the client. The handler uses it when it cannot keep up.
+func (c *Conn) PauseReading() {
+	c.mu.Lock()
+	if !c.paused {
+		c.paused = true
+		c.srv.stats.pauses.Add(1)
+	}
+	c.mu.Unlock()
+}
+
+// ResumeReading undoes PauseReading.
+func (c *Conn) ResumeReading() {
+	c.mu.Lock()
+	c.paused = false
+	if c.disarmed {
+		c.armReadLocked()
+		return
 	}
 	c.mu.Unlock()
 }
@@ -314,8 +349,17 @@ func (c *Conn) onReadable(buf []byte) {
 		if c.closingOrClosed() {
 			return
 		}
+		if c.readingPaused() {
+			break // leave the rest in the kernel's buffer
+		}
 	}
 	c.rearm() // level-triggered: if bytes remain (budget spent), epoll fires again at once
+}
+
+func (c *Conn) readingPaused() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.paused
 }
 
 func (c *Conn) closingOrClosed() bool {

@@ -130,10 +130,11 @@ type Stats struct {
 	SlowConsumers  uint64 // closed because their write queue was full
 	WriteTimeouts  uint64
 	ProtocolErrors uint64
+	ReadPauses     uint64 // times a handler paused reading from a connection (backpressure)
 }
 
 type stats struct {
-	accepted, rejected, slowConsumers, writeTimeouts, protocolErrors atomic.Uint64
+	accepted, rejected, slowConsumers, writeTimeouts, protocolErrors, pauses atomic.Uint64
 }
 
 // readEvents is the epoll interest of an idle connection: readable, one-shot, level-triggered.
@@ -211,7 +212,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 func (s *Server) Stats() Stats {
 	return Stats{Connections: int64(s.Len()), Accepted: s.stats.accepted.Load(), Rejected: s.stats.rejected.Load(),
 		SlowConsumers: s.stats.slowConsumers.Load(), WriteTimeouts: s.stats.writeTimeouts.Load(),
-		ProtocolErrors: s.stats.protocolErrors.Load()}
+		ProtocolErrors: s.stats.protocolErrors.Load(), ReadPauses: s.stats.pauses.Load()}
 }
 
 // Len is the number of open connections.
