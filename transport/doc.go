@@ -16,7 +16,10 @@
 // permessage-deflate is negotiated when enabled, with no context takeover in either direction, so compression
 // costs CPU per message and no memory per connection.
 //
+// A handler that cannot keep up calls Conn.PauseReading: the connection's epoll interest is not re-armed, the
+// kernel's buffer fills and TCP pushes back on the client, until Conn.ResumeReading.
+//
 // Concurrency contract: Handler callbacks for one connection never run concurrently (epoll one-shot), and
-// OnMessage's data is valid only during the call. Conn.Send and Conn.Close are safe from any goroutine and never
-// block. The package knows nothing of JSON, actors or Redis.
+// OnMessage's data is valid only during the call. Conn.Send, Conn.Close, PauseReading and ResumeReading are
+// safe from any goroutine and never block. The package knows nothing of JSON, actors or Redis.
 package transport
