@@ -23,16 +23,19 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// startGateway runs a gateway against srv until the test ends.
-func startGateway(t *testing.T, srv *redistest.Server, cfg server.Config) *server.Gateway {
+// startGateway runs a gateway against srv until the test ends: WebSocket on a free port, no admin listener
+// unless cfg.Admin asks for one.
+func startGateway(t *testing.T, srv *redistest.Server, cfg server.Config, opts ...server.Option) *server.Gateway {
 	t.Helper()
 	cfg.Listen = "127.0.0.1:0"
-	cfg.Admin = "off"
+	if cfg.Admin == "" {
+		cfg.Admin = "off"
+	}
 	cfg.RedisURL = srv.URL()
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}
-	gw, err := server.New(cfg)
+	gw, err := server.New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

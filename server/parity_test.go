@@ -147,17 +147,9 @@ func TestHooks(t *testing.T) {
 			return append([]byte("got:"), data...)
 		},
 	}
-	gw, err := server.New(server.Config{Listen: "127.0.0.1:0", Admin: "off", RedisURL: srv.URL(), Logger: quiet,
-		Actions: append(server.DemoActions(), server.Action{Name: "time",
-			InsteadOfForward: func(r *actors.Request) actors.Verdict { return actors.Answer(json.RawMessage(`12345`)) }})},
+	gw := startGateway(t, srv, server.Config{Actions: append(server.DemoActions(), server.Action{Name: "time",
+		InsteadOfForward: func(r *actors.Request) actors.Verdict { return actors.Answer(json.RawMessage(`12345`)) }})},
 		server.WithHooks(hooks))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Shutdown(context.Background())
 	c := wstest.Dial(t, gw.URL())
 
 	if got := c.Call(`{"fail":1,"req_id":1}`); errCode(got) != "AuthorizationRequired" || got["req_id"] != 1.0 || got["server"] != "wsgate" {
@@ -186,14 +178,7 @@ func TestHooks(t *testing.T) {
 func TestMetricsAndReadiness(t *testing.T) {
 	srv := redistest.Start(t)
 	startWorker(t, srv)
-	gw, err := server.New(server.Config{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", RedisURL: srv.URL(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Shutdown(context.Background())
+	gw := startGateway(t, srv, server.Config{Admin: "127.0.0.1:0"})
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://" + gw.AdminAddr() + path)
 		if err != nil {
@@ -233,13 +218,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 func TestGracefulShutdownAnswersInFlightRequests(t *testing.T) {
 	srv := redistest.Start(t)
 	startWorker(t, srv)
-	gw, err := server.New(server.Config{Listen: "127.0.0.1:0", Admin: "off", RedisURL: srv.URL(), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	gw := startGateway(t, srv, server.Config{}) // the test shuts it down; the cleanup's second Shutdown is a no-op
 	c := wstest.Dial(t, gw.URL())
 	c.Send(`{"sleep":400,"req_id":1}`)
 	time.Sleep(50 * time.Millisecond)
@@ -249,7 +228,7 @@ func TestGracefulShutdownAnswersInFlightRequests(t *testing.T) {
 		t.Fatalf("in-flight request during shutdown: %v", got)
 	}
 	c.Conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err = wsutil.ReadServerText(c.Conn)
+	_, err := wsutil.ReadServerText(c.Conn)
 	var closed wsutil.ClosedError
 	if !asClosed(err, &closed) || closed.Code != ws.StatusGoingAway {
 		t.Fatalf("after the drain: %v, want close 1001", err)
@@ -289,15 +268,7 @@ func TestSlowSessionPausesReading(t *testing.T) {
 		time.Sleep(time.Millisecond) // a session that cannot keep up (hooks must not block: this one does, on purpose)
 		return actors.Answer(r.ReqID())
 	}}}
-	gw, err := server.New(server.Config{Listen: "127.0.0.1:0", Admin: "off", RedisURL: srv.URL(), Logger: quiet},
-		server.WithHooks(slow))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer gw.Shutdown(context.Background())
+	gw := startGateway(t, srv, server.Config{}, server.WithHooks(slow))
 	c := wstest.Dial(t, gw.URL())
 	const n = 500
 	go func() {
