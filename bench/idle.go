@@ -156,10 +156,6 @@ func idleOnce(nConns, perProcess int, outDir string, env multiFlag, settleFor ti
 	return res, nil
 }
 
-func describe(s procSample) string {
-	return strings.TrimSpace(fmt.Sprintf("rss=%dKiB goroutines=%d fds=%d", s.RSSBytes>>10, s.Goroutines, s.FDs))
-}
-
 // multiFlag is a repeatable string flag.
 type multiFlag []string
 

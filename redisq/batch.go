@@ -19,10 +19,9 @@ import (
 
 // answer is a finished job on its way to the answerer.
 type answer struct {
-	job  *Job
-	res  Result
-	err  error
-	item string // simple mode: nothing else is needed
+	job *Job
+	res Result
+	err error
 }
 
 // fetchLoop is one fetcher.

@@ -346,26 +346,23 @@ func (c *Conn) onReadable(buf []byte) {
 			c.fail(err)
 			return
 		}
-		if c.closingOrClosed() {
+		closing, paused := c.readStatus()
+		if closing {
 			return
 		}
-		if c.readingPaused() {
+		if paused {
 			break // leave the rest in the kernel's buffer
 		}
 	}
 	c.rearm() // level-triggered: if bytes remain (budget spent), epoll fires again at once
 }
 
-func (c *Conn) readingPaused() bool {
+// readStatus reports, under one lock, whether the connection is closing (or closed) and whether reading is
+// paused.
+func (c *Conn) readStatus() (closing, paused bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.paused
-}
-
-func (c *Conn) closingOrClosed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.state != stateOpen
+	return c.state != stateOpen, c.paused
 }
 
 // fail closes the connection for a protocol error.
