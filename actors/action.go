@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -82,10 +83,10 @@ func (t *Actions) Lookup(name string) *Action {
 	return nil
 }
 
-// pick returns the earliest-listed action among keys, or nil.
-func (t *Actions) pick(keys func(yield func(string) bool)) *Action {
+// pick returns the earliest-listed action among the request's keys, or nil.
+func (t *Actions) pick(fields map[string]json.RawMessage) *Action {
 	best := -1
-	for k := range keys {
+	for k := range fields {
 		if i, ok := t.index[k]; ok && (best < 0 || i < best) {
 			best = i
 		}

@@ -345,13 +345,7 @@ func (s *session) handleInbound(ctx actor.Context, m *Inbound) {
 			return
 		}
 	}
-	r.Action = s.cfg.Actions.pick(func(yield func(string) bool) {
-		for k := range fields {
-			if !yield(k) {
-				return
-			}
-		}
-	})
+	r.Action = s.cfg.Actions.pick(fields)
 	if r.Action == nil {
 		s.replyCode(r, msgTypeError, UnrecognisedRequest, nil, OutcomeBadRequest)
 		return
