@@ -339,7 +339,7 @@ func (s *session) handleInbound(ctx actor.Context, m *Inbound) {
 	r := &Request{Fields: fields, echo: data, reqID: fields["req_id"], passthrough: fields["passthrough"],
 		Conn: s.info, started: now}
 	if s.cfg.Sanity != nil {
-		if bad := s.cfg.Sanity.check(fields); bad != "" {
+		if bad, ok := s.cfg.Sanity.check(fields); !ok {
 			s.cfg.Logger.Debug("sanity check failed", "key", bad)
 			s.replyCode(r, msgTypeError, SanityCheckFailed, nil, OutcomeBadRequest)
 			return

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -43,11 +44,11 @@ func TestProtocolParity(t *testing.T) {
 			func(m map[string]any) bool { return m["msg_type"] == "ticks_history" && errCode(m) == "WrongResponse" }},
 		{"sanity: bad key", `{"ping":1,"bad key":1}`,
 			func(m map[string]any) bool { return errCode(m) == "SanityCheckFailed" && m["msg_type"] == "error" }},
-		{"sanity: bad value one level down", `{"echo":{"x":"<script>"}}`,
+		{"sanity: bad value one level down", `{"echo":{"x":"a\u0007b"}}`,
 			func(m map[string]any) bool { return errCode(m) == "SanityCheckFailed" }},
 		{"sanity: value over 300 characters", `{"echo":"` + strings.Repeat("a", 301) + `"}`,
 			func(m map[string]any) bool { return errCode(m) == "SanityCheckFailed" }},
-		{"sanity: password values are not checked", `{"echo":1,"new_password":"p@ss<word>!"}`,
+		{"sanity: password values are not checked", `{"echo":1,"new_password":"p@ss\u0000word"}`,
 			func(m map[string]any) bool { return errCode(m) == "" && m["msg_type"] == "echo" }},
 		{"response too large", `{"echo":"` + strings.Repeat("b", 290) + `","a":"` + strings.Repeat("c", 290) + `","b":"` + strings.Repeat("d", 290) + `","d":"` + strings.Repeat("e", 290) + `"}`,
 			func(m map[string]any) bool {
@@ -69,6 +70,17 @@ func TestProtocolParity(t *testing.T) {
 		})
 	}
 
+	t.Run("ordinary text is echoed", func(t *testing.T) { // issue 9: the Perl proxy lets all of these through
+		for _, v := range []string{`"hello, world!"`, `"a(b)#c%d*e?[x]~;"`, `"日本語"`, `"price €5 😀"`, `{"a":"ü"}`,
+			`"１−１−１"`, `"<script>"`, `["x\ty", "\u00e9", 0, ""]`, `"` + strings.Repeat("é", 300) + `"`} {
+			req := `{"echo":` + v + `,"req_id":1}`
+			got := c.Call(req)
+			echoed, _ := got["echo"].(map[string]any)
+			if errCode(got) != "" || !reflect.DeepEqual(echoed["echo"], decode(t, `{"v":`+v+`}`)["v"]) {
+				t.Fatalf("request %s: got %v", req, got)
+			}
+		}
+	})
 	t.Run("invalid UTF-8 gets BadRequest and the connection stays", func(t *testing.T) {
 		if err := wsutil.WriteClientText(c.Conn, []byte{'{', 0xff, '}'}); err != nil {
 			t.Fatal(err)
