@@ -23,6 +23,14 @@ type Action struct {
 	// RateLimit, if set, bounds how often one connection may call this action (on top of the session's
 	// connection-wide limit).
 	RateLimit *Rate
+	// RequireResult answers WrongResponse to a worker envelope without a `result` member, such as
+	// {"success":0,"error":"..."}. false (the default) answers it as the Perl JobAsync backend does: a success
+	// whose value is null.
+	RequireResult bool
+	// IgnoreResultStash drops (and logs at debug) the `stash` member of this action's results instead of merging
+	// it into the connection's stash. false (the default) merges it, as Mojo::WebSocketProxy does; set it for
+	// actions whose workers reflect client input.
+	IgnoreResultStash bool
 	// InsteadOfForward, if set, serves the action in the gateway: its verdict's Reply is the answer and no job
 	// is submitted (a verdict without a Reply forwards after all).
 	InsteadOfForward func(r *Request) Verdict

@@ -541,13 +541,23 @@ func (s *session) handleOutcome(r *Request, o JobOutcome) {
 	var env struct {
 		Result json.RawMessage `json:"result"`
 	}
-	if err := json.Unmarshal(o.Payload, &env); err != nil || env.Result == nil {
+	err := json.Unmarshal(o.Payload, &env)
+	if t := bytes.TrimSpace(o.Payload); err == nil && (len(t) == 0 || t[0] != '{') {
+		err = errors.New("not a JSON object")
+	}
+	if err == nil && env.Result == nil && r.Action.RequireResult {
+		err = errors.New("no result member")
+	}
+	if err != nil {
 		s.cfg.Logger.Debug("result is not an RPC envelope", "action", r.Action.Name, "err", err)
 		s.failed(r, fmt.Errorf("actors: result is not an RPC envelope: %w", err))
 		s.replyCode(r, mt, WrongResponse, nil, OutcomeFailure)
 		return
 	}
 	result := env.Result
+	if result == nil { // an envelope without a result ({"success":0,"error":...}): null, as the Perl backend
+		result = json.RawMessage("null")
+	}
 	if t := bytes.TrimSpace(result); len(t) > 0 && t[0] == '{' {
 		var obj map[string]json.RawMessage
 		if err := json.Unmarshal(t, &obj); err != nil {
@@ -559,7 +569,7 @@ func (s *session) handleOutcome(r *Request, o JobOutcome) {
 			return
 		}
 		if st, ok := obj["stash"]; ok {
-			s.mergeStash(st)
+			s.resultStash(r, st)
 			delete(obj, "stash")
 			result, _ = json.Marshal(obj)
 		}
@@ -582,6 +592,21 @@ func (s *session) replyRPCError(r *Request, msgType string, raw json.RawMessage)
 		return
 	}
 	s.replyError(r, msgType, e.Code, e.MessageToClient, e.Details, OutcomeRPCError)
+}
+
+// resultStash merges a result's `stash` into the connection's stash, unless the action may not set it or the
+// request carried a `stash` of its own. Workers set the stash, clients never: a request's own `stash` member
+// means nothing to the gateway, and a result that may be its reflection (a worker returning its args) is not
+// trusted with the stash.
+func (s *session) resultStash(r *Request, raw json.RawMessage) {
+	switch {
+	case r.Action.IgnoreResultStash:
+		s.cfg.Logger.Debug("result stash ignored: the action may not set the stash", "action", r.Action.Name)
+	case r.Fields["stash"] != nil:
+		s.cfg.Logger.Debug("result stash ignored: the request carried a stash of its own", "action", r.Action.Name)
+	default:
+		s.mergeStash(raw)
+	}
 }
 
 // mergeStash merges a result's `stash` object into the connection's stash.

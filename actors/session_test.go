@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -98,7 +99,7 @@ func newFixture(t *testing.T, q *fakeQueue, mut func(*SessionConfig)) *fixture {
 	t.Cleanup(reg.Shutdown)
 	q.reg = reg
 	acts, err := NewActions(Action{Name: "ping"}, Action{Name: "status", MsgType: "st"},
-		Action{Name: "auth", StashParams: []string{"token"}})
+		Action{Name: "auth", StashParams: []string{"token"}}, Action{Name: "strict", RequireResult: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +144,14 @@ func TestSessionShapesReplies(t *testing.T) {
 			`{"msg_type":"ping","error":{"code":"WrongResponse","message":"Sorry, an error occurred while processing your request."},"echo_req":{"ping":1}}`},
 		{"result that is not an envelope", `!`, `{"ping":1}`,
 			`{"msg_type":"ping","error":{"code":"WrongResponse","message":"Sorry, an error occurred while processing your request."},"echo_req":{"ping":1}}`},
+		{"envelope without a result is a null success, as in Perl", `{"success":0,"error":"died"}`, `{"ping":1}`,
+			`{"msg_type":"ping","ping":null,"echo_req":{"ping":1}}`},
+		{"envelope without a result for an action that requires one", `{"success":0,"error":"died"}`, `{"strict":1}`,
+			`{"msg_type":"strict","error":{"code":"WrongResponse","message":"Sorry, an error occurred while processing your request."},"echo_req":{"strict":1}}`},
+		{"null result of an action that requires one is a result", `{"success":1,"result":null}`, `{"strict":1}`,
+			`{"msg_type":"strict","strict":null,"echo_req":{"strict":1}}`},
+		{"payload that is JSON but not an object", `[1]`, `{"ping":1}`,
+			`{"msg_type":"ping","error":{"code":"WrongResponse","message":"Sorry, an error occurred while processing your request."},"echo_req":{"ping":1}}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -150,7 +159,10 @@ func TestSessionShapesReplies(t *testing.T) {
 				if tt.result == "!" {
 					return JobOutcome{Payload: []byte("not json")}, true
 				}
-				return envelope(tt.result)
+				if !strings.HasPrefix(tt.result, `{"success"`) && !strings.HasPrefix(tt.result, `[`) {
+					return envelope(tt.result)
+				}
+				return JobOutcome{Payload: []byte(tt.result)}, true // a whole payload
 			}}
 			f := newFixture(t, q, nil)
 			var want map[string]any

@@ -43,6 +43,13 @@ type Action struct {
 	StashParams []string `yaml:"stash_params"`
 	// RateLimit bounds how often one connection may call it; nil means no limit of its own.
 	RateLimit *actors.Rate `yaml:"rate_limit"`
+	// RequireResult answers WrongResponse to a worker envelope without `result` ({"success":0,"error":...});
+	// nil means Config.RequireResult.
+	RequireResult *bool `yaml:"require_result"`
+	// ResultStash says whether a `stash` member of this action's results is merged into the connection's
+	// stash; nil means Config.ResultStash. Set it false on actions whose workers reflect client input (as the
+	// demo echo does): whatever such a result carries in `stash`, the client chose.
+	ResultStash *bool `yaml:"result_stash"`
 	// InsteadOfForward serves the action in the gateway (embedding only; see actors.Action).
 	InsteadOfForward func(r *actors.Request) actors.Verdict `yaml:"-"`
 }
@@ -86,6 +93,14 @@ type Config struct {
 	QueueTimeout time.Duration
 	// Actions lists the RPC methods in priority order; nil means DemoActions().
 	Actions []Action
+	// RequireResult makes a worker envelope without `result` a WrongResponse for every action that does not
+	// say otherwise; false (the default) answers it as the Perl JobAsync backend does, a success with a null
+	// value.
+	RequireResult bool
+	// ResultStash is the default of Action.ResultStash; nil means true: results may set the stash, as in
+	// Mojo::WebSocketProxy, so that existing authorisation workers keep working. Workers set the stash, clients
+	// never: see the package documentation.
+	ResultStash *bool
 	// MaxInFlight bounds one connection's requests waiting for results; 0 means 100.
 	MaxInFlight int
 	// RateLimit is a per-connection token bucket for all requests; nil means none.
@@ -113,10 +128,12 @@ type Config struct {
 
 var actionName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,50}$`)
 
-// DemoActions are the actions of the demo worker (ping, echo, sleep, fail, whoami).
+// DemoActions are the actions of the demo worker (ping, echo, sleep, fail, whoami). echo's results may not set
+// the stash: it returns what the client sent.
 func DemoActions() []Action {
+	no := false
 	return []Action{
-		{Name: "ping"}, {Name: "echo"}, {Name: "sleep"}, {Name: "fail"},
+		{Name: "ping"}, {Name: "echo", ResultStash: &no}, {Name: "sleep"}, {Name: "fail"},
 		{Name: "whoami", StashParams: []string{"user"}},
 	}
 }

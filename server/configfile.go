@@ -54,6 +54,10 @@ type File struct {
 	} `yaml:"sanity_check"`
 	Queues  map[string]Queue `yaml:"queues"`
 	Actions []FileAction     `yaml:"actions"`
+
+	// RequireResult and ResultStash are the defaults of the actions' options of the same names.
+	RequireResult bool  `yaml:"require_result"`
+	ResultStash   *bool `yaml:"result_stash"`
 }
 
 // FileAction is an action in the file; a bare string is an action with that name and no options.
@@ -64,6 +68,9 @@ type FileAction struct {
 	Timeout     Duration     `yaml:"timeout"`
 	StashParams []string     `yaml:"stash_params"`
 	RateLimit   *actors.Rate `yaml:"rate_limit"`
+	// RequireResult and ResultStash: see Action.
+	RequireResult *bool `yaml:"require_result"`
+	ResultStash   *bool `yaml:"result_stash"`
 }
 
 // UnmarshalYAML accepts `- ping` as well as `- {name: ping, ...}`.
@@ -186,6 +193,7 @@ func (f *File) Config() (Config, error) {
 		QueueTimeout: time.Duration(f.QueueTimeout), DrainTimeout: time.Duration(f.DrainTimeout),
 		MaxInFlight: f.Limits.MaxInFlight, MaxResponseSize: f.Limits.MaxResponseSize, RateLimit: f.Limits.RateLimit,
 		CloseOnInvalidUTF8: f.CloseOnInvalidUTF8, Queues: f.Queues,
+		RequireResult: f.RequireResult, ResultStash: f.ResultStash,
 	}
 	cfg.Transport.Path = f.Path
 	cfg.Transport.MaxConnections = f.Limits.MaxConnections
@@ -221,7 +229,8 @@ func (f *File) Config() (Config, error) {
 	}
 	for _, a := range f.Actions {
 		cfg.Actions = append(cfg.Actions, Action{Name: a.Name, MsgType: a.MsgType, Queue: a.Queue,
-			Timeout: time.Duration(a.Timeout), StashParams: a.StashParams, RateLimit: a.RateLimit})
+			Timeout: time.Duration(a.Timeout), StashParams: a.StashParams, RateLimit: a.RateLimit,
+			RequireResult: a.RequireResult, ResultStash: a.ResultStash})
 	}
 	return cfg, nil
 }

@@ -57,7 +57,7 @@ wsgate dev: gateway, in-process Redis (%s) and demo worker are running.
     {"echo": {"hello": "world"}, "passthrough": {"mine": true}}
     {"sleep": 250}
     {"fail": 1}
-    {"echo": 1, "stash": {"user": "alice"}}   then   {"whoami": 1}
+    {"whoami": 1}   (the stash values that workers set and whoami's stash_params name)
   e.g. with websocat:  echo '{"ping":1,"req_id":1}' | websocat %s
 
   Health: http://%s/healthz   Ready: http://%s/readyz

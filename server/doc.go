@@ -9,6 +9,14 @@
 // actors.Hooks), WithActorSystem (run the sessions in the program's own protoactor-go system), WithMetrics (its
 // own Prometheus registry). Config can come from a YAML file (LoadFile; see wsgate.example.yaml).
 //
+// Trust model of the stash: workers set the stash, clients never. The connection's stash (per-connection state
+// such as the logged-in user, copied into jobs by stash_params) changes only through hooks and through the
+// `stash` member of a worker's result. A `stash` member in a client's request is never read as stash, and a
+// result to such a request cannot set the stash either, since a worker that returns its args would otherwise
+// hand the client's own stash back. Actions whose workers reflect client input in other ways must be
+// configured with ResultStash false (the demo echo is); the default, true, keeps Mojo::WebSocketProxy's
+// behaviour so that existing authorisation workers work unchanged.
+//
 // Lifetimes: Start starts everything and returns; Shutdown stops accepting (readiness goes false), waits for
 // in-flight requests (up to Config.DrainTimeout), closes the connections with 1001 and stops every goroutine;
 // it is safe to call twice. Run is Start, then Shutdown when ctx ends. The admin listener serves /healthz,

@@ -143,7 +143,9 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	for _, a := range cfg.Actions {
 		list = append(list, actors.Action{Name: a.Name, MsgType: a.MsgType, StashParams: a.StashParams,
 			Timeout: a.Timeout, RateLimit: a.RateLimit, InsteadOfForward: a.InsteadOfForward,
-			Submitter: rpcSubmitter{g.clients[queueOf(a)]}})
+			Submitter:         rpcSubmitter{g.clients[queueOf(a)]},
+			RequireResult:     orDefault(a.RequireResult, cfg.RequireResult),
+			IgnoreResultStash: !orDefault(a.ResultStash, orDefault(cfg.ResultStash, true))})
 	}
 	acts, err := actors.NewActions(list...)
 	if err != nil {
@@ -194,6 +196,14 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		return nil, err
 	}
 	return g, nil
+}
+
+// orDefault is *b, or def when b is nil.
+func orDefault(b *bool, def bool) bool {
+	if b == nil {
+		return def
+	}
+	return *b
 }
 
 func queueOf(a Action) string {

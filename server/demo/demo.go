@@ -22,11 +22,22 @@ var ErrDemoFailure = errors.New("demo: failure requested")
 func Handler() redisq.Handler {
 	r := redisq.NewRouter()
 	r.Handle("ping", redisq.RPC(func(context.Context, *redisq.RPCRequest) (any, error) { return "pong", nil }))
-	r.Handle("echo", redisq.RPC(func(_ context.Context, req *redisq.RPCRequest) (any, error) { return req.Args, nil }))
+	r.Handle("echo", redisq.RPC(echo))
 	r.Handle("sleep", redisq.RPC(sleep))
 	r.Handle("fail", redisq.RPC(func(context.Context, *redisq.RPCRequest) (any, error) { return nil, ErrDemoFailure }))
 	r.Handle("whoami", redisq.RPC(whoami))
 	return r
+}
+
+// echo returns the request, less any `stash` member: a result's stash is merged into the connection's stash,
+// and a client must not be able to write its own stash by having it reflected (the gateway refuses that too).
+func echo(_ context.Context, req *redisq.RPCRequest) (any, error) {
+	var args map[string]json.RawMessage
+	if err := json.Unmarshal(req.Args, &args); err != nil || args["stash"] == nil {
+		return req.Args, nil // not an object, or no stash: as it came
+	}
+	delete(args, "stash")
+	return args, nil
 }
 
 func sleep(ctx context.Context, req *redisq.RPCRequest) (any, error) {
