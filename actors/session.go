@@ -54,6 +54,9 @@ const closeInternalError uint16 = 1011
 // DefaultMaxResponseSize is the reply size above which ResponseTooLarge is sent, as in the Perl API.
 const DefaultMaxResponseSize = 328000
 
+// MinMaxResponseSize is the smallest MaxResponseSize allowed: room for any gateway error with its details.
+const MinMaxResponseSize = 256
+
 // SessionConfig is shared, read-only, by every session of a gateway. Each field's zero value means the default
 // named in its comment.
 type SessionConfig struct {
@@ -72,7 +75,9 @@ type SessionConfig struct {
 	MaxInFlight int
 	// RateLimit, if set, is a connection-wide token bucket for requests; beyond it: RateLimit.
 	RateLimit *Rate
-	// MaxResponseSize bounds an encoded reply; 0 means DefaultMaxResponseSize. Bigger: ResponseTooLarge.
+	// MaxResponseSize bounds every encoded reply; 0 means DefaultMaxResponseSize, else at least
+	// MinMaxResponseSize. A bigger success becomes ResponseTooLarge; a bigger error first drops echo_req, then
+	// passthrough, then req_id (see metaLevel), and becomes ResponseTooLarge only if still too big.
 	MaxResponseSize int
 	// Sanity checks requests (SanityCheckFailed); nil means DefaultSanityCheck(). Set DisableSanityCheck to skip.
 	Sanity             *SanityCheck
@@ -100,6 +105,8 @@ func (c *SessionConfig) Validate() error {
 		return errors.New("actors: SessionConfig.NewJobID is required")
 	case c.Timeout < 0 || c.MaxInFlight < 0 || c.MaxResponseSize < 0:
 		return errors.New("actors: SessionConfig.Timeout, MaxInFlight and MaxResponseSize must not be negative")
+	case c.MaxResponseSize > 0 && c.MaxResponseSize < MinMaxResponseSize:
+		return fmt.Errorf("actors: SessionConfig.MaxResponseSize must be 0 or at least %d", MinMaxResponseSize)
 	}
 	if c.RateLimit != nil {
 		return c.RateLimit.Validate()
@@ -267,9 +274,7 @@ func (s *session) send(r *Request, msg []byte, action, outcome string) {
 		}
 	}
 	if len(msg) > s.cfg.MaxResponseSize {
-		details, _ := json.Marshal(map[string]int{"size": len(msg), "max_response_size": s.cfg.MaxResponseSize})
-		msg = appendError(nil, msgTypeError, string(ResponseTooLarge), ResponseTooLarge.Message(), details, r)
-		outcome = OutcomeTooLarge
+		msg, outcome = s.tooLarge(r, len(msg)), OutcomeTooLarge
 	}
 	if err := s.conn.Send(msg); err != nil {
 		s.cfg.Logger.Debug("send failed", "err", err)
@@ -290,12 +295,30 @@ func (s *session) send(r *Request, msg []byte, action, outcome string) {
 	}
 }
 
+// replyError sends an error, with as much of the request (echo_req, passthrough, req_id) as max_response_size
+// allows; an error too large even without them (a worker's huge details) becomes ResponseTooLarge.
 func (s *session) replyError(r *Request, msgType, code, message string, details json.RawMessage, outcome string) {
 	action := ""
 	if r != nil && r.Action != nil {
 		action = r.Action.Name
 	}
-	s.send(r, appendError(nil, msgType, code, message, details, r), action, outcome)
+	msg, size := appendFittedError(msgType, code, message, details, r, s.cfg.MaxResponseSize)
+	if msg == nil {
+		msg, outcome = s.tooLarge(r, size), OutcomeTooLarge
+	}
+	s.send(r, msg, action, outcome)
+}
+
+// tooLarge is the ResponseTooLarge reply to r, whose reply would have been size bytes. It always fits:
+// MaxResponseSize is at least MinMaxResponseSize.
+func (s *session) tooLarge(r *Request, size int) []byte {
+	details, _ := json.Marshal(map[string]int{"size": size, "max_response_size": s.cfg.MaxResponseSize})
+	msg, _ := appendFittedError(msgTypeError, string(ResponseTooLarge), ResponseTooLarge.Message(), details, r,
+		s.cfg.MaxResponseSize)
+	if msg == nil { // unreachable with a valid config; never send more than the limit
+		msg, _ = appendFittedError(msgTypeError, string(ResponseTooLarge), ResponseTooLarge.Message(), nil, nil, 1<<20)
+	}
+	return msg
 }
 
 func (s *session) replyCode(r *Request, msgType string, code ErrorCode, details json.RawMessage, outcome string) {

@@ -254,3 +254,75 @@ func TestActionsValidation(t *testing.T) {
 }
 
 func waitFor(t *testing.T, cond func() bool) { t.Helper(); testutil.WaitFor(t, cond) }
+
+func TestSessionRepliesFitMaxResponseSize(t *testing.T) {
+	const max = 400
+	big := strings.Repeat("x", 1<<20)
+	bigRequest := `{"ping":{"d":{"blob":"` + big + `"}}` // deeper than the sanity check looks
+	tests := []struct {
+		name, result, request string
+		code                  string   // "" for a success
+		keep, drop            []string // members of the reply
+	}{
+		{"success too large: ResponseTooLarge with all of a small request", `"` + strings.Repeat("r", max) + `"`,
+			`{"ping":1,"req_id":1,"passthrough":{"p":1}}`, "ResponseTooLarge", []string{"echo_req", "req_id", "passthrough"}, nil},
+		{"big request: echo_req goes", `"pong"`, bigRequest + `,"req_id":2,"passthrough":{"p":1}}`,
+			"ResponseTooLarge", []string{"req_id", "passthrough"}, []string{"echo_req"}},
+		{"big request and passthrough: passthrough goes too", `"pong"`,
+			bigRequest + `,"req_id":3,"passthrough":{"p":"` + strings.Repeat("p", 300) + `"}}`,
+			"ResponseTooLarge", []string{"req_id"}, []string{"echo_req", "passthrough"}},
+		{"big req_id: nothing of the request is left", `"pong"`, bigRequest + `,"req_id":{"a":{"b":"` + big + `"}}}`,
+			"ResponseTooLarge", nil, []string{"echo_req", "req_id"}},
+		{"a gateway error keeps its code", `"pong"`, `{"ping":"` + big + `","req_id":5}`,
+			"SanityCheckFailed", []string{"req_id"}, []string{"echo_req"}},
+		{"an RPC error keeps its code", `{"error":{"code":"Nope","message_to_client":"No."}}`, bigRequest + `,"req_id":6}`,
+			"Nope", []string{"req_id"}, []string{"echo_req"}},
+		{"an RPC error too large by itself", `{"error":{"code":"Nope","message_to_client":"` + strings.Repeat("n", max) + `"}}`,
+			`{"ping":1,"req_id":7}`, "ResponseTooLarge", []string{"req_id", "echo_req"}, nil},
+		{"a success that fits is untouched", `"pong"`, `{"ping":1,"req_id":8}`, "", []string{"echo_req", "req_id"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := &fakeQueue{answer: func(string, []byte) (JobOutcome, bool) { return envelope(tt.result) }}
+			f := newFixture(t, q, func(c *SessionConfig) { c.MaxResponseSize = max })
+			f.root.Send(f.pid, &Inbound{Data: []byte(tt.request)})
+			var raw []byte
+			select {
+			case raw = <-f.conn.sent:
+			case <-time.After(5 * time.Second):
+				t.Fatal("no reply")
+			}
+			if len(raw) > max {
+				t.Fatalf("reply of %d bytes, over the limit of %d: %.200s", len(raw), max, raw)
+			}
+			var got map[string]any
+			if err := json.Unmarshal(raw, &got); err != nil {
+				t.Fatalf("reply %s: %v", raw, err)
+			}
+			e, _ := got["error"].(map[string]any)
+			if code, _ := e["code"].(string); code != tt.code {
+				t.Fatalf("code %q, want %q: %s", code, tt.code, raw)
+			}
+			for _, k := range tt.keep {
+				if _, ok := got[k]; !ok {
+					t.Errorf("%s missing: %s", k, raw)
+				}
+			}
+			for _, k := range tt.drop {
+				if _, ok := got[k]; ok {
+					t.Errorf("%s kept: %.200s", k, raw)
+				}
+			}
+		})
+	}
+}
+
+func TestSessionConfigRefusesATinyResponseLimit(t *testing.T) {
+	for _, n := range []int{1, MinMaxResponseSize - 1} {
+		cfg := SessionConfig{Actions: &Actions{}, Registry: &Registry{}, Submitter: &fakeQueue{}, NewJobID: func() string { return "" },
+			MaxResponseSize: n}
+		if err := cfg.Validate(); err == nil {
+			t.Errorf("MaxResponseSize %d accepted", n)
+		}
+	}
+}

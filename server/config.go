@@ -105,7 +105,8 @@ type Config struct {
 	MaxInFlight int
 	// RateLimit is a per-connection token bucket for all requests; nil means none.
 	RateLimit *actors.Rate
-	// MaxResponseSize bounds an encoded reply; 0 means actors.DefaultMaxResponseSize (328,000 bytes).
+	// MaxResponseSize bounds every encoded reply; 0 means actors.DefaultMaxResponseSize (328,000 bytes), else
+	// at least actors.MinMaxResponseSize (256). Error replies shed echo_req, passthrough, req_id to fit.
 	MaxResponseSize int
 	// DisableSanityCheck turns SanityCheckFailed off; Sanity replaces the default rule.
 	DisableSanityCheck bool
@@ -213,8 +214,8 @@ func (c Config) Validate() error {
 	if c.MaxInFlight < 0 {
 		return errors.New("limits.max_in_flight: must not be negative")
 	}
-	if c.MaxResponseSize < 0 {
-		return errors.New("limits.max_response_size: must not be negative")
+	if c.MaxResponseSize < 0 || c.MaxResponseSize > 0 && c.MaxResponseSize < actors.MinMaxResponseSize {
+		return fmt.Errorf("limits.max_response_size: must be 0 (the default) or at least %d", actors.MinMaxResponseSize)
 	}
 	if c.RateLimit != nil {
 		if err := c.RateLimit.Validate(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -199,5 +200,51 @@ actions:
 		if a.Name == "echo" && (a.ResultStash == nil || *a.ResultStash) {
 			t.Fatal("the demo actions let echo set the stash")
 		}
+	}
+}
+
+func TestErrorRepliesFitMaxResponseSize(t *testing.T) {
+	srv := redistest.Start(t)
+	startWorker(t, srv)
+	// Requests of 1 MiB (the default max_message_size): one the demo echo returns whole, one that fails the
+	// sanity check.
+	pad := func(prefix, suffix string) string {
+		return prefix + strings.Repeat("x", 1<<20-len(prefix)-len(suffix)) + suffix
+	}
+	echoReq := pad(`{"echo":{"data":{"blob":"`, `"}},"req_id":7,"passthrough":{"p":1}}`)
+	insaneReq := pad(`{"echo":"`, `","req_id":8}`)
+	for _, limit := range []int{0, 1024} {
+		max := limit
+		if max == 0 {
+			max = 328000 // the default
+		}
+		t.Run(fmt.Sprintf("max_response_size=%d", max), func(t *testing.T) {
+			gw := startGateway(t, srv, server.Config{MaxResponseSize: limit})
+			c := wstest.Dial(t, gw.URL())
+			tests := []struct {
+				request, code string
+				reqID         float64
+			}{
+				{echoReq, "ResponseTooLarge", 7},
+				{insaneReq, "SanityCheckFailed", 8},
+			}
+			for _, tt := range tests {
+				c.Send(tt.request)
+				raw, err := c.Read(10 * time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got map[string]any
+				if err := json.Unmarshal(raw, &got); err != nil {
+					t.Fatalf("reply %.200s: %v", raw, err)
+				}
+				if len(raw) > max || errCode(got) != tt.code || got["req_id"] != tt.reqID || got["echo_req"] != nil {
+					t.Fatalf("reply of %d bytes to a request of %d: %.300s", len(raw), len(tt.request), raw)
+				}
+				if tt.code == "ResponseTooLarge" && !reflect.DeepEqual(got["passthrough"], map[string]any{"p": 1.0}) {
+					t.Fatalf("passthrough lost: %s", raw)
+				}
+			}
+		})
 	}
 }
