@@ -23,7 +23,9 @@ import (
 // beyond its length limit.
 //
 // One deliberate difference from Perl, which the spec asks for: control characters (Unicode category Cc)
-// other than white space fail, although Perl lets them through as part of the Common script.
+// other than white space fail, although Perl lets them through as part of the Common script. Two accidental
+// ones, both stricter: a key repeated inside an object has every value checked (Perl keeps the last), and a
+// lone UTF-16 surrogate escape fails (Perl's JSON decoder refuses the whole request).
 //
 // The default rule runs without regexp and without allocating. The zero value is the Perl rule with no
 // skipped keys.
