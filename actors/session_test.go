@@ -99,7 +99,8 @@ func newFixture(t *testing.T, q *fakeQueue, mut func(*SessionConfig)) *fixture {
 	t.Cleanup(reg.Shutdown)
 	q.reg = reg
 	acts, err := NewActions(Action{Name: "ping"}, Action{Name: "status", MsgType: "st"},
-		Action{Name: "auth", StashParams: []string{"token"}}, Action{Name: "strict", RequireResult: true})
+		Action{Name: "auth", StashParams: []string{"token"}}, Action{Name: "strict", RequireResult: true},
+		Action{Name: "nostash", IgnoreResultStash: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,6 +131,7 @@ func envelope(result string) (JobOutcome, bool) {
 }
 
 func TestSessionShapesReplies(t *testing.T) {
+	// result is the envelope's result; one starting with "payload:" is the whole payload instead.
 	tests := []struct {
 		name, result, request, want string
 	}{
@@ -142,27 +144,24 @@ func TestSessionShapesReplies(t *testing.T) {
 			`{"msg_type":"ping","error":{"code":"AuthFailed","message":"No.","details":{"f":1}},"echo_req":{"ping":1,"passthrough":[1]},"passthrough":[1]}`},
 		{"RPC error without a code is a WrongResponse", `{"error":"x"}`, `{"ping":1}`,
 			`{"msg_type":"ping","error":{"code":"WrongResponse","message":"Sorry, an error occurred while processing your request."},"echo_req":{"ping":1}}`},
-		{"result that is not an envelope", `!`, `{"ping":1}`,
+		{"result that is not an envelope", `payload:not json`, `{"ping":1}`,
 			`{"msg_type":"ping","error":{"code":"WrongResponse","message":"Sorry, an error occurred while processing your request."},"echo_req":{"ping":1}}`},
-		{"envelope without a result is a null success, as in Perl", `{"success":0,"error":"died"}`, `{"ping":1}`,
+		{"envelope without a result is a null success, as in Perl", `payload:{"success":0,"error":"died"}`, `{"ping":1}`,
 			`{"msg_type":"ping","ping":null,"echo_req":{"ping":1}}`},
-		{"envelope without a result for an action that requires one", `{"success":0,"error":"died"}`, `{"strict":1}`,
+		{"envelope without a result for an action that requires one", `payload:{"success":0,"error":"died"}`, `{"strict":1}`,
 			`{"msg_type":"strict","error":{"code":"WrongResponse","message":"Sorry, an error occurred while processing your request."},"echo_req":{"strict":1}}`},
-		{"null result of an action that requires one is a result", `{"success":1,"result":null}`, `{"strict":1}`,
+		{"null result of an action that requires one is a result", `null`, `{"strict":1}`,
 			`{"msg_type":"strict","strict":null,"echo_req":{"strict":1}}`},
-		{"payload that is JSON but not an object", `[1]`, `{"ping":1}`,
+		{"payload that is JSON but not an object", `payload:[1]`, `{"ping":1}`,
 			`{"msg_type":"ping","error":{"code":"WrongResponse","message":"Sorry, an error occurred while processing your request."},"echo_req":{"ping":1}}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			q := &fakeQueue{answer: func(string, []byte) (JobOutcome, bool) {
-				if tt.result == "!" {
-					return JobOutcome{Payload: []byte("not json")}, true
+				if p, ok := strings.CutPrefix(tt.result, "payload:"); ok {
+					return JobOutcome{Payload: []byte(p)}, true
 				}
-				if !strings.HasPrefix(tt.result, `{"success"`) && !strings.HasPrefix(tt.result, `[`) {
-					return envelope(tt.result)
-				}
-				return JobOutcome{Payload: []byte(tt.result)}, true // a whole payload
+				return envelope(tt.result)
 			}}
 			f := newFixture(t, q, nil)
 			var want map[string]any
@@ -192,6 +191,44 @@ func TestSessionStashFlowsIntoLaterJobs(t *testing.T) {
 	defer q.mu.Unlock()
 	if got, want := string(q.params[1]), `{"args":{"auth":1},"token":"t1"}`; got != want {
 		t.Fatalf("params = %s, want %s", got, want)
+	}
+}
+
+func TestSessionResultStashIsTrustedOnlyWhereAllowed(t *testing.T) {
+	q := &fakeQueue{answer: func(method string, params []byte) (JobOutcome, bool) {
+		if method == "auth" {
+			return envelope(`1`)
+		}
+		return envelope(`{"ok":1,"stash":{"token":"from-` + method + `"}}`)
+	}}
+	f := newFixture(t, q, nil)
+	tokenSeen := func() string {
+		t.Helper()
+		f.call(t, `{"auth":1}`)
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		var p struct{ Token string }
+		if err := json.Unmarshal(q.params[len(q.params)-1], &p); err != nil {
+			t.Fatal(err)
+		}
+		return p.Token
+	}
+	steps := []struct {
+		request, token string
+	}{
+		{`{"nostash":1}`, ""},                       // the action may not set the stash
+		{`{"ping":1,"stash":{"token":"mine"}}`, ""}, // the request carried a stash of its own
+		{`{"ping":1}`, "from-ping"},                 // a worker sets it
+		{`{"nostash":1}`, "from-ping"},              // and it stays
+	}
+	for _, st := range steps {
+		got := f.call(t, st.request)
+		if mt, _ := got["msg_type"].(string); !reflect.DeepEqual(got[mt], map[string]any{"ok": 1.0}) {
+			t.Fatalf("%s: %v (the stash must leave the reply either way)", st.request, got)
+		}
+		if tok := tokenSeen(); tok != st.token {
+			t.Fatalf("after %s the stash token is %q, want %q", st.request, tok, st.token)
+		}
 	}
 }
 
