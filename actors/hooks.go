@@ -13,7 +13,8 @@ type Request struct {
 	// Fields are the request's top-level members; treat them as read-only.
 	Fields map[string]json.RawMessage
 	// Stash is the connection's stash (per-connection state that survives between requests); hooks may change
-	// it, and a result's `stash` member is merged into it.
+	// it, and a result's `stash` member is merged into it (unless the action has IgnoreResultStash or the
+	// request carried a `stash` of its own: workers set the stash, clients never).
 	Stash map[string]json.RawMessage
 	// Params are extra members of the job's params, next to `args` and the stash_params; BeforeCall hooks may
 	// add to them.
