@@ -68,7 +68,14 @@ type Config struct {
 	// Admin is the admin HTTP listener's address (/healthz, /readyz, /metrics, /debug/pprof/); "" means
 	// DefaultAdmin, "off" disables it.
 	Admin string
-	// RedisURL is used when Redis is nil; "" means DefaultRedisURL.
+	// Pprof serves /debug/pprof/ on the admin listener; false (the default) answers 404 there.
+	Pprof bool
+	// AdminToken, if set, is the bearer token every admin endpoint but /healthz and /readyz requires
+	// (`Authorization: Bearer <token>`, compared in constant time): /metrics and /debug/pprof/ answer 401
+	// without it, and /readyz gives its reason for "not ready" only with it. "" means no token.
+	AdminToken string
+	// RedisURL is used when Redis is nil; "" means DefaultRedisURL. Logs and errors show it with its
+	// password masked.
 	RedisURL string
 	// Redis, if set, is the connection to use (a single node, Sentinel or Cluster client); the gateway does not
 	// close it.

@@ -21,6 +21,8 @@ import (
 type File struct {
 	Listen       string   `yaml:"listen"`
 	Admin        string   `yaml:"admin"`
+	AdminToken   string   `yaml:"admin_token"`
+	Pprof        bool     `yaml:"pprof"`
 	Path         string   `yaml:"path"`
 	Redis        string   `yaml:"redis"`
 	Mode         string   `yaml:"mode"`
@@ -187,6 +189,7 @@ func (f *File) Config() (Config, error) {
 		MaxInFlight: f.Limits.MaxInFlight, MaxResponseSize: f.Limits.MaxResponseSize, RateLimit: f.Limits.RateLimit,
 		CloseOnInvalidUTF8: f.CloseOnInvalidUTF8, Queues: f.Queues,
 	}
+	cfg.AdminToken, cfg.Pprof = f.AdminToken, f.Pprof
 	cfg.Transport.Path = f.Path
 	cfg.Transport.MaxConnections = f.Limits.MaxConnections
 	cfg.Transport.MaxConnectionsPerIP = f.Limits.MaxConnectionsPerIP
