@@ -283,7 +283,7 @@ func (h wsHandler) OnClose(c *transport.Conn, err error) {
 func (g *Gateway) Start(ctx context.Context) error {
 	began := time.Now()
 	if err := g.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("server: redis: %w", err)
+		return fmt.Errorf("server: redis %s: %w", g.redisAt(), err)
 	}
 	for name, c := range g.clients {
 		if err := c.Start(ctx); err != nil {
@@ -309,15 +309,19 @@ func (g *Gateway) Start(ctx context.Context) error {
 		}
 	}()
 	g.ready.Store(true)
-	redisAt := "(given)"
-	if g.ownRedis {
-		redisAt = redact.URL(g.cfg.RedisURL)
-	}
-	g.log.Info("wsgate listening", "websocket", g.URL(), "admin", g.AdminAddr(), "redis", redisAt,
+	g.log.Info("wsgate listening", "websocket", g.URL(), "admin", g.AdminAddr(), "redis", g.redisAt(),
 		"mode", g.cfg.Mode, "queue_timeout", g.cfg.QueueTimeout, "queues", len(g.clients),
 		"drain_timeout", g.cfg.DrainTimeout, "pprof", g.cfg.Pprof && g.adminLn != nil,
 		"admin_token", g.cfg.AdminToken != "", "start_ms", time.Since(began).Milliseconds())
 	return nil
+}
+
+// redisAt names the Redis the gateway uses, for logs and errors: its URL with the password masked.
+func (g *Gateway) redisAt() string {
+	if !g.ownRedis {
+		return "(given by the embedding program)"
+	}
+	return redact.URL(g.cfg.RedisURL)
 }
 
 func (g *Gateway) path() string {
