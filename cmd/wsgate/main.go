@@ -230,6 +230,18 @@ func settings() []setting {
 // workerSettings are the settings() that `wsgate worker` takes; the others are the gateway's.
 var workerSettings = map[string]bool{"redis": true, "mode": true, "prefix": true}
 
+// takes reports whether a command has the setting: the worker only its own, dev all but --redis (it runs
+// an in-process Redis).
+func takes(cmd, setting string) bool {
+	switch cmd {
+	case "worker":
+		return workerSettings[setting]
+	case "dev":
+		return setting != "redis"
+	}
+	return true
+}
+
 // parseSeconds reads a duration as seconds (10, 0.5) or as a Go duration (10s, 1m30s).
 func parseSeconds(v string) (time.Duration, error) {
 	if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 {
@@ -269,7 +281,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error (env WSGATE_LOG_LEVEL, default info)")
 	flagValues := map[string]*settingFlag{}
 	for _, st := range settings() {
-		if cmd == "worker" && !workerSettings[st.flag] {
+		if !takes(cmd, st.flag) {
 			continue
 		}
 		flagValues[st.flag] = &settingFlag{isBool: st.def == "true" || st.def == "false"}
@@ -316,7 +328,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	for _, st := range settings() {
-		if cmd == "worker" && !workerSettings[st.flag] {
+		if !takes(cmd, st.flag) {
 			continue
 		}
 		v := os.Getenv(st.env) // an empty variable counts as unset

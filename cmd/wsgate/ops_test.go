@@ -215,6 +215,7 @@ func TestBinaryExitCodes(t *testing.T) {
 		{[]string{"version"}, 0, "wsgate ", ""},
 		{[]string{"serve", "--bogus"}, 2, "", "flag provided but not defined: -bogus (see 'wsgate serve --help')"},
 		{[]string{"worker", "--listen", ":1"}, 2, "", "not defined: -listen"},
+		{[]string{"dev", "--redis", "redis://h"}, 2, "", "not defined: -redis"}, // dev runs its own
 		{[]string{"serve", "--config", unknownKey, "--check-config"}, 2, "", `unknown.yaml:3: unknown key "limits.max_conections"`},
 		{[]string{"serve", "--config", tab, "--check-config"}, 2, "", "tab.yaml:2: a tab in the indentation"},
 	}
