@@ -112,6 +112,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() { // the first signal starts the drain; a second one kills at once (the default action)
+		<-ctx.Done()
+		stop()
+	}()
 	err := runCommand(ctx, args, stdout, stderr)
 	if h := (*helpError)(nil); errors.As(err, &h) {
 		fmt.Fprint(stdout, h.usage)
