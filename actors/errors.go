@@ -13,6 +13,10 @@ const (
 	ResponseTooLarge    ErrorCode = "ResponseTooLarge"
 	RequestTimeout      ErrorCode = "RequestTimeout"
 	WrongResponse       ErrorCode = "WrongResponse"
+	// ServiceUnavailable answers a request that arrives while the gateway drains before it stops (wsgate's
+	// own; the Perl proxy had no drain). The client should reconnect (to another instance) and send it again:
+	// it was not forwarded.
+	ServiceUnavailable ErrorCode = "ServiceUnavailable"
 )
 
 // Message is the client-facing message of a gateway error code.
@@ -32,6 +36,8 @@ func (c ErrorCode) Message() string {
 		return "Request is timed out."
 	case WrongResponse:
 		return "Sorry, an error occurred while processing your request."
+	case ServiceUnavailable:
+		return "The server is shutting down, please reconnect."
 	}
 	return string(c)
 }

@@ -28,6 +28,7 @@ type Request struct {
 	hookAt      int // the next BeforeForward hook to run
 	jobID       string
 	started     int64 // unix nanoseconds, for latency metrics
+	admitted    bool  // counted by the drain gate and not answered yet
 }
 
 // Raw is the request as the client sent it (its echo_req).

@@ -53,6 +53,7 @@ type (
 		jobID   string
 		outcome JobOutcome
 	}
-	forget struct{ jobIDs []string }
-	tick   struct{ now int64 }
+	forget    struct{ jobIDs []string }
+	expireAll struct{} // every pending job times out now (a drain's end)
+	tick      struct{ now int64 }
 )

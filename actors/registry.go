@@ -135,6 +135,15 @@ func (r *Registry) Complete(jobID string, outcome JobOutcome) {
 	r.root.Send(r.shard(jobID), &complete{jobID: jobID, outcome: outcome})
 }
 
+// ExpireAll times out every pending job now: each waiting session answers RequestTimeout, as if the job's
+// deadline had passed (the job may still run). A draining gateway calls it when its drain timeout is up, so
+// that no request taken goes without an answer. It returns at once; the sessions answer shortly after.
+func (r *Registry) ExpireAll() {
+	for _, s := range r.shards {
+		r.root.Send(s, expireAll{})
+	}
+}
+
 // Stats returns the registry's counters.
 func (r *Registry) Stats() RegistryStats {
 	return RegistryStats{Pending: r.pending.Load(), Completed: r.completed.Load(), TimedOut: r.timedOut.Load(),
@@ -191,6 +200,13 @@ func (s *registryShard) Receive(ctx actor.Context) {
 				s.drop(p)
 				s.reg.abandon(id)
 			}
+		}
+	case expireAll:
+		for _, p := range s.jobs {
+			s.drop(p)
+			s.reg.timedOut.Add(1)
+			ctx.Send(p.session, &jobTimedOut{jobID: p.id})
+			s.reg.abandon(p.id)
 		}
 	case *tick:
 		s.wheel.advance(m.now, func(p *pendingJob) {

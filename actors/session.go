@@ -46,6 +46,7 @@ const (
 	OutcomeRateLimit  = "rate_limit"
 	OutcomeBadRequest = "bad_request"
 	OutcomeTooLarge   = "too_large"
+	OutcomeDraining   = "draining" // refused with ServiceUnavailable: the gateway is stopping
 )
 
 // closeInternalError is the close code of a session that failed.
@@ -119,6 +120,7 @@ type Sessions struct {
 	cfg   SessionConfig
 	props *actor.Props
 	later sync.WaitGroup // goroutines running deferred hooks
+	gate  *drainGate     // counts taken requests; refuses new ones once draining
 }
 
 // NewSessions checks cfg and returns a session factory.
@@ -144,7 +146,7 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Sessions{cfg: cfg}
+	s := &Sessions{cfg: cfg, gate: newDrainGate()}
 	// One Props for all sessions (each actor keeps a reference to its Props): the connection arrives in the
 	// session's first message instead of being captured by a per-connection producer. The lock-free mailbox
 	// costs ~200 bytes less per session than the default ring-buffer one; a session sees few messages, so its
@@ -228,8 +230,11 @@ func (s *session) Receive(ctx actor.Context) {
 				ids = append(ids, id)
 			}
 			s.cfg.Registry.forget(ctx, ids...)
-			s.pending = nil
 		}
+		if n := len(s.pending) + s.deferred; n > 0 { // taken, and never to be answered: the drain must not wait
+			s.owner.gate.done(int64(n))
+		}
+		s.pending = nil
 		for _, h := range s.cfg.Hooks.FinishConnection {
 			h(s.info, s.ensureStash())
 		}
@@ -278,6 +283,10 @@ func (s *session) send(r *Request, msg []byte, action, outcome string) {
 	}
 	if err := s.conn.Send(msg); err != nil {
 		s.cfg.Logger.Debug("send failed", "err", err)
+	}
+	if r != nil && r.admitted { // after the Send: a drain that sees zero finds every reply queued
+		r.admitted = false
+		s.owner.gate.done(1)
 	}
 	for _, h := range s.cfg.Hooks.AfterSentAPIResponse {
 		h(r, msg)
@@ -361,6 +370,15 @@ func (s *session) handleInbound(ctx actor.Context, m *Inbound) {
 	}
 	r := &Request{Fields: fields, echo: data, reqID: fields["req_id"], passthrough: fields["passthrough"],
 		Conn: s.info, started: now}
+	if !s.owner.gate.admit() {
+		mt := msgTypeError
+		if r.Action = s.cfg.Actions.pick(fields); r.Action != nil {
+			mt = r.Action.msgType()
+		}
+		s.replyCode(r, mt, ServiceUnavailable, nil, OutcomeDraining)
+		return
+	}
+	r.admitted = true // from here on, exactly one reply (send) or the session's end uncounts it
 	if s.cfg.Sanity != nil {
 		if bad, ok := s.cfg.Sanity.check(fields); !ok {
 			s.cfg.Logger.Debug("sanity check failed", "key", bad)

@@ -72,10 +72,17 @@ func (q Queue) keys() redisq.Keys {
 type Config struct {
 	// Listen is the WebSocket listener's address; "" means DefaultListen.
 	Listen string
-	// Admin is the admin HTTP listener's address (/healthz, /readyz, /metrics, /debug/pprof/); "" means
-	// DefaultAdmin, "off" disables it.
+	// Admin is the admin HTTP listener's address (/healthz, /readyz, /metrics, and /debug/pprof/ with Pprof);
+	// "" means DefaultAdmin, "off" disables it.
 	Admin string
-	// RedisURL is used when Redis is nil; "" means DefaultRedisURL.
+	// Pprof serves /debug/pprof/ on the admin listener; false (the default) answers 404 there.
+	Pprof bool
+	// AdminToken, if set, is the bearer token every admin endpoint but /healthz and /readyz requires
+	// (`Authorization: Bearer <token>`, compared in constant time): /metrics and /debug/pprof/ answer 401
+	// without it, and /readyz gives its reason for "not ready" only with it. "" means no token.
+	AdminToken string
+	// RedisURL is used when Redis is nil; "" means DefaultRedisURL. Logs and errors show it with its
+	// password masked.
 	RedisURL string
 	// Redis, if set, is the connection to use (a single node, Sentinel or Cluster client); the gateway does not
 	// close it.
@@ -121,7 +128,8 @@ type Config struct {
 	// (bench/RESULTS.md): ~15 % less gateway CPU per request and more closed-loop throughput, but about twice
 	// the p99 near the saturation knee; so it is off (0) by default.
 	SessionWorkers int
-	// DrainTimeout bounds how long Shutdown waits for in-flight requests; 0 means 10 s.
+	// DrainTimeout bounds how long Shutdown waits for the requests taken before it (new ones are answered
+	// ServiceUnavailable meanwhile); those still pending then are answered RequestTimeout. 0 means 10 s.
 	DrainTimeout time.Duration
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger

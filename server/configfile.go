@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -21,6 +22,8 @@ import (
 type File struct {
 	Listen       string   `yaml:"listen"`
 	Admin        string   `yaml:"admin"`
+	AdminToken   string   `yaml:"admin_token"`
+	Pprof        bool     `yaml:"pprof"`
 	Path         string   `yaml:"path"`
 	Redis        string   `yaml:"redis"`
 	Mode         string   `yaml:"mode"`
@@ -118,7 +121,13 @@ func ParseFile(name string, data []byte) (Config, File, error) {
 	var f File
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
+		if line := tabIndented(data); line > 0 {
+			return Config{}, f, fmt.Errorf("%s:%d: a tab in the indentation (YAML indents with spaces only)", name, line)
+		}
 		return Config{}, f, fileError(name, err)
+	}
+	if err := checkKeys(&root, reflect.TypeFor[File](), ""); err != nil {
+		return Config{}, f, fmt.Errorf("%s:%w", name, err)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -138,6 +147,91 @@ func ParseFile(name string, data []byte) (Config, File, error) {
 		return cfg, f, fmt.Errorf("%s: %w", name, err)
 	}
 	return cfg, f, nil
+}
+
+// tabIndented returns the first line (from 1) whose indentation holds a tab, or 0.
+func tabIndented(data []byte) int {
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		indent := line[:len(line)-len(bytes.TrimLeft(line, " \t"))]
+		if bytes.IndexByte(indent, '\t') >= 0 && len(bytes.TrimSpace(line)) > 0 {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// unknownKeyError names a key the file's schema does not have, with its line and path.
+type unknownKeyError struct {
+	line        int
+	path, known string
+}
+
+func (e *unknownKeyError) Error() string {
+	return fmt.Sprintf("%d: unknown key %q (known here: %s)", e.line, e.path, e.known)
+}
+
+// checkKeys walks the YAML tree along the Go type t (File and what it holds) and reports the first mapping key
+// that no field's yaml tag names, so that errors say "unknown key limits.max_conections" and its line rather
+// than a Go type. Values that t decodes itself (a scalar where t is a struct, such as `- ping` for an action)
+// are left to the decoder.
+func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
+	if n.Kind == yaml.DocumentNode {
+		for _, c := range n.Content {
+			if err := checkKeys(c, t, path); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	join := func(k string) string {
+		if path == "" {
+			return k
+		}
+		return path + "." + k
+	}
+	switch {
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Struct:
+		fields := map[string]reflect.Type{}
+		var names []string
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if tag == "" && f.IsExported() {
+				tag = strings.ToLower(f.Name) // yaml.v3's default key
+			}
+			if tag == "" || tag == "-" {
+				continue
+			}
+			fields[tag] = f.Type
+			names = append(names, tag)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			ft, ok := fields[k.Value]
+			if !ok {
+				return &unknownKeyError{line: k.Line, path: join(k.Value), known: strings.Join(names, ", ")}
+			}
+			if err := checkKeys(n.Content[i+1], ft, join(k.Value)); err != nil {
+				return err
+			}
+		}
+	case n.Kind == yaml.MappingNode && t.Kind() == reflect.Map:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if err := checkKeys(n.Content[i+1], t.Elem(), join(n.Content[i].Value)); err != nil {
+				return err
+			}
+		}
+	case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
+		for i, c := range n.Content {
+			if err := checkKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // fileError rewrites yaml's "line N: ..." into "file:N: ...".
@@ -195,6 +289,7 @@ func (f *File) Config() (Config, error) {
 		CloseOnInvalidUTF8: f.CloseOnInvalidUTF8, Queues: f.Queues,
 		RequireResult: f.RequireResult, ResultStash: f.ResultStash,
 	}
+	cfg.AdminToken, cfg.Pprof = f.AdminToken, f.Pprof
 	cfg.Transport.Path = f.Path
 	cfg.Transport.MaxConnections = f.Limits.MaxConnections
 	cfg.Transport.MaxConnectionsPerIP = f.Limits.MaxConnectionsPerIP

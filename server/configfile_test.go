@@ -33,7 +33,12 @@ func TestConfigFileErrorsNameTheLine(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown key", "listen: x\nlisen: y\n", "cfg.yaml:2: field lisen not found"},
+		{"unknown key", "listen: x\nlisen: y\n", `cfg.yaml:2: unknown key "lisen" (known here: listen, admin,`},
+		{"unknown nested key", "listen: x\nlimits:\n  max_in_flight: 3\n  max_conections: 1\n", `cfg.yaml:4: unknown key "limits.max_conections"`},
+		{"unknown key of an action", "actions:\n  - ping\n  - {name: x, tiemout: 5}\n", `cfg.yaml:3: unknown key "actions[1].tiemout"`},
+		{"unknown key of a queue", "queues:\n  fast:\n    prefx: x\n", `cfg.yaml:3: unknown key "queues.fast.prefx"`},
+		{"tab indentation", "listen: x\nlimits:\n\tmax_in_flight: 3\n", "cfg.yaml:3: a tab in the indentation"},
+		{"tab after spaces", "limits:\n  max_in_flight: 3\n \tmax_connections: 5\n", "cfg.yaml:3: a tab in the indentation"},
 		{"bad duration", "queue_timeout: soon\n", "cfg.yaml:1:"},
 		{"negative action timeout", "actions:\n  - ping\n  - name: echo\n    timeout: -5\n", "cfg.yaml:4: actions[1].timeout: must not be negative"},
 		{"unknown queue", "actions:\n  - {name: ping, queue: nope}\n", "cfg.yaml:2: actions[0].queue: no queue named \"nope\""},
@@ -47,6 +52,9 @@ func TestConfigFileErrorsNameTheLine(t *testing.T) {
 			_, _, err := server.ParseFile("cfg.yaml", []byte(tt.yaml))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "server.") || strings.Contains(err.Error(), "struct {") {
+				t.Errorf("the error names a Go type: %v", err)
 			}
 		})
 	}

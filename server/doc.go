@@ -17,9 +17,14 @@
 // configured with ResultStash false (the demo echo is); the default, true, keeps Mojo::WebSocketProxy's
 // behaviour so that existing authorisation workers work unchanged.
 //
-// Lifetimes: Start starts everything and returns; Shutdown stops accepting (readiness goes false), waits for
-// in-flight requests (up to Config.DrainTimeout), closes the connections with 1001 and stops every goroutine;
-// it is safe to call twice. Run is Start, then Shutdown when ctx ends. The admin listener serves /healthz,
-// /readyz (Redis reachable and every completion channel subscribed), /metrics (namespace wsgate) and
-// /debug/pprof/.
+// Lifetimes: Start starts everything and returns; Shutdown drains and stops: readiness goes false and new
+// connections are refused; requests arriving from then on are answered ServiceUnavailable at once; requests
+// taken before get their answers (results, or RequestTimeout for those still pending when Config.DrainTimeout
+// is up); then every connection is closed with 1001 and every goroutine stopped. It is safe to call twice. Run
+// is Start, then Shutdown when ctx ends. Start, the drain and the stop each log one line with *_ms durations.
+//
+// The admin listener serves /healthz, /readyz (Redis reachable and every completion channel subscribed),
+// /metrics (namespace wsgate) and, with Config.Pprof, /debug/pprof/. With Config.AdminToken, /metrics and
+// /debug/pprof/ require `Authorization: Bearer <token>`; /healthz and /readyz stay open for load balancers.
+// Logs, errors and /debug/pprof/cmdline never show the Redis password (internal/redact).
 package server

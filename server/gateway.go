@@ -2,13 +2,18 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
+	"os"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wsgate/wsgate/actors"
+	"github.com/wsgate/wsgate/internal/redact"
 	"github.com/wsgate/wsgate/redisq"
 	"github.com/wsgate/wsgate/transport"
 )
@@ -88,7 +94,7 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	if g.rdb == nil {
 		ropts, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
-			return nil, fmt.Errorf("server: redis URL: %w", err)
+			return nil, fmt.Errorf("server: redis URL %s: %s", redact.URL(cfg.RedisURL), redact.Error(err))
 		}
 		g.rdb, g.ownRedis = redis.NewClient(ropts), true
 	}
@@ -285,8 +291,9 @@ func (h wsHandler) OnClose(c *transport.Conn, err error) {
 // Start connects to Redis, subscribes the queues' completion channels, and starts the listeners. It returns
 // once the gateway accepts connections.
 func (g *Gateway) Start(ctx context.Context) error {
+	began := time.Now()
 	if err := g.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("server: redis: %w", err)
+		return fmt.Errorf("server: redis %s: %w", g.redisAt(), err)
 	}
 	for name, c := range g.clients {
 		if err := c.Start(ctx); err != nil {
@@ -312,9 +319,19 @@ func (g *Gateway) Start(ctx context.Context) error {
 		}
 	}()
 	g.ready.Store(true)
-	g.log.Info("wsgate listening", "websocket", g.URL(), "admin", g.AdminAddr(), "mode", g.cfg.Mode,
-		"queue_timeout", g.cfg.QueueTimeout, "queues", len(g.clients))
+	g.log.Info("wsgate listening", "websocket", g.URL(), "admin", g.AdminAddr(), "redis", g.redisAt(),
+		"mode", g.cfg.Mode, "queue_timeout", g.cfg.QueueTimeout, "queues", len(g.clients),
+		"drain_timeout", g.cfg.DrainTimeout, "pprof", g.cfg.Pprof && g.adminLn != nil,
+		"admin_token", g.cfg.AdminToken != "", "start_ms", time.Since(began).Milliseconds())
 	return nil
+}
+
+// redisAt names the Redis the gateway uses, for logs and errors: its URL with the password masked.
+func (g *Gateway) redisAt() string {
+	if !g.ownRedis {
+		return "(given by the embedding program)"
+	}
+	return redact.URL(g.cfg.RedisURL)
 }
 
 func (g *Gateway) path() string {
@@ -387,6 +404,8 @@ func (g *Gateway) Ready(ctx context.Context) error {
 
 func (g *Gateway) startAdmin() error {
 	mux := http.NewServeMux()
+	// /healthz and /readyz stay open with a token set: load balancers' health checks often cannot send
+	// headers. /readyz says why it is not ready only to a caller with the token (the reason may name hosts).
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
@@ -394,22 +413,32 @@ func (g *Gateway) startAdmin() error {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()
 		if err := g.Ready(ctx); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			msg := "not ready"
+			if g.authorized(r) {
+				msg += ": " + redact.Error(err)
+			}
+			http.Error(w, msg, http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("GET /metrics", g.requireToken(promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{})))
+	if g.cfg.Pprof {
+		mux.Handle("/debug/pprof/", g.requireToken(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/cmdline", g.requireToken(http.HandlerFunc(redactedCmdline)))
+		mux.Handle("/debug/pprof/profile", g.requireToken(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", g.requireToken(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", g.requireToken(http.HandlerFunc(pprof.Trace)))
+	}
 	ln, err := net.Listen("tcp", g.cfg.Admin)
 	if err != nil {
 		return fmt.Errorf("server: admin listen: %w", err)
 	}
 	g.adminLn = ln
+	if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && !ap.Addr().IsLoopback() && g.cfg.AdminToken == "" {
+		g.log.Warn("the admin listener is reachable from other hosts and has no admin_token: /metrics is open",
+			"admin", ln.Addr().String())
+	}
 	g.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	g.wg.Add(1)
 	go func() {
@@ -419,6 +448,39 @@ func (g *Gateway) startAdmin() error {
 		}
 	}()
 	return nil
+}
+
+// authorized reports whether r carries the admin token (always true when none is configured). Both sides
+// are hashed first, so the comparison takes the same time whatever the token's length.
+func (g *Gateway) authorized(r *http.Request) bool {
+	if g.cfg.AdminToken == "" {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(g.cfg.AdminToken))
+	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
+}
+
+// requireToken answers 401 to requests without the admin token.
+func (g *Gateway) requireToken(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !g.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="wsgate admin"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// redactedCmdline is pprof.Cmdline with credentials masked (a --redis URL may carry a password).
+func redactedCmdline(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprint(w, strings.Join(redact.Args(os.Args), "\x00"))
 }
 
 // Run starts the gateway, serves until ctx ends, then shuts down gracefully.
@@ -433,8 +495,10 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return g.Shutdown(sctx)
 }
 
-// Shutdown stops accepting connections (readiness goes false), waits for in-flight requests to be answered
-// (up to DrainTimeout or ctx), closes every connection with 1001 and stops everything. Safe to call twice.
+// Shutdown stops accepting connections (readiness goes false at once) and drains: requests that arrive from
+// now on are answered ServiceUnavailable, and those taken before get their answers (results, errors, or
+// RequestTimeout once DrainTimeout is up); only then is every connection closed with 1001 and everything
+// stopped. ctx bounds the whole. Safe to call twice.
 // Order: listeners, drain, connections (and so sessions), queue clients, registry, admin, actor system.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.shutdownOnce.Do(func() { g.shutdownErr = g.shutdown(ctx) })
@@ -442,13 +506,14 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 }
 
 func (g *Gateway) shutdown(ctx context.Context) error {
+	began := time.Now()
+	idle := g.sessions.Drain() // first: once readiness fails, new requests are refused
 	g.ready.Store(false)
 	g.ws.StopAccepting()
-	drain, cancel := context.WithTimeout(ctx, g.cfg.DrainTimeout)
-	for g.registry.Stats().Pending > 0 && drain.Err() == nil { // in-flight requests get their answers
-		time.Sleep(10 * time.Millisecond)
+	if g.ln != nil { // started: drain
+		g.drain(ctx, idle)
 	}
-	cancel()
+	closing := time.Now()
 	var errs []error
 	if err := g.ws.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("websocket: %w", err))
@@ -475,7 +540,44 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 	if g.ownRedis {
 		g.rdb.Close()
 	}
+	if g.ln != nil {
+		g.log.Info("wsgate stopped", "stop_ms", time.Since(closing).Milliseconds(),
+			"shutdown_ms", time.Since(began).Milliseconds(), "errors", len(errs))
+	}
 	return errors.Join(errs...)
+}
+
+// drain lets every request taken before it began get its answer, while new requests are answered
+// ServiceUnavailable at once. It waits up to DrainTimeout (or ctx); then the jobs still pending are answered
+// RequestTimeout (as their deadline would have done), and it waits for those replies to be queued (up to ctx).
+// Requests waiting for a deferred hook at that point are not answered: their connection closes (1001).
+func (g *Gateway) drain(ctx context.Context, idle <-chan struct{}) {
+	began := time.Now()
+	inFlight, conns := g.sessions.InFlight(), g.ws.Len()
+	g.log.Info("drain started", "in_flight", inFlight, "connections", conns,
+		"drain_timeout_ms", g.cfg.DrainTimeout.Milliseconds())
+	timer := time.NewTimer(g.cfg.DrainTimeout)
+	defer timer.Stop()
+	expired := int64(0)
+	select {
+	case <-idle:
+	case <-timer.C:
+		expired = g.registry.Stats().Pending
+		g.registry.ExpireAll()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+		}
+	case <-ctx.Done():
+	}
+	left := g.sessions.InFlight()
+	lvl := slog.LevelInfo
+	if expired > 0 || left > 0 {
+		lvl = slog.LevelWarn
+	}
+	g.log.Log(context.Background(), lvl, "drain finished", "drain_ms", time.Since(began).Milliseconds(),
+		"in_flight", inFlight, "expired", expired, "unanswered", left, "refused", g.sessions.Refused(),
+		"connections", g.ws.Len())
 }
 
 // quietLogger is the logger handed to protoactor-go: its routine lifecycle messages are Info, ours are not.

@@ -27,7 +27,7 @@ func (m *metrics) RequestDone(action, outcome string, d time.Duration) {
 func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "wsgate", Name: "requests_total",
-			Help: "Requests answered, by action and outcome (ok, rpc_error, local, timeout, wrong_response, rate_limit, bad_request, too_large)."},
+			Help: "Requests answered, by action and outcome (ok, rpc_error, local, timeout, wrong_response, rate_limit, bad_request, too_large, draining)."},
 			[]string{"action", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "wsgate", Name: "request_duration_seconds",
 			Help:    "Time from a request's arrival to its reply, by action.",

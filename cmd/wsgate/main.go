@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,13 +19,64 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/wsgate/wsgate/internal/redact"
 	"github.com/wsgate/wsgate/redisq"
 	"github.com/wsgate/wsgate/server"
 	"github.com/wsgate/wsgate/server/demo"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version, if set at build time with -ldflags "-X main.version=...", replaces the module version that the Go
+// toolchain records in the binary.
+var version = ""
+
+// versionString is the module version and the VCS revision the binary was built from, as recorded by the Go
+// toolchain (runtime/debug.ReadBuildInfo): `wsgate v0.0.0-20261202030150-c0083b9a1b2c+dirty (revision
+// c0083b9a1b2c…, modified, 2026-12-02T03:01:50Z, go1.26.8)`.
+func versionString() string {
+	bi, _ := debug.ReadBuildInfo()
+	return formatVersion(version, bi, runtime.Version())
+}
+
+// formatVersion is versionString for given build information (nil when the binary has none). A binary built
+// in a git checkout has vcs.* settings (not in a git worktree, nor with -buildvcs=false: then only the module
+// version, "(devel)" for a source build).
+func formatVersion(override string, bi *debug.BuildInfo, goVersion string) string {
+	v := override
+	var details []string
+	if bi != nil {
+		if v == "" {
+			v = bi.Main.Version
+		}
+		var rev, at string
+		var modified bool
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.time":
+				at = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+		if rev != "" {
+			details = append(details, "revision "+rev)
+			if modified {
+				details = append(details, "modified")
+			}
+		}
+		if at != "" {
+			details = append(details, at)
+		}
+		if bi.GoVersion != "" {
+			goVersion = bi.GoVersion
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	return fmt.Sprintf("wsgate %s (%s)", v, strings.Join(append(details, goVersion), ", "))
+}
 
 const usage = `wsgate — a WebSocket gateway that turns JSON RPC requests into Redis jobs.
 
@@ -40,12 +93,17 @@ job's result when the file does not.
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "wsgate:", err)
-		}
+		fmt.Fprintln(os.Stderr, "wsgate:", redact.Error(err)) // a wrapped error may quote a Redis URL
 		os.Exit(2)
 	}
 }
+
+// helpError is what parseFlags returns for -h/--help: the command's usage, which run prints on stdout before
+// exiting 0.
+type helpError struct{ usage string }
+
+func (e *helpError) Error() string        { return "help requested" }
+func (e *helpError) Is(target error) bool { return target == flag.ErrHelp }
 
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -54,6 +112,19 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() { // the first signal starts the drain; a second one kills at once (the default action)
+		<-ctx.Done()
+		stop()
+	}()
+	err := runCommand(ctx, args, stdout, stderr)
+	if h := (*helpError)(nil); errors.As(err, &h) {
+		fmt.Fprint(stdout, h.usage)
+		return nil
+	}
+	return err
+}
+
+func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "serve":
 		o, err := parseFlags("serve", args[1:], stderr)
@@ -63,6 +134,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if o.checkOnly {
 			fmt.Fprintln(stdout, "configuration OK")
 			return nil
+		}
+		if o.cfg.Actions == nil {
+			o.logger.Warn("no actions configured: serving the demo action list (ping, echo, sleep, fail, whoami); " +
+				"list your actions under `actions:` in a --config file (see wsgate.example.yaml)")
 		}
 		gw, err := server.New(o.gatewayConfig())
 		if err != nil {
@@ -82,7 +157,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		return runWorker(ctx, o)
 	case "version", "-v", "--version":
-		fmt.Fprintln(stdout, "wsgate", version)
+		fmt.Fprintln(stdout, versionString())
 		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -142,29 +217,97 @@ func settings() []setting {
 			o.cfg.Transport.Compression = b
 			return err
 		}, "true"},
+		{"drain-timeout", "WSGATE_DRAIN_TIMEOUT", "on SIGTERM, how long requests already taken may take (seconds or 10s); new ones get ServiceUnavailable", func(o *options, v string) error {
+			d, err := parseSeconds(v)
+			o.cfg.DrainTimeout = d
+			return err
+		}, "10s"},
+		{"pprof", "WSGATE_PPROF", "serve /debug/pprof/ on the admin listener", func(o *options, v string) error {
+			b, err := strconv.ParseBool(v)
+			o.cfg.Pprof = b
+			return err
+		}, "false"},
+		{"admin-token", "WSGATE_ADMIN_TOKEN", "bearer token for /metrics and /debug/pprof/ (prefer the variable: flags show in ps)", str(func(o *options) *string { return &o.cfg.AdminToken }), `""`},
 	}
+}
+
+// workerSettings are the settings() that `wsgate worker` takes; the others are the gateway's.
+var workerSettings = map[string]bool{"redis": true, "mode": true, "prefix": true}
+
+// takes reports whether a command has the setting: the worker only its own, dev all but --redis (it runs
+// an in-process Redis).
+func takes(cmd, setting string) bool {
+	switch cmd {
+	case "worker":
+		return workerSettings[setting]
+	case "dev":
+		return setting != "redis"
+	}
+	return true
+}
+
+// parseSeconds reads a duration as seconds (10, 0.5) or as a Go duration (10s, 1m30s).
+func parseSeconds(v string) (time.Duration, error) {
+	if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 {
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is neither seconds nor a duration such as 10s", v)
+	}
+	return d, nil
+}
+
+// settingFlag holds a setting's flag value as text; boolean settings (default "true" or "false") may be given
+// without a value (--pprof).
+type settingFlag struct {
+	v      string
+	isBool bool
+}
+
+func (f *settingFlag) String() string     { return f.v }
+func (f *settingFlag) Set(v string) error { f.v = v; return nil }
+func (f *settingFlag) IsBoolFlag() bool   { return f.isBool }
+
+// commandHelp is the first lines of each command's --help.
+var commandHelp = map[string]string{
+	"serve":  "Usage: wsgate serve [flags]\n\nThe gateway: WebSocket listener, admin HTTP listener, jobs on Redis.\n",
+	"worker": "Usage: wsgate worker --demo [flags]\n\nA Go worker serving the demo actions (ping, echo, sleep, fail, whoami) from the queue.\n",
+	"dev":    "Usage: wsgate dev [flags]\n\nThe gateway with an in-process Redis and the demo worker, for trying it out.\n",
 }
 
 func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("wsgate "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", os.Getenv("WSGATE_CONFIG"), "YAML configuration file")
-	logFormat := fs.String("log-format", "", "log format: text or json (default text)")
-	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error (default info)")
-	flagValues := map[string]*string{}
+	fs.SetOutput(io.Discard) // errors are returned; --help is printed by run, on stdout
+	configPath := fs.String("config", os.Getenv("WSGATE_CONFIG"), "YAML configuration file (env WSGATE_CONFIG)")
+	logFormat := fs.String("log-format", "", "log format: text or json (env WSGATE_LOG_FORMAT, default text)")
+	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error (env WSGATE_LOG_LEVEL, default info)")
+	flagValues := map[string]*settingFlag{}
 	for _, st := range settings() {
-		flagValues[st.flag] = fs.String(st.flag, "", fmt.Sprintf("%s (env %s, default %s)", st.usage, st.env, st.def))
+		if !takes(cmd, st.flag) {
+			continue
+		}
+		flagValues[st.flag] = &settingFlag{isBool: st.def == "true" || st.def == "false"}
+		fs.Var(flagValues[st.flag], st.flag, fmt.Sprintf("%s (env %s, default %s)", st.usage, st.env, st.def))
 	}
 	if cmd == "serve" {
 		fs.BoolVar(&o.checkOnly, "check-config", false, "check the configuration and exit")
 	}
 	if cmd == "worker" {
-		fs.BoolVar(&o.demo, "demo", false, "serve the demo actions (ping, echo, sleep, fail, whoami)")
-		fs.IntVar(&o.concurrency, "concurrency", 64, "jobs run at once")
+		fs.BoolVar(&o.demo, "demo", false, "serve the demo actions: ping, echo, sleep, fail, whoami (env WSGATE_DEMO)")
+		fs.IntVar(&o.concurrency, "concurrency", 64, "jobs run at once (env WSGATE_CONCURRENCY)")
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			var b strings.Builder
+			b.WriteString(commandHelp[cmd])
+			b.WriteString("\nFlags (a flag beats its WSGATE_* variable, which beats the --config file, which beats the default):\n")
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			return nil, &helpError{usage: b.String()}
+		}
+		return nil, fmt.Errorf("%w (see 'wsgate %s --help')", err, cmd)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -189,10 +332,13 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	for _, st := range settings() {
+		if !takes(cmd, st.flag) {
+			continue
+		}
 		v := os.Getenv(st.env) // an empty variable counts as unset
 		ok := v != ""
 		if set[st.flag] {
-			v, ok = *flagValues[st.flag], true
+			v, ok = flagValues[st.flag].v, true
 		}
 		if !ok {
 			continue
@@ -200,6 +346,20 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 		if err := st.apply(o, v); err != nil {
 			return nil, fmt.Errorf("--%s: %w", st.flag, err)
 		}
+	}
+	if v := os.Getenv("WSGATE_DEMO"); v != "" && cmd == "worker" && !set["demo"] {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("WSGATE_DEMO: %w", err)
+		}
+		o.demo = b
+	}
+	if v := os.Getenv("WSGATE_CONCURRENCY"); v != "" && cmd == "worker" && !set["concurrency"] {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("WSGATE_CONCURRENCY=%q is not a positive number", v)
+		}
+		o.concurrency = n
 	}
 	if v := os.Getenv("WSGATE_LOG_FORMAT"); v != "" {
 		format = v
@@ -218,7 +378,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level: %w", err)
 	}
-	hopts := &slog.HandlerOptions{Level: lvl}
+	hopts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: redact.ReplaceAttr} // no log line shows a password
 	switch format {
 	case "text":
 		o.logger = slog.New(slog.NewTextHandler(stderr, hopts))
@@ -250,8 +410,8 @@ func runWorker(ctx context.Context, o *options) error {
 		redisURL = server.DefaultRedisURL
 	}
 	opts, err = redis.ParseURL(redisURL)
-	if err != nil {
-		return fmt.Errorf("worker: redis URL: %w", err)
+	if err != nil { // url.Parse quotes the whole URL
+		return fmt.Errorf("worker: redis URL %s: %s", redact.URL(redisURL), redact.Error(err))
 	}
 	rdb := redis.NewClient(redisq.WorkerRedisOptions(opts, o.concurrency))
 	defer rdb.Close()
@@ -264,7 +424,7 @@ func runWorker(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
-	o.logger.Info("wsgate worker running", "redis", redisURL, "queue", keys.Pending(), "concurrency", o.concurrency)
+	o.logger.Info("wsgate worker running", "redis", redact.URL(redisURL), "queue", keys.Pending(), "concurrency", o.concurrency)
 	w.Start()
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
