@@ -271,6 +271,7 @@ func (w *Worker) writeAnswers(batch []answer) {
 				msg, _ := json.Marshal(out)
 				p.Publish(ctx, ClientChannel(a.job.ReplyTo), msg)
 			}
+			keys.countDone(ctx, p, len(batch), time.Now())
 			return nil
 		})
 		if err != nil {
@@ -299,6 +300,7 @@ func (w *Worker) writeAnswers(batch []answer) {
 				p.LRem(ctx, keys.Processing(), 1, a.job.ID)
 			}
 		}
+		keys.countDone(ctx, p, len(batch), time.Now())
 	})
 	if err != nil {
 		w.log.Warn("write results failed", "jobs", len(batch), "err", err)

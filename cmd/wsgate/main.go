@@ -31,6 +31,7 @@ Usage:
   wsgate serve   [flags]         the gateway
   wsgate worker  --demo [flags]  a Go worker serving the demo actions
   wsgate dev     [flags]         gateway + in-process Redis + demo worker, for trying it out
+  wsgate queue   <command>       see and manage the queues: stats, jobs, show, dead, pending purge
   wsgate version
 
 Run 'wsgate <command> -h' for the flags of a command. Flags beat WSGATE_* environment variables, which beat
@@ -81,6 +82,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return runWorker(ctx, o)
+	case "queue":
+		return runQueue(ctx, args[1:], stdout, stderr)
 	case "version", "-v", "--version":
 		fmt.Fprintln(stdout, "wsgate", version)
 		return nil
