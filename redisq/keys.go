@@ -96,4 +96,4 @@ func NewID() string {
 }
 
 // Simple is simple mode's list of JSON jobs. TEMPORARY until the simple-list branch lands.
-func (k Keys) Simple() string { return k.Pending() }
+func (k Keys) Simple() string { return k.Pending() + "::simple" }

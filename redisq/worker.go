@@ -235,13 +235,13 @@ func (w *Worker) count(f func(*WorkerStats)) {
 	w.stats.Unlock()
 }
 
-// Start launches the fetchers and the answerer (and in reliable mode the heartbeat and the reaper) and
-// returns.
+// Start launches the fetchers, the answerer and the heartbeat (and in reliable mode the reaper) and returns.
 func (w *Worker) Start() {
+	w.beat(context.Background()) // alive before the first job is taken (every mode: operators count workers)
+	w.bg.Add(1)
+	go w.heartbeatLoop()
 	if w.cfg.Mode == ModeReliable {
-		w.beat(context.Background()) // alive before the first job is taken
-		w.bg.Add(2)
-		go w.heartbeatLoop()
+		w.bg.Add(1)
 		go w.reapLoop()
 	}
 	w.bg.Add(1)
@@ -280,9 +280,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if w.cfg.Mode == ModeReliable {
-		w.cfg.Redis.Del(context.Background(), w.cfg.Keys.heartbeat(w.cfg.WorkerID))
-	}
+	w.cfg.Redis.Del(context.Background(), w.cfg.Keys.heartbeat(w.cfg.WorkerID))
 	return nil
 }
 

@@ -27,7 +27,12 @@ type File struct {
 	Prefix       string   `yaml:"prefix"`
 	QueueTimeout Duration `yaml:"queue_timeout"`
 	DrainTimeout Duration `yaml:"drain_timeout"`
-	Log          struct {
+	QueueWatch   struct {
+		Interval      Duration `yaml:"interval"`
+		NoWorkerAfter Duration `yaml:"no_worker_after"`
+		RequireWorker bool     `yaml:"require_worker"`
+	} `yaml:"queue_watch"`
+	Log struct {
 		Format string `yaml:"format"`
 		Level  string `yaml:"level"`
 	} `yaml:"log"`
@@ -187,6 +192,8 @@ func (f *File) Config() (Config, error) {
 		MaxInFlight: f.Limits.MaxInFlight, MaxResponseSize: f.Limits.MaxResponseSize, RateLimit: f.Limits.RateLimit,
 		CloseOnInvalidUTF8: f.CloseOnInvalidUTF8, Queues: f.Queues,
 	}
+	cfg.QueueWatch = QueueWatch{Interval: time.Duration(f.QueueWatch.Interval),
+		NoWorkerAfter: time.Duration(f.QueueWatch.NoWorkerAfter), RequireWorker: f.QueueWatch.RequireWorker}
 	cfg.Transport.Path = f.Path
 	cfg.Transport.MaxConnections = f.Limits.MaxConnections
 	cfg.Transport.MaxConnectionsPerIP = f.Limits.MaxConnectionsPerIP

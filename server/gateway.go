@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +63,8 @@ type Gateway struct {
 	ws        *transport.Server
 	gatherer  prometheus.Gatherer
 	dispatch  *actors.PoolDispatcher // nil unless Config.SessionWorkers is set
+	watch     *queueWatch
+	stopWatch context.CancelFunc
 
 	ln      net.Listener
 	admin   *http.Server
@@ -129,6 +132,11 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		}
 		g.clients[name] = c
 	}
+	inspectors := make(map[string]*redisq.Inspector, len(used))
+	for name := range used {
+		inspectors[name] = redisq.NewInspector(g.rdb, cfg.Queues[name].keys())
+	}
+	g.watch = newQueueWatch(cfg, cfg.Logger.With("component", "queue-watch"), inspectors)
 	registry, err = actors.NewRegistry(g.root, actors.RegistryConfig{Logger: cfg.Logger, OnAbandon: func(id string) {
 		for _, c := range g.clients { // only the client that submitted the job knows it
 			c.Forget(id)
@@ -301,6 +309,13 @@ func (g *Gateway) Start(ctx context.Context) error {
 			g.log.Error("websocket listener failed", "err", err)
 		}
 	}()
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	g.stopWatch = stopWatch
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.watch.run(watchCtx)
+	}()
 	g.ready.Store(true)
 	g.log.Info("wsgate listening", "websocket", g.URL(), "admin", g.AdminAddr(), "mode", g.cfg.Mode,
 		"queue_timeout", g.cfg.QueueTimeout, "queues", len(g.clients))
@@ -372,6 +387,11 @@ func (g *Gateway) Ready(ctx context.Context) error {
 			return fmt.Errorf("queue %s: completion channel not subscribed", name)
 		}
 	}
+	if g.cfg.QueueWatch.RequireWorker {
+		if p := g.watch.problems(); len(p) > 0 {
+			return errors.New(strings.Join(p, "; "))
+		}
+	}
 	return nil
 }
 
@@ -387,7 +407,7 @@ func (g *Gateway) startAdmin() error {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ready")
+		fmt.Fprint(w, "ready\n"+g.watch.readyNote())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -449,6 +469,9 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 		}
 	}
 	g.registry.Shutdown()
+	if g.stopWatch != nil {
+		g.stopWatch()
+	}
 	if g.admin != nil {
 		if err := g.admin.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("admin: %w", err))

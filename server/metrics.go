@@ -42,7 +42,7 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 	}
 	st := func() Stats { return g.Stats() }
 	collectors := []prometheus.Collector{
-		m.requests, m.latency,
+		m.requests, m.latency, g.watch,
 		gauge("connections", "Open WebSocket connections.", func() float64 { return float64(st().Transport.Connections) }),
 		counter("connections_accepted_total", "Upgraded connections.", func() float64 { return float64(st().Transport.Accepted) }),
 		counter("connections_rejected_total", "Failed or refused upgrades.", func() float64 { return float64(st().Transport.Rejected) }),
