@@ -51,7 +51,9 @@ func (w *Worker) fetchLoop() {
 		if w.cfg.Mode == ModeReliable {
 			want = min(n, 1+extra)
 		}
+		fetchStart := time.Now()
 		items, err := w.fetch(ctx, want)
+		w.count(func(s *WorkerStats) { s.FetchWait += time.Since(fetchStart) })
 		if w.cfg.Mode == ModeReliable && err == nil && len(items) > 0 {
 			// Each LMOVE that finds the list empty is a wasted command: probe with one, double while they all
 			// deliver.

@@ -145,6 +145,9 @@ type WorkerStats struct {
 	Skipped      uint64 // IDs whose hash was gone (cancelled or expired) or simple jobs past their expiry
 	Requeued     uint64 // jobs of dead workers put back by this worker's reaper
 	DeadLettered uint64
+	// FetchWait is the time spent waiting for jobs with a free slot: high means idle workers, near zero with
+	// jobs waiting means too few.
+	FetchWait time.Duration
 }
 
 // Worker takes jobs from a queue and runs them.
