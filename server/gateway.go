@@ -64,6 +64,7 @@ type Gateway struct {
 	gatherer  prometheus.Gatherer
 	dispatch  *actors.PoolDispatcher // nil unless Config.SessionWorkers is set
 	watch     *queueWatch
+	metrics   *metrics
 	stopWatch context.CancelFunc
 
 	ln      net.Listener
@@ -168,6 +169,7 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: metrics: %w", err)
 	}
+	g.metrics = m
 	var dispatcher actor.Dispatcher
 	if cfg.SessionWorkers > 0 {
 		g.dispatch = actors.NewPoolDispatcher(cfg.SessionWorkers, 300)
@@ -410,6 +412,7 @@ func (g *Gateway) startAdmin() error {
 		fmt.Fprint(w, "ready\n"+g.watch.readyNote())
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{}))
+	g.mountConsole(mux, func(h http.Handler) http.Handler { return h })
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,6 +12,8 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// answered and latencySum (nanoseconds) feed the console's requests/s and mean latency.
+	answered, latencySum atomic.Uint64
 }
 
 // RequestDone implements actors.Observer.
@@ -19,7 +22,9 @@ func (m *metrics) RequestDone(action, outcome string, d time.Duration) {
 		action = "none"
 	}
 	m.requests.WithLabelValues(action, outcome).Inc()
+	m.answered.Add(1)
 	if d > 0 {
+		m.latencySum.Add(uint64(d))
 		m.latency.WithLabelValues(action).Observe(d.Seconds())
 	}
 }
