@@ -51,7 +51,9 @@ func (w *Worker) fetchLoop() {
 		if w.cfg.Mode == ModeReliable {
 			want = min(n, 1+extra)
 		}
+		fetchStart := time.Now()
 		items, err := w.fetch(ctx, want)
+		w.count(func(s *WorkerStats) { s.FetchWait += time.Since(fetchStart) })
 		if w.cfg.Mode == ModeReliable && err == nil && len(items) > 0 {
 			// Each LMOVE that finds the list empty is a wasted command: probe with one, double while they all
 			// deliver.
@@ -271,6 +273,7 @@ func (w *Worker) writeAnswers(batch []answer) {
 				msg, _ := json.Marshal(out)
 				p.Publish(ctx, ClientChannel(a.job.ReplyTo), msg)
 			}
+			keys.countDone(ctx, p, len(batch), time.Now())
 			return nil
 		})
 		if err != nil {
@@ -299,6 +302,7 @@ func (w *Worker) writeAnswers(batch []answer) {
 				p.LRem(ctx, keys.Processing(), 1, a.job.ID)
 			}
 		}
+		keys.countDone(ctx, p, len(batch), time.Now())
 	})
 	if err != nil {
 		w.log.Warn("write results failed", "jobs", len(batch), "err", err)

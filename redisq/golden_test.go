@@ -130,8 +130,8 @@ func effects(cmds []command) map[string][]string {
 				a[i] = "client::" + name("CID", a[i][8:])
 			}
 		}
-		if len(a) > 1 && strings.Contains(a[1], "::worker::") {
-			continue // the reliable-mode heartbeat: a wsgate extension on a key of its own
+		if len(a) > 1 && (strings.Contains(a[1], "::worker::") || strings.Contains(a[1], "::done::")) {
+			continue // the heartbeat and the finished-jobs counter: wsgate extensions on keys of their own
 		}
 		switch cmd {
 		case "HELLO", "EXPIRE", "FLUSHALL", "KEYS", "TYPE", "LRANGE", "EXISTS":

@@ -94,3 +94,6 @@ func NewID() string {
 	hex.Encode(out[24:], b[10:])
 	return string(out[:])
 }
+
+// Simple is simple mode's list of JSON jobs. TEMPORARY until the simple-list branch lands.
+func (k Keys) Simple() string { return k.Pending() + "::simple" }

@@ -145,6 +145,9 @@ type WorkerStats struct {
 	Skipped      uint64 // IDs whose hash was gone (cancelled or expired) or simple jobs past their expiry
 	Requeued     uint64 // jobs of dead workers put back by this worker's reaper
 	DeadLettered uint64
+	// FetchWait is the time spent waiting for jobs with a free slot: high means idle workers, near zero with
+	// jobs waiting means too few.
+	FetchWait time.Duration
 }
 
 // Worker takes jobs from a queue and runs them.
@@ -235,13 +238,13 @@ func (w *Worker) count(f func(*WorkerStats)) {
 	w.stats.Unlock()
 }
 
-// Start launches the fetchers and the answerer (and in reliable mode the heartbeat and the reaper) and
-// returns.
+// Start launches the fetchers, the answerer and the heartbeat (and in reliable mode the reaper) and returns.
 func (w *Worker) Start() {
+	w.beat(context.Background()) // alive before the first job is taken (every mode: operators count workers)
+	w.bg.Add(1)
+	go w.heartbeatLoop()
 	if w.cfg.Mode == ModeReliable {
-		w.beat(context.Background()) // alive before the first job is taken
-		w.bg.Add(2)
-		go w.heartbeatLoop()
+		w.bg.Add(1)
 		go w.reapLoop()
 	}
 	w.bg.Add(1)
@@ -280,9 +283,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if w.cfg.Mode == ModeReliable {
-		w.cfg.Redis.Del(context.Background(), w.cfg.Keys.heartbeat(w.cfg.WorkerID))
-	}
+	w.cfg.Redis.Del(context.Background(), w.cfg.Keys.heartbeat(w.cfg.WorkerID))
 	return nil
 }
 

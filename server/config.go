@@ -68,6 +68,19 @@ func (q Queue) keys() redisq.Keys {
 	return redisq.Keys{Prefix: q.Prefix, NoPrefix: q.NoPrefix, Queue: q.Name}
 }
 
+// QueueWatch configures the gateway's sampling of its queues (depth, oldest job, live workers), which feeds
+// /metrics and /readyz.
+type QueueWatch struct {
+	// Interval between samples; 0 means 5 s.
+	Interval time.Duration `yaml:"interval"`
+	// NoWorkerAfter: jobs that have waited this long on a queue with no live Go worker (heartbeat) make the
+	// gateway log a warning and say so on /readyz; 0 means 30 s, negative turns the check off.
+	NoWorkerAfter time.Duration `yaml:"no_worker_after"`
+	// RequireWorker makes /readyz fail (not only warn) while a queue is unserved so. Off by default: Perl
+	// workers send no heartbeats.
+	RequireWorker bool `yaml:"require_worker"`
+}
+
 // Config configures a Gateway. Each field's zero value means the default named in its comment.
 type Config struct {
 	// Listen is the WebSocket listener's address; "" means DefaultListen.
@@ -128,6 +141,8 @@ type Config struct {
 	// (bench/RESULTS.md): ~15 % less gateway CPU per request and more closed-loop throughput, but about twice
 	// the p99 near the saturation knee; so it is off (0) by default.
 	SessionWorkers int
+	// QueueWatch samples the queues for metrics and notices queues that no worker serves.
+	QueueWatch QueueWatch
 	// DrainTimeout bounds how long Shutdown waits for the requests taken before it (new ones are answered
 	// ServiceUnavailable meanwhile); those still pending then are answered RequestTimeout. 0 means 10 s.
 	DrainTimeout time.Duration
@@ -198,6 +213,12 @@ func (c Config) WithDefaults() (Config, error) {
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 10 * time.Second
 	}
+	if c.QueueWatch.Interval == 0 {
+		c.QueueWatch.Interval = 5 * time.Second
+	}
+	if c.QueueWatch.NoWorkerAfter == 0 {
+		c.QueueWatch.NoWorkerAfter = 30 * time.Second
+	}
 
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -215,6 +236,9 @@ func (c Config) Validate() error {
 	}
 	if c.DrainTimeout < 0 {
 		return errors.New("drain_timeout: must not be negative")
+	}
+	if c.QueueWatch.Interval < 0 {
+		return errors.New("queue_watch.interval: must not be negative")
 	}
 	if c.SessionWorkers < 0 {
 		return errors.New("session_workers: must not be negative")

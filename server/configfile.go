@@ -30,7 +30,12 @@ type File struct {
 	Prefix       string   `yaml:"prefix"`
 	QueueTimeout Duration `yaml:"queue_timeout"`
 	DrainTimeout Duration `yaml:"drain_timeout"`
-	Log          struct {
+	QueueWatch   struct {
+		Interval      Duration `yaml:"interval"`
+		NoWorkerAfter Duration `yaml:"no_worker_after"`
+		RequireWorker bool     `yaml:"require_worker"`
+	} `yaml:"queue_watch"`
+	Log struct {
 		Format string `yaml:"format"`
 		Level  string `yaml:"level"`
 	} `yaml:"log"`
@@ -290,6 +295,8 @@ func (f *File) Config() (Config, error) {
 		RequireResult: f.RequireResult, ResultStash: f.ResultStash,
 	}
 	cfg.AdminToken, cfg.Pprof = f.AdminToken, f.Pprof
+	cfg.QueueWatch = QueueWatch{Interval: time.Duration(f.QueueWatch.Interval),
+		NoWorkerAfter: time.Duration(f.QueueWatch.NoWorkerAfter), RequireWorker: f.QueueWatch.RequireWorker}
 	cfg.Transport.Path = f.Path
 	cfg.Transport.MaxConnections = f.Limits.MaxConnections
 	cfg.Transport.MaxConnectionsPerIP = f.Limits.MaxConnectionsPerIP

@@ -68,6 +68,9 @@ type Gateway struct {
 	ws        *transport.Server
 	gatherer  prometheus.Gatherer
 	dispatch  *actors.PoolDispatcher // nil unless Config.SessionWorkers is set
+	watch     *queueWatch
+	metrics   *metrics
+	stopWatch context.CancelFunc
 
 	ln      net.Listener
 	admin   *http.Server
@@ -135,6 +138,11 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		}
 		g.clients[name] = c
 	}
+	inspectors := make(map[string]*redisq.Inspector, len(used))
+	for name := range used {
+		inspectors[name] = redisq.NewInspector(g.rdb, cfg.Queues[name].keys())
+	}
+	g.watch = newQueueWatch(cfg, cfg.Logger.With("component", "queue-watch"), inspectors)
 	registry, err = actors.NewRegistry(g.root, actors.RegistryConfig{Logger: cfg.Logger, OnAbandon: func(id string) {
 		for _, c := range g.clients { // only the client that submitted the job knows it
 			c.Forget(id)
@@ -168,6 +176,7 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: metrics: %w", err)
 	}
+	g.metrics = m
 	var dispatcher actor.Dispatcher
 	if cfg.SessionWorkers > 0 {
 		g.dispatch = actors.NewPoolDispatcher(cfg.SessionWorkers, 300)
@@ -318,6 +327,13 @@ func (g *Gateway) Start(ctx context.Context) error {
 			g.log.Error("websocket listener failed", "err", err)
 		}
 	}()
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	g.stopWatch = stopWatch
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		g.watch.run(watchCtx)
+	}()
 	g.ready.Store(true)
 	g.log.Info("wsgate listening", "websocket", g.URL(), "admin", g.AdminAddr(), "redis", g.redisAt(),
 		"mode", g.cfg.Mode, "queue_timeout", g.cfg.QueueTimeout, "queues", len(g.clients),
@@ -399,6 +415,11 @@ func (g *Gateway) Ready(ctx context.Context) error {
 			return fmt.Errorf("queue %s: completion channel not subscribed", name)
 		}
 	}
+	if g.cfg.QueueWatch.RequireWorker {
+		if p := g.watch.problems(); len(p) > 0 {
+			return errors.New(strings.Join(p, "; "))
+		}
+	}
 	return nil
 }
 
@@ -420,9 +441,10 @@ func (g *Gateway) startAdmin() error {
 			http.Error(w, msg, http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ready")
+		fmt.Fprint(w, "ready\n"+g.watch.readyNote())
 	})
 	mux.Handle("GET /metrics", g.requireToken(promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{})))
+	g.mountConsole(mux, g.requireToken)
 	if g.cfg.Pprof {
 		mux.Handle("/debug/pprof/", g.requireToken(http.HandlerFunc(pprof.Index)))
 		mux.Handle("/debug/pprof/cmdline", g.requireToken(http.HandlerFunc(redactedCmdline)))
@@ -524,6 +546,9 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 		}
 	}
 	g.registry.Shutdown()
+	if g.stopWatch != nil {
+		g.stopWatch()
+	}
 	if g.admin != nil {
 		if err := g.admin.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("admin: %w", err))

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,6 +12,8 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// answered and latencySum (nanoseconds) feed the console's requests/s and mean latency.
+	answered, latencySum atomic.Uint64
 }
 
 // RequestDone implements actors.Observer.
@@ -19,7 +22,9 @@ func (m *metrics) RequestDone(action, outcome string, d time.Duration) {
 		action = "none"
 	}
 	m.requests.WithLabelValues(action, outcome).Inc()
+	m.answered.Add(1)
 	if d > 0 {
+		m.latencySum.Add(uint64(d))
 		m.latency.WithLabelValues(action).Observe(d.Seconds())
 	}
 }
@@ -42,7 +47,7 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 	}
 	st := func() Stats { return g.Stats() }
 	collectors := []prometheus.Collector{
-		m.requests, m.latency,
+		m.requests, m.latency, g.watch,
 		gauge("connections", "Open WebSocket connections.", func() float64 { return float64(st().Transport.Connections) }),
 		counter("connections_accepted_total", "Upgraded connections.", func() float64 { return float64(st().Transport.Accepted) }),
 		counter("connections_rejected_total", "Failed or refused upgrades.", func() float64 { return float64(st().Transport.Rejected) }),

@@ -17,10 +17,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wsgate/wsgate/internal/redact"
 	"github.com/wsgate/wsgate/redisq"
+	"github.com/wsgate/wsgate/redisq/workermetrics"
 	"github.com/wsgate/wsgate/server"
 	"github.com/wsgate/wsgate/server/demo"
 )
@@ -84,6 +86,7 @@ Usage:
   wsgate serve   [flags]         the gateway
   wsgate worker  --demo [flags]  a Go worker serving the demo actions
   wsgate dev     [flags]         gateway + in-process Redis + demo worker, for trying it out
+  wsgate queue   <command>       see and manage the queues: stats, jobs, show, dead, pending purge
   wsgate version
 
 Run 'wsgate <command> -h' for the flags of a command. Flags beat WSGATE_* environment variables, which beat
@@ -156,6 +159,8 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return err
 		}
 		return runWorker(ctx, o)
+	case "queue":
+		return runQueue(ctx, args[1:], stdout, stderr)
 	case "version", "-v", "--version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
@@ -232,7 +237,8 @@ func settings() []setting {
 }
 
 // workerSettings are the settings() that `wsgate worker` takes; the others are the gateway's.
-var workerSettings = map[string]bool{"redis": true, "mode": true, "prefix": true}
+// A worker's --admin (default off) serves its /metrics and /healthz; the file's `admin` key is the gateway's.
+var workerSettings = map[string]bool{"redis": true, "mode": true, "prefix": true, "admin": true}
 
 // takes reports whether a command has the setting: the worker only its own, dev all but --redis (it runs
 // an in-process Redis).
@@ -322,6 +328,9 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 		}
 		o.cfg = cfg
 		o.redisURL, o.mode = cfg.RedisURL, cfg.Mode
+		if cmd == "worker" {
+			o.cfg.Admin = "" // the file's admin listener is the gateway's
+		}
 		if file.Log.Format != "" {
 			format = file.Log.Format
 		}
@@ -419,15 +428,35 @@ func runWorker(ctx context.Context, o *options) error {
 	if q, ok := o.cfg.Queues[server.DefaultQueueName]; ok {
 		keys = redisq.Keys{Prefix: q.Prefix, NoPrefix: q.NoPrefix, Queue: q.Name}
 	}
-	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Mode: mode, Keys: keys, Handler: demo.Handler(),
-		Concurrency: o.concurrency, Logger: o.logger})
+	reg := prometheus.NewRegistry()
+	var w *redisq.Worker
+	m, err := workermetrics.New(reg, func() redisq.WorkerStats { return w.Stats() })
 	if err != nil {
 		return err
 	}
-	o.logger.Info("wsgate worker running", "redis", redact.URL(redisURL), "queue", keys.Pending(), "concurrency", o.concurrency)
+	w, err = redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Mode: mode, Keys: keys,
+		Handler: redisq.Chain(demo.Handler(), m.Middleware()), Concurrency: o.concurrency, Logger: o.logger})
+	if err != nil {
+		return err
+	}
+	var admin *workerAdmin
+	if o.cfg.Admin != "" && o.cfg.Admin != "off" {
+		if admin, err = startWorkerAdmin(o.cfg.Admin, reg, func(ctx context.Context) error { return rdb.Ping(ctx).Err() }, o.logger); err != nil {
+			return err
+		}
+	}
+	o.logger.Info("wsgate worker running", "redis", redact.URL(redisURL), "queue", keys.Pending(),
+		"concurrency", o.concurrency, "mode", mode, "id", w.ID(), "admin", admin.addr())
 	w.Start()
 	<-ctx.Done()
+	began := time.Now()
+	o.logger.Info("wsgate worker stopping: finishing running jobs")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return w.Shutdown(sctx)
+	err = w.Shutdown(sctx)
+	if admin != nil {
+		admin.Shutdown(sctx)
+	}
+	o.logger.Info("wsgate worker stopped", "stop_ms", time.Since(began).Milliseconds(), "err", err)
+	return err
 }

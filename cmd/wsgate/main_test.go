@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,10 +97,37 @@ func TestServeAndWorkerProcesses(t *testing.T) {
 	bin := buildBinary(t)
 	srv := redistest.Start(t)
 	port := redistest.FreePort(t)
-	startProcess(t, bin, nil, "worker", "--demo", "--redis", srv.URL(), "--concurrency", "4")
+	workerAdmin := fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	startProcess(t, bin, nil, "worker", "--demo", "--redis", srv.URL(), "--concurrency", "4", "--admin", workerAdmin)
 	lines := startProcess(t, bin, nil, "serve", "--redis", srv.URL(),
 		"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--admin", "off")
 	pingOK(t, waitURL(t, lines))
+
+	// The worker's admin listener tells what it ran.
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + workerAdmin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/healthz"); code != 200 {
+		t.Errorf("worker /healthz: %d %s", code, body)
+	}
+	_, metrics := get("/metrics")
+	for _, want := range []string{
+		`wsgate_worker_jobs_total{name="ping",outcome="ok"} 1`,
+		`wsgate_worker_jobs_total{name="fail",outcome="failed"} 1`,
+		`wsgate_worker_job_duration_seconds_count{name="ping"} 1`,
+		`wsgate_worker_jobs_in_flight 0`,
+		`wsgate_worker_fetch_wait_seconds_total`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("worker /metrics lacks %q", want)
+		}
+	}
 }
 
 func TestDevAnswersWithNothingElseRunning(t *testing.T) {
