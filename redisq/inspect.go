@@ -29,11 +29,11 @@ func NewInspector(rdb redis.UniversalClient, keys Keys) *Inspector {
 
 // QueueStats is a snapshot of one queue.
 type QueueStats struct {
-	Queue      string `json:"queue"`       // the pending list's key
-	Pending    int64  `json:"pending"`     // job IDs waiting on the pending list (recoverable and reliable modes)
-	Simple     int64  `json:"simple"`      // JSON jobs waiting on simple mode's list
-	Processing int64  `json:"processing"`  // job IDs a worker has taken (reliable mode)
-	Dead       int64  `json:"dead"`        // job IDs on the dead-letter list
+	Queue      string `json:"queue"`      // the pending list's key
+	Pending    int64  `json:"pending"`    // job IDs waiting on the pending list (recoverable and reliable modes)
+	Simple     int64  `json:"simple"`     // JSON jobs waiting on simple mode's list
+	Processing int64  `json:"processing"` // job IDs a worker has taken (reliable mode)
+	Dead       int64  `json:"dead"`       // job IDs on the dead-letter list
 	// OldestPendingAge is how long the job next in line has waited; 0 when nothing waits or its age is unknown.
 	OldestPendingAge time.Duration `json:"oldest_pending_age_ns"`
 	// LiveWorkers counts the Go workers whose heartbeat has not expired. Perl workers send none.
