@@ -101,6 +101,8 @@ type options struct {
 	concurrency int
 	checkOnly   bool
 	logger      *slog.Logger
+
+	orphanTimeout time.Duration // worker: redisq.WorkerConfig.OrphanTimeout
 }
 
 // setting is one setting that a flag, an environment variable and the config file can all give.
@@ -162,6 +164,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	if cmd == "worker" {
 		fs.BoolVar(&o.demo, "demo", false, "serve the demo actions (ping, echo, sleep, fail, whoami)")
 		fs.IntVar(&o.concurrency, "concurrency", 64, "jobs run at once")
+		fs.DurationVar(&o.orphanTimeout, "orphan-timeout", 0, "reliable mode: requeue a job a Perl worker took this long ago (0: never; see redisq/PROTOCOL.md)")
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -260,7 +263,7 @@ func runWorker(ctx context.Context, o *options) error {
 		keys = redisq.Keys{Prefix: q.Prefix, NoPrefix: q.NoPrefix, Queue: q.Name}
 	}
 	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Mode: mode, Keys: keys, Handler: demo.Handler(),
-		Concurrency: o.concurrency, Logger: o.logger})
+		Concurrency: o.concurrency, OrphanTimeout: o.orphanTimeout, Logger: o.logger})
 	if err != nil {
 		return err
 	}
