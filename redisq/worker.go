@@ -91,8 +91,8 @@ type WorkerConfig struct {
 	Fetchers int
 	// FetchBatch bounds the jobs one fetch takes (and the jobs whose results share one pipeline); 0 means 32.
 	FetchBatch int
-	// PollTimeout is the blocking wait of one fetch; 0 means 3 s, as the Perl worker. Shutdown may wait this long
-	// for an idle fetch to return.
+	// PollTimeout is the blocking wait of one fetch; 0 means 3 s, as the Perl worker. Shutdown ends the wait at
+	// once (CLIENT UNBLOCK, unblock.go), except on Redis Cluster, where it may wait this long.
 	PollTimeout time.Duration
 	// Multi wraps the writes that answer a job in MULTI/EXEC (the Perl worker's use_multi).
 	Multi bool
@@ -167,6 +167,8 @@ type Worker struct {
 	jobs    sync.WaitGroup // running jobs
 	bg      sync.WaitGroup // answerer, heartbeat and reaper
 
+	blocking blockingSet // client IDs of the fetchers' connections, for CLIENT UNBLOCK (unblock.go)
+
 	stats struct {
 		sync.Mutex
 		WorkerStats
@@ -212,6 +214,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	w := &Worker{cfg: cfg, stop: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency),
 		answers: make(chan answer, cfg.Concurrency), done: make(chan struct{}),
 		log: cfg.Logger.With("component", "redisq.worker", "worker_id", cfg.WorkerID)}
+	w.blocking.ids = make(map[int64]struct{})
 	if c, ok := cfg.Redis.(*redis.Client); ok && c.Options().PoolSize < cfg.Fetchers+4 {
 		w.log.Warn("redis pool is smaller than fetchers+4: jobs will wait for connections",
 			"pool_size", c.Options().PoolSize, "fetchers", cfg.Fetchers)
@@ -274,8 +277,15 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) Shutdown(ctx context.Context) error {
 	w.once.Do(func() {
 		close(w.stop)
+		fetched, unblocked := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(unblocked)
+			w.unblockFetchers(fetched) // the blocking fetches end now, not after PollTimeout
+		}()
 		go func() {
 			w.wg.Wait()
+			close(fetched)
+			<-unblocked
 			w.jobs.Wait()
 			close(w.answers)
 			w.bg.Wait()
