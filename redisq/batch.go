@@ -263,22 +263,7 @@ func (w *Worker) writeAnswers(batch []answer) {
 		}
 	}
 	if w.cfg.Mode == ModeSimple {
-		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, a := range batch {
-				out := simpleResult{ID: a.job.ID}
-				if a.err != nil {
-					out.Error = a.err.Error()
-				} else {
-					out.Result = string(a.res.encode())
-				}
-				msg, _ := json.Marshal(out)
-				p.Publish(ctx, ClientChannel(a.job.ReplyTo), msg)
-			}
-			return nil
-		})
-		if err != nil {
-			w.log.Warn("publish results failed", "jobs", len(batch), "err", err)
-		}
+		w.publishSimple(ctx, batch) // simple.go
 		return
 	}
 	now := epoch(time.Now())
