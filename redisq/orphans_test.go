@@ -136,7 +136,8 @@ func TestWorkerKilledAfterFetchLosesNoJob(t *testing.T) {
 	}
 	t.Cleanup(func() { victim.Process.Kill(); victim.Wait() })
 	pid := strconv.Itoa(victim.Process.Pid)
-	waitFor(t, func() bool { m, _ := rdb.Exists(ctx, "fetched::"+pid).Result(); return m == 1 })
+	// All four fetchers of the victim (concurrency 8) take jobs and hang in their take step.
+	waitFor(t, func() bool { m, _ := rdb.Get(ctx, "fetched::"+pid).Int(); return m == 4 })
 	if err := victim.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
