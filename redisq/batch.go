@@ -28,6 +28,8 @@ type answer struct {
 func (w *Worker) fetchLoop() {
 	defer w.wg.Done()
 	ctx := context.Background()
+	bc := &blockingConn{w: w}
+	defer bc.drop()
 	backoff := 50 * time.Millisecond
 	extra := 1 // reliable mode: how many non-blocking LMOVEs to try after the blocking one (adapts to the load)
 	for !w.stopping() {
@@ -52,7 +54,7 @@ func (w *Worker) fetchLoop() {
 			want = min(n, 1+extra)
 		}
 		fetchStart := time.Now()
-		items, err := w.fetch(ctx, want)
+		items, err := w.fetch(ctx, bc.cmdable(ctx), want)
 		w.count(func(s *WorkerStats) { s.FetchWait += time.Since(fetchStart) })
 		if w.cfg.Mode == ModeReliable && err == nil && len(items) > 0 {
 			// Each LMOVE that finds the list empty is a wasted command: probe with one, double while they all
@@ -67,6 +69,7 @@ func (w *Worker) fetchLoop() {
 			<-w.slots // give back what was not used
 		}
 		if err != nil {
+			bc.drop()
 			w.log.Warn("fetch failed", "err", err)
 			if !w.sleep(backoff) {
 				return
@@ -89,16 +92,16 @@ func (w *Worker) fetchLoop() {
 }
 
 // fetch takes up to n items: BLMOVE (reliable; BRPOPLPUSH in Perl) or BRPOP for the first, then LMOVE or
-// RPOP-with-count for the rest without blocking.
-func (w *Worker) fetch(ctx context.Context, n int) ([]string, error) {
+// RPOP-with-count for the rest without blocking. The blocking command goes to blocking (unblock.go).
+func (w *Worker) fetch(ctx context.Context, blocking redis.Cmdable, n int) ([]string, error) {
 	rdb, keys := w.cfg.Redis, w.cfg.Keys
 	var first string
 	var err error
 	if w.cfg.Mode == ModeReliable {
-		first, err = rdb.BLMove(ctx, keys.Pending(), keys.Processing(), "RIGHT", "LEFT", w.cfg.PollTimeout).Result()
+		first, err = blocking.BLMove(ctx, keys.Pending(), keys.Processing(), "RIGHT", "LEFT", w.cfg.PollTimeout).Result()
 	} else {
 		var kv []string
-		if kv, err = rdb.BRPop(ctx, w.cfg.PollTimeout, keys.Pending()).Result(); err == nil {
+		if kv, err = blocking.BRPop(ctx, w.cfg.PollTimeout, keys.Pending()).Result(); err == nil {
 			first = kv[1]
 		}
 	}
@@ -262,23 +265,7 @@ func (w *Worker) writeAnswers(batch []answer) {
 		}
 	}
 	if w.cfg.Mode == ModeSimple {
-		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, a := range batch {
-				out := simpleResult{ID: a.job.ID}
-				if a.err != nil {
-					out.Error = a.err.Error()
-				} else {
-					out.Result = string(a.res.encode())
-				}
-				msg, _ := json.Marshal(out)
-				p.Publish(ctx, ClientChannel(a.job.ReplyTo), msg)
-			}
-			keys.countDone(ctx, p, len(batch), time.Now())
-			return nil
-		})
-		if err != nil {
-			w.log.Warn("publish results failed", "jobs", len(batch), "err", err)
-		}
+		w.publishSimple(ctx, batch) // simple.go
 		return
 	}
 	now := epoch(time.Now())

@@ -115,7 +115,7 @@ type ClientStats struct {
 	Lost          uint64 // of which ErrJobLost
 	Late          uint64 // notifications for jobs nobody waited for any more
 	Resubscribed  uint64
-	Pending       int // jobs waiting for a completion (hash modes)
+	Pending       int // jobs waiting for a completion
 	CancelledJobs uint64
 }
 
@@ -196,6 +196,11 @@ func (c *Client) Stats() ClientStats {
 // Start subscribes to the completion channel and waits until Redis confirms the subscription, so that no
 // completion can be published before the client listens (the Perl client does not wait, and can lose one).
 func (c *Client) Start(ctx context.Context) error {
+	if c.cfg.Mode == ModeSimple {
+		if _, err := c.markAlive(ctx); err != nil {
+			return fmt.Errorf("redisq: client marker: %w", err)
+		}
+	}
 	ps := c.cfg.Redis.Subscribe(ctx, ClientChannel(c.id))
 	if _, err := ps.Receive(ctx); err != nil {
 		ps.Close()
@@ -219,9 +224,7 @@ func (c *Client) Submit(s Submission) error {
 	if c.closed {
 		return ErrClosed
 	}
-	if c.cfg.Mode.usesHash() {
-		c.pending.add(s.ID)
-	}
+	c.pending.add(s.ID)
 	select {
 	case c.submits <- s:
 		return nil
@@ -234,7 +237,7 @@ func (c *Client) Submit(s Submission) error {
 // Forget stops waiting for a job (its caller gave up): its completion will not be delivered, and with
 // CancelForgotten its hash is deleted so that no worker runs it. It never blocks.
 func (c *Client) Forget(jobID string) {
-	if !c.pending.remove(jobID) || !c.cfg.CancelForgotten {
+	if !c.pending.remove(jobID) || !c.cfg.CancelForgotten || !c.cfg.Mode.usesHash() {
 		return
 	}
 	c.mu.RLock()
@@ -275,7 +278,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 }
 
 func (c *Client) deliver(x Completion, recovered bool) {
-	if c.cfg.Mode.usesHash() && !c.pending.remove(x.JobID) {
+	if !c.pending.remove(x.JobID) {
 		c.stats.late.Add(1)
 		return
 	}
@@ -385,9 +388,7 @@ func (c *Client) sendBatch(batch []Submission, cancels []string) {
 			continue
 		}
 		c.stats.submitted.Add(1)
-		if c.cfg.Mode.usesHash() {
-			c.pending.markWritten(s.ID, written)
-		}
+		c.pending.markWritten(s.ID, written)
 	}
 }
 
@@ -468,7 +469,7 @@ func (c *Client) receiveLoop(ps *redis.PubSub) {
 			if m.Kind == "subscribe" {
 				c.subscribed.Store(true)
 			}
-			if m.Kind == "subscribe" && c.cfg.Mode.usesHash() {
+			if m.Kind == "subscribe" {
 				c.stats.resubscribed.Add(1)
 				c.log.Info("pub/sub re-subscribed; recovering missed completions", "pending", c.pending.len())
 				select {
@@ -487,9 +488,14 @@ func (c *Client) fetchLoop() {
 	// The sweep finds pending jobs written more than JobTTL ago, whose hash has expired with no notification
 	// (in recoverable mode a worker that died with the job, or a caller that never called Forget): they are
 	// reported lost, so no pending entry stays forever.
+	// In simple mode the sweep also refreshes the client's alive marker (simple.go).
 	var sweep <-chan time.Time
-	if c.cfg.Mode.usesHash() && c.cfg.JobTTL > 0 {
-		t := time.NewTicker(min(c.cfg.JobTTL/2, 30*time.Second))
+	if c.cfg.Mode == ModeSimple || c.cfg.JobTTL > 0 {
+		every := 30 * time.Second
+		if c.cfg.JobTTL > 0 {
+			every = min(c.cfg.JobTTL/2, every)
+		}
+		t := time.NewTicker(every)
 		defer t.Stop()
 		sweep = t.C
 	}
@@ -497,10 +503,22 @@ func (c *Client) fetchLoop() {
 		var id string
 		select {
 		case at := <-c.recover:
-			c.recoverPending(at)
+			if c.cfg.Mode == ModeSimple {
+				c.recoverSimple(at)
+			} else {
+				c.recoverPending(at)
+			}
 			continue
 		case now := <-sweep:
-			c.recoverPending(now.Add(-c.cfg.JobTTL).UnixNano())
+			cutoff := now.Add(-c.cfg.JobTTL).UnixNano()
+			if c.cfg.Mode == ModeSimple {
+				if c.cfg.JobTTL <= 0 {
+					cutoff = 0 // no expiry: nothing counts as lost
+				}
+				c.sweepSimple(cutoff)
+			} else {
+				c.recoverPending(cutoff)
+			}
 			continue
 		case n, ok := <-c.notices:
 			if !ok {

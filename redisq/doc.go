@@ -16,7 +16,8 @@
 // pub/sub subscription, one that fetches results in pipelines); Submit and Forget never block and may be called
 // from any goroutine. A Worker owns a few fetch goroutines (each takes a batch of jobs per round trip), one
 // goroutine per running job (at most Concurrency), one answerer that writes results in batches, and (reliable
-// mode) a heartbeat and a reaper. Both stop with Shutdown.
+// mode) a heartbeat and a reaper. Both stop with Shutdown; a worker's Shutdown ends the fetchers' blocking
+// waits at once with CLIENT UNBLOCK (unblock.go).
 //
 // redisq knows nothing of WebSockets; rpc.go holds the small contract that the WebSocket gateway's JobAsync
 // backend puts on top of it (the `name`/`params` job fields and the `{"success":1,"result":...}` envelope).

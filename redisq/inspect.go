@@ -311,7 +311,7 @@ func (in *Inspector) RequeueDead(ctx context.Context, ids []string) (requeued, d
 // requeueScript resets a job hash for another delivery, only if the hash still exists.
 var requeueScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1], ARGV[2], ARGV[3], 'result', '_started', '_processed')
+redis.call('HDEL', KEYS[1], ARGV[1], ARGV[2], ARGV[3], 'result', '_started', '_processed', '_orphan_seen')
 return 1`)
 
 // PurgeDead empties the dead-letter list and deletes the hashes of its jobs. It returns how many it removed.

@@ -2,7 +2,10 @@ package redisq_test
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +18,10 @@ import (
 // helperWorkerEnv makes the test binary run as a worker process (for tests that kill a worker).
 const helperWorkerEnv = "REDISQ_TEST_HELPER_WORKER"
 
+// helperHangAtTakeEnv makes the helper worker's fetchers hang in their take step (after the fetch moved jobs to
+// processing, before they are marked), each announcing it with INCR fetched::<pid>.
+const helperHangAtTakeEnv = "REDISQ_TEST_HELPER_HANG_AT_TAKE"
+
 func TestMain(m *testing.M) {
 	if addr := os.Getenv(helperWorkerEnv); addr != "" {
 		runHelperWorker(addr)
@@ -26,8 +33,13 @@ func TestMain(m *testing.M) {
 
 // runHelperWorker serves jobs by announcing them (SET started::<id>) and then hanging until it is killed.
 func runHelperWorker(addr string) {
-	rdb := redis.NewClient(redisq.WorkerRedisOptions(&redis.Options{Addr: addr}, 1))
-	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Concurrency: 1, Heartbeat: 100 * time.Millisecond,
+	concurrency := 1
+	rdb := redis.NewClient(redisq.WorkerRedisOptions(&redis.Options{Addr: addr}, 8))
+	if os.Getenv(helperHangAtTakeEnv) != "" {
+		rdb.AddHook(hangAtTake{signal: redis.NewClient(&redis.Options{Addr: addr})})
+		concurrency = 8 // several fetchers, each holding a batch
+	}
+	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Concurrency: concurrency, Heartbeat: 100 * time.Millisecond,
 		Logger: quiet, Handler: redisq.HandlerFunc(func(ctx context.Context, job *redisq.Job) (redisq.Result, error) {
 			rdb.Set(ctx, "started::"+job.ID, os.Getpid(), 0)
 			time.Sleep(time.Hour)
@@ -38,4 +50,20 @@ func runHelperWorker(addr string) {
 	}
 	w.Start()
 	select {}
+}
+
+// hangAtTake blocks every pipeline that holds a take script (an EVAL that reads the job with HGETALL), after
+// counting it.
+type hangAtTake struct{ signal *redis.Client }
+
+func (h hangAtTake) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h hangAtTake) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h hangAtTake) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if args := cmds[0].Args(); len(args) > 1 && cmds[0].Name() == "eval" && strings.Contains(fmt.Sprint(args[1]), "HGETALL") {
+			h.signal.Incr(ctx, "fetched::"+strconv.Itoa(os.Getpid()))
+			select {} // until SIGKILL
+		}
+		return next(ctx, cmds)
+	}
 }

@@ -91,8 +91,8 @@ type WorkerConfig struct {
 	Fetchers int
 	// FetchBatch bounds the jobs one fetch takes (and the jobs whose results share one pipeline); 0 means 32.
 	FetchBatch int
-	// PollTimeout is the blocking wait of one fetch; 0 means 3 s, as the Perl worker. Shutdown may wait this long
-	// for an idle fetch to return.
+	// PollTimeout is the blocking wait of one fetch; 0 means 3 s, as the Perl worker. Shutdown ends the wait at
+	// once (CLIENT UNBLOCK, unblock.go), except on Redis Cluster, where it may wait this long.
 	PollTimeout time.Duration
 	// Multi wraps the writes that answer a job in MULTI/EXEC (the Perl worker's use_multi).
 	Multi bool
@@ -105,6 +105,13 @@ type WorkerConfig struct {
 	// MaxDeliveries is how many times a job is handed to a worker before it goes to the dead-letter list
 	// (`<prefix>::dead`) and its caller gets a failure; 0 means 5.
 	MaxDeliveries int
+	// OrphanTimeout (reliable mode) requeues, like a dead worker's job, an ID that sat in `processing` for
+	// longer with a `_started` time but no `_worker` lease: taken by a worker that sends no heartbeats (a Perl
+	// worker) and, presumably, died. A job that runs longer than this on a live Perl worker runs twice (see
+	// PROTOCOL.md), so set it well above the slowest Perl job. 0 means off: such IDs are left alone (the Perl
+	// workers' at-most-once behaviour). IDs that were moved but never marked are requeued after three
+	// heartbeats either way (orphans.go).
+	OrphanTimeout time.Duration
 	// MaxDeadLetters bounds the dead-letter list (the newest are kept); 0 means 10,000.
 	MaxDeadLetters int
 	// Logger; nil means slog.Default().
@@ -123,7 +130,7 @@ func (c *WorkerConfig) Validate() error {
 		return err
 	}
 	if c.Concurrency < 0 || c.PollTimeout < 0 || c.Heartbeat < 0 || c.ReapInterval < 0 || c.MaxDeliveries < 0 ||
-		c.MaxDeadLetters < 0 {
+		c.MaxDeadLetters < 0 || c.OrphanTimeout < 0 {
 		return errors.New("redisq: WorkerConfig numbers must not be negative")
 	}
 	if _, cluster := c.Redis.(*redis.ClusterClient); cluster {
@@ -162,6 +169,8 @@ type Worker struct {
 	wg      sync.WaitGroup // fetchers
 	jobs    sync.WaitGroup // running jobs
 	bg      sync.WaitGroup // answerer, heartbeat and reaper
+
+	blocking blockingSet // client IDs of the fetchers' connections, for CLIENT UNBLOCK (unblock.go)
 
 	stats struct {
 		sync.Mutex
@@ -208,6 +217,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 	w := &Worker{cfg: cfg, stop: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency),
 		answers: make(chan answer, cfg.Concurrency), done: make(chan struct{}),
 		log: cfg.Logger.With("component", "redisq.worker", "worker_id", cfg.WorkerID)}
+	w.blocking.ids = make(map[int64]struct{})
 	if c, ok := cfg.Redis.(*redis.Client); ok && c.Options().PoolSize < cfg.Fetchers+4 {
 		w.log.Warn("redis pool is smaller than fetchers+4: jobs will wait for connections",
 			"pool_size", c.Options().PoolSize, "fetchers", cfg.Fetchers)
@@ -270,8 +280,15 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) Shutdown(ctx context.Context) error {
 	w.once.Do(func() {
 		close(w.stop)
+		fetched, unblocked := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(unblocked)
+			w.unblockFetchers(fetched) // the blocking fetches end now, not after PollTimeout
+		}()
 		go func() {
 			w.wg.Wait()
+			close(fetched)
+			<-unblocked
 			w.jobs.Wait()
 			close(w.answers)
 			w.bg.Wait()
@@ -371,7 +388,8 @@ func (w *Worker) reapLoop() {
 
 // Reap requeues the jobs in `processing` whose worker is dead (its heartbeat key expired), counting a delivery
 // each time, and moves a job that was delivered MaxDeliveries times to the dead-letter list, answering its
-// caller with a failure. Jobs without a `_worker` field (taken by a Perl worker, or just being taken) are left
+// caller with a failure. Jobs without a `_worker` field are orphans (orphans.go): requeued when never marked
+// for three heartbeats, or, with OrphanTimeout, when taken by a Perl worker that long ago; otherwise left
 // alone. Every reliable-mode worker runs it periodically; LREM decides which reaper wins a job.
 func (w *Worker) Reap(ctx context.Context) error {
 	rdb, keys := w.cfg.Redis, w.cfg.Keys
@@ -382,16 +400,17 @@ func (w *Worker) Reap(ctx context.Context) error {
 	leases := make([]*redis.SliceCmd, len(ids))
 	if _, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			leases[i] = p.HMGet(ctx, JobKey(id), fieldWorker, fieldDeliveries, fieldReplyTo)
+			leases[i] = p.HMGet(ctx, JobKey(id), fieldWorker, fieldDeliveries, fieldReplyTo, fieldStarted, fieldOrphanSeen)
 		}
 		return nil
 	}); err != nil {
 		return err
 	}
 	alive := map[string]bool{w.cfg.WorkerID: true}
+	clock := &redisClock{rdb: rdb}
 	for i, id := range ids {
 		vals, _ := leases[i].Result()
-		if len(vals) < 3 {
+		if len(vals) < 5 {
 			continue
 		}
 		worker, _ := vals[0].(string)
@@ -400,11 +419,15 @@ func (w *Worker) Reap(ctx context.Context) error {
 			rdb.LRem(ctx, keys.Processing(), 1, id)
 			continue
 		}
-		if worker == "" {
-			continue
-		}
 		live, known := alive[worker]
-		if !known {
+		switch {
+		case worker == "": // no lease: see orphans.go
+			orphan, err := w.orphaned(ctx, id, vals[3], vals[4], clock)
+			if err != nil {
+				return err
+			}
+			live = !orphan
+		case !known:
 			n, err := rdb.Exists(ctx, keys.heartbeat(worker)).Result()
 			if err != nil {
 				return err
@@ -425,7 +448,7 @@ func (w *Worker) Reap(ctx context.Context) error {
 			continue
 		}
 		err := pipelineInOrder(ctx, rdb, false, func(p redis.Pipeliner) {
-			updateIfExists(ctx, p, id, fieldDeliveries, delivered, fieldWorker, "")
+			updateIfExists(ctx, p, id, fieldDeliveries, delivered, fieldWorker, "", fieldStarted, "", fieldOrphanSeen, "")
 		}, func(p redis.Pipeliner) {
 			p.RPush(ctx, keys.Pending(), id) // the right end: the next job to be taken
 		})
@@ -434,6 +457,8 @@ func (w *Worker) Reap(ctx context.Context) error {
 		}
 		w.count(func(s *WorkerStats) { s.Requeued++ })
 		w.log.Info("requeued a job of a dead worker", "job_id", id, "dead_worker", worker, "deliveries", delivered)
+		// (dead_worker "" is an orphan: a job fetched by a worker that died before marking it, or with
+		// OrphanTimeout one taken by a worker without heartbeats.)
 	}
 	return nil
 }

@@ -181,6 +181,8 @@ type options struct {
 	concurrency int
 	checkOnly   bool
 	logger      *slog.Logger
+
+	orphanTimeout time.Duration // worker: redisq.WorkerConfig.OrphanTimeout
 }
 
 // setting is one setting that a flag, an environment variable and the config file can all give.
@@ -303,6 +305,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	if cmd == "worker" {
 		fs.BoolVar(&o.demo, "demo", false, "serve the demo actions: ping, echo, sleep, fail, whoami (env WSGATE_DEMO)")
 		fs.IntVar(&o.concurrency, "concurrency", 64, "jobs run at once (env WSGATE_CONCURRENCY)")
+		fs.DurationVar(&o.orphanTimeout, "orphan-timeout", 0, "reliable mode: requeue a job a Perl worker took this long ago (0: never; see redisq/PROTOCOL.md; env WSGATE_ORPHAN_TIMEOUT)")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -370,6 +373,13 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 		}
 		o.concurrency = n
 	}
+	if v := os.Getenv("WSGATE_ORPHAN_TIMEOUT"); v != "" && cmd == "worker" && !set["orphan-timeout"] {
+		d, err := parseSeconds(v)
+		if err != nil {
+			return nil, fmt.Errorf("WSGATE_ORPHAN_TIMEOUT: %w", err)
+		}
+		o.orphanTimeout = d
+	}
 	if v := os.Getenv("WSGATE_LOG_FORMAT"); v != "" {
 		format = v
 	}
@@ -435,7 +445,8 @@ func runWorker(ctx context.Context, o *options) error {
 		return err
 	}
 	w, err = redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Mode: mode, Keys: keys,
-		Handler: redisq.Chain(demo.Handler(), m.Middleware()), Concurrency: o.concurrency, Logger: o.logger})
+		Handler: redisq.Chain(demo.Handler(), m.Middleware()), Concurrency: o.concurrency,
+		OrphanTimeout: o.orphanTimeout, Logger: o.logger})
 	if err != nil {
 		return err
 	}

@@ -247,7 +247,7 @@ func TestWorkerHelpListsWorkerFlags(t *testing.T) {
 		cmd  string
 		want []string
 	}{
-		{"worker", []string{"admin", "concurrency", "config", "demo", "log-format", "log-level", "mode", "prefix", "redis"}},
+		{"worker", []string{"admin", "concurrency", "config", "demo", "log-format", "log-level", "mode", "orphan-timeout", "prefix", "redis"}},
 		{"serve", []string{"admin", "admin-token", "check-config", "compression", "config", "drain-timeout", "listen",
 			"log-format", "log-level", "mode", "path", "pprof", "prefix", "redis", "session-workers"}},
 	}
@@ -296,6 +296,7 @@ func TestEveryFlagHasItsVariable(t *testing.T) {
 		{"worker", "WSGATE_MODE", "recoverable", func(o *options) bool { return o.mode == "recoverable" }},
 		{"worker", "WSGATE_PREFIX", "wq", func(o *options) bool { return o.cfg.Queues["default"].Prefix == "wq" }},
 		{"worker", "WSGATE_ADMIN", "127.0.0.1:2", func(o *options) bool { return o.cfg.Admin == "127.0.0.1:2" }},
+		{"worker", "WSGATE_ORPHAN_TIMEOUT", "90", func(o *options) bool { return o.orphanTimeout == 90*time.Second }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.cmd+"/"+tt.env, func(t *testing.T) {
