@@ -333,7 +333,7 @@ func (c *Client) submitLoop() {
 }
 
 // sendBatch writes a batch of jobs in one pipeline. Hash modes, per job: HSET job::<id> (the Perl HMSET),
-// EXPIRE, LPUSH <pending> <id>; simple mode: LPUSH <pending> <job JSON>. Cancelled jobs: DEL job::<id>.
+// EXPIRE, LPUSH <pending> <id>; simple mode: LPUSH <simple list> <job JSON>, then its TTL. Cancelled jobs: DEL job::<id>.
 func (c *Client) sendBatch(batch []Submission, cancels []string) {
 	ctx := context.Background()
 	now := time.Now()
@@ -361,10 +361,13 @@ func (c *Client) sendBatch(batch []Submission, cancels []string) {
 	lists := func(p redis.Pipeliner) {
 		for i, s := range batch {
 			if c.cfg.Mode == ModeSimple {
-				pushes[i] = p.LPush(ctx, c.cfg.Keys.Pending(), c.simpleJob(s, now))
+				pushes[i] = p.LPush(ctx, c.cfg.Keys.Simple(), c.simpleJob(s, now))
 			} else {
 				pushes[i] = p.LPush(ctx, c.cfg.Keys.Pending(), s.ID)
 			}
+		}
+		if c.cfg.Mode == ModeSimple && len(batch) > 0 && c.cfg.JobTTL > 0 {
+			extendTTLScript.Eval(ctx, p, []string{c.cfg.Keys.Simple()}, c.cfg.JobTTL.Milliseconds())
 		}
 	}
 	// A job's hash must exist before its ID is on the list, or a fast worker finds no job.

@@ -160,6 +160,8 @@ type Worker struct {
 	jobs    sync.WaitGroup // running jobs
 	bg      sync.WaitGroup // answerer, heartbeat and reaper
 
+	otherPoll otherListPoll // the list this worker does not block on (lists.go)
+
 	stats struct {
 		sync.Mutex
 		WorkerStats
