@@ -51,7 +51,7 @@ func startPerlWorker(t *testing.T, srv *redistest.Server, keys redisq.Keys) {
 	go func() {
 		defer wg.Done()
 		for ctx.Err() == nil {
-			if id, ok := perlFetch(ctx, rdb, keys, 100*time.Millisecond); ok {
+			if id, ok := perlFetch(ctx, rdb, keys, time.Second); ok {
 				perlServe(ctx, rdb, keys, id)
 			}
 		}
@@ -126,7 +126,7 @@ func TestEveryModePairing(t *testing.T) {
 					startPerlWorker(t, srv, keys)
 				} else {
 					startTestWorker(t, srv, redisq.WorkerConfig{Mode: worker, Handler: echoRPC,
-						PollTimeout: 200 * time.Millisecond, Heartbeat: 200 * time.Millisecond})
+						Heartbeat: 200 * time.Millisecond})
 				}
 				if client == perl {
 					for i := 0; i < 3; i++ {
@@ -210,7 +210,7 @@ func TestWorkersServeSimpleJobsOnThePendingList(t *testing.T) {
 			t.Parallel()
 			srv := redistest.Start(t)
 			c, col := startClient(t, srv, redisq.ClientConfig{Mode: redisq.ModeSimple})
-			startTestWorker(t, srv, redisq.WorkerConfig{Mode: mode, Handler: echoRPC, PollTimeout: 200 * time.Millisecond})
+			startTestWorker(t, srv, redisq.WorkerConfig{Mode: mode, Handler: echoRPC})
 			ctx := context.Background()
 			rdb := srv.Client()
 			job := `{"id":"old-1","reply_to":"` + c.ID() + `","queued":1,"text":{"name":"echo","params":"{\"args\":7}"}}`

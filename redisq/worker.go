@@ -309,13 +309,13 @@ func (w *Worker) sleep(d time.Duration) bool {
 	}
 }
 
-// takeScript reads a job hash and, if it exists, marks it started by this worker: HGETALL + HSET in one
-// round trip. A single key, so it works on Redis Cluster too.
+// takeScript reads a job hash and, if it exists and is not cancelled, marks it started by this worker:
+// HGETALL + HSET in one round trip; a cancelled job reads as a missing one. A single key, so it works on Redis
+// Cluster too.
 var takeScript = redis.NewScript(`
 local h = redis.call('HGETALL', KEYS[1])
-if #h > 0 then
-  redis.call('HSET', KEYS[1], '_started', ARGV[1], '_worker', ARGV[2])
-end
+if #h == 0 or redis.call('HEXISTS', KEYS[1], '_cancelled') == 1 then return {} end
+redis.call('HSET', KEYS[1], '_started', ARGV[1], '_worker', ARGV[2])
 return h`)
 
 // updateScript sets fields of a job hash only if the hash exists (HSET would re-create an expired one, without
