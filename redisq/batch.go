@@ -94,9 +94,9 @@ func (w *Worker) fetch(ctx context.Context, n int) ([]string, error) {
 	if w.cfg.Mode == ModeReliable {
 		first, err = rdb.BLMove(ctx, keys.Pending(), keys.Processing(), "RIGHT", "LEFT", w.cfg.PollTimeout).Result()
 	} else {
-		own, other, both := w.lists()
+		own, other := w.lists()
 		lists := []string{own, other}
-		if !both {
+		if !w.waitsOnBoth() {
 			lists = lists[:1]
 		}
 		var kv []string
@@ -224,7 +224,7 @@ func (w *Worker) startSimple(ctx context.Context, sj simpleJob) {
 }
 
 // answerLoop writes finished jobs back in batches: per job HSET _processed+result (only into a hash that still
-// exists), PUBLISH client::<reply_to> <id>, LREM processing; for a simple-mode job the PUBLISH carries the result.
+// exists), PUBLISH client::<reply_to> <id>, LREM processing; a simple-mode job's PUBLISH carries the result.
 func (w *Worker) answerLoop() {
 	defer w.bg.Done()
 	batch := make([]answer, 0, 256)

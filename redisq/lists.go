@@ -39,16 +39,19 @@ func parseSimpleJob(item string) (simpleJob, bool) {
 	return sj, true
 }
 
-// lists returns the list a worker blocks on first (its own mode's), the other one, and whether one BRPOP can
-// wait on both (not in reliable mode, whose BLMOVE has one source, nor on a cluster where they are in different
-// slots).
-func (w *Worker) lists() (own, other string, both bool) {
-	own, other = w.cfg.Keys.Pending(), w.cfg.Keys.Simple()
+// lists returns the list a worker blocks on first (its own mode's) and the other one.
+func (w *Worker) lists() (own, other string) {
 	if w.cfg.Mode == ModeSimple {
-		own, other = other, own
+		return w.cfg.Keys.Simple(), w.cfg.Keys.Pending()
 	}
+	return w.cfg.Keys.Pending(), w.cfg.Keys.Simple()
+}
+
+// waitsOnBoth reports whether one BRPOP waits on both lists: not in reliable mode, whose BLMOVE has one source,
+// nor on a cluster where the lists are in different slots.
+func (w *Worker) waitsOnBoth() bool {
 	_, cluster := w.cfg.Redis.(*redis.ClusterClient)
-	return own, other, w.cfg.Mode != ModeReliable && (!cluster || w.cfg.Keys.hashTagged())
+	return w.cfg.Mode != ModeReliable && (!cluster || w.cfg.Keys.hashTagged())
 }
 
 // otherListPoll paces the non-blocking polls of the list a worker does not block on.
@@ -64,10 +67,10 @@ func (p *otherListPoll) due(interval time.Duration) bool {
 // pollOther takes up to n items from the other list without blocking, when that list is not waited on and a
 // poll is due. Items taken this way are never in processing.
 func (w *Worker) pollOther(ctx context.Context, n int) []string {
-	_, other, both := w.lists()
-	if both || !w.otherPoll.due(w.cfg.PollTimeout) {
+	if w.waitsOnBoth() || !w.otherPoll.due(w.cfg.PollTimeout) {
 		return nil
 	}
+	_, other := w.lists()
 	items, err := w.cfg.Redis.RPopCount(ctx, other, n).Result()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		w.log.Warn("poll of the other list failed", "list", other, "err", err)

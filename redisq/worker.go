@@ -314,7 +314,10 @@ func (w *Worker) sleep(d time.Duration) bool {
 // Cluster too.
 var takeScript = redis.NewScript(`
 local h = redis.call('HGETALL', KEYS[1])
-if #h == 0 or redis.call('HEXISTS', KEYS[1], '_cancelled') == 1 then return {} end
+for i = 1, #h, 2 do
+  if h[i] == '_cancelled' then return {} end
+end
+if #h == 0 then return h end
 redis.call('HSET', KEYS[1], '_started', ARGV[1], '_worker', ARGV[2])
 return h`)
 
