@@ -226,3 +226,36 @@ func TestWorkersServeSimpleJobsOnThePendingList(t *testing.T) {
 		})
 	}
 }
+
+// TestModeMismatchOnClusterWithoutHashTag: without a {tag}, the pending and simple lists are in different slots,
+// so a worker cannot BRPOP both; it blocks on its own and polls the other. Jobs of the other mode still run.
+func TestModeMismatchOnClusterWithoutHashTag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node Redis Cluster")
+	}
+	cluster := redistest.StartCluster(t)
+	newClient := func(pool int) *redis.ClusterClient {
+		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs(), PoolSize: pool})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	for _, tc := range []struct{ client, worker redisq.Mode }{
+		{redisq.ModeSimple, redisq.ModeRecoverable},
+		{redisq.ModeRecoverable, redisq.ModeSimple},
+	} {
+		t.Run(fmt.Sprintf("client=%s/worker=%s", tc.client, tc.worker), func(t *testing.T) {
+			keys := redisq.Keys{Prefix: "untagged-" + string(tc.client)}
+			c, col := startClient(t, nil, redisq.ClientConfig{Redis: newClient(10), Mode: tc.client, Keys: keys})
+			startTestWorker(t, nil, redisq.WorkerConfig{Redis: newClient(16), Mode: tc.worker, Keys: keys,
+				Handler: echoRPC})
+			for i := 0; i < 3; i++ {
+				c.Submit(redisq.RPCSubmission(fmt.Sprintf("%s-%d", tc.client, i), "echo", []byte(`{"args":1}`)))
+			}
+			for _, got := range col.wait(t, 3) {
+				if args, err := redisq.RPCResult(got.Result); got.Err != nil || err != nil || string(args) != "1" {
+					t.Fatalf("%+v (%s, %v)", got, args, err)
+				}
+			}
+		})
+	}
+}
