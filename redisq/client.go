@@ -356,9 +356,6 @@ func (c *Client) sendBatch(batch []Submission, cancels []string) {
 				p.Expire(ctx, key, c.cfg.JobTTL)
 			}
 		}
-		for _, id := range cancels {
-			c.cancelJob(ctx, p, id, now)
-		}
 	}
 	lists := func(p redis.Pipeliner) {
 		for i, s := range batch {
@@ -370,6 +367,9 @@ func (c *Client) sendBatch(batch []Submission, cancels []string) {
 		}
 		if c.cfg.Mode == ModeSimple && len(batch) > 0 && c.cfg.JobTTL > 0 {
 			extendTTLScript.Eval(ctx, p, []string{c.cfg.Keys.Simple()}, c.cfg.JobTTL.Milliseconds())
+		}
+		for _, id := range cancels { // last: a job forgotten in the batch that submits it is cancelled too
+			c.cancelJob(ctx, p, id, now)
 		}
 	}
 	// A job's hash must exist before its ID is on the list, or a fast worker finds no job.
