@@ -17,7 +17,7 @@ func TestCancelledJobIsNotRunByAGoWorker(t *testing.T) {
 		t.Run("worker="+string(mode), func(t *testing.T) {
 			t.Parallel()
 			srv := redistest.Start(t)
-			c, col := startClient(t, srv, redisq.ClientConfig{Mode: redisq.ModeReliable, CancelForgotten: true})
+			c, _ := startClient(t, srv, redisq.ClientConfig{Mode: redisq.ModeReliable, CancelForgotten: true})
 			id := redisq.NewID()
 			c.Submit(redisq.RPCSubmission(id, "echo", []byte(`{"args":1}`)))
 			rdb := srv.Client()
@@ -48,7 +48,6 @@ func TestCancelledJobIsNotRunByAGoWorker(t *testing.T) {
 			if st := c.Stats(); st.Completed != 0 || st.Late != 0 {
 				t.Fatalf("client stats %+v", st)
 			}
-			_ = col
 		})
 	}
 }
