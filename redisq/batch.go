@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
@@ -19,9 +18,10 @@ import (
 
 // answer is a finished job on its way to the answerer.
 type answer struct {
-	job *Job
-	res Result
-	err error
+	job    *Job
+	res    Result
+	err    error
+	simple bool // a simple-mode job: the result goes in the PUBLISH
 }
 
 // fetchLoop is one fetcher.
@@ -81,28 +81,33 @@ func (w *Worker) fetchLoop() {
 		if len(items) == 0 {
 			continue
 		}
-		if w.cfg.Mode == ModeSimple {
-			for _, it := range items {
-				w.startSimple(ctx, it)
-			}
-			continue
-		}
-		w.start(ctx, items)
+		w.dispatch(ctx, items)
 	}
 }
 
-// fetch takes up to n items: BLMOVE (reliable; BRPOPLPUSH in Perl) or BRPOP for the first, then LMOVE or
-// RPOP-with-count for the rest without blocking. The blocking command goes to blocking (unblock.go).
+// fetch takes up to n items: BLMOVE (reliable; BRPOPLPUSH in Perl) or BRPOP (on both lists, see lists.go) for
+// the first, then LMOVE or RPOP-with-count for the rest without blocking. When a poll of the list it does not
+// block on is due, it takes what that list holds instead. The blocking command goes to blocking
+// (unblock.go).
 func (w *Worker) fetch(ctx context.Context, blocking redis.Cmdable, n int) ([]string, error) {
 	rdb, keys := w.cfg.Redis, w.cfg.Keys
+	if items := w.pollOther(ctx, n); len(items) > 0 {
+		return items, nil
+	}
 	var first string
 	var err error
+	from := keys.Pending()
 	if w.cfg.Mode == ModeReliable {
 		first, err = blocking.BLMove(ctx, keys.Pending(), keys.Processing(), "RIGHT", "LEFT", w.cfg.PollTimeout).Result()
 	} else {
+		own, other := w.lists()
+		lists := []string{own, other}
+		if !w.waitsOnBoth() {
+			lists = lists[:1]
+		}
 		var kv []string
-		if kv, err = blocking.BRPop(ctx, w.cfg.PollTimeout, keys.Pending()).Result(); err == nil {
-			first = kv[1]
+		if kv, err = blocking.BRPop(ctx, w.cfg.PollTimeout, lists...).Result(); err == nil {
+			from, first = kv[0], kv[1]
 		}
 	}
 	if errors.Is(err, redis.Nil) {
@@ -116,7 +121,7 @@ func (w *Worker) fetch(ctx context.Context, blocking redis.Cmdable, n int) ([]st
 		return items, nil
 	}
 	if w.cfg.Mode != ModeReliable {
-		more, err := rdb.RPopCount(ctx, keys.Pending(), n-1).Result()
+		more, err := rdb.RPopCount(ctx, from, n-1).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			w.log.Warn("fetch more failed", "err", err) // the first one still runs
 		}
@@ -200,13 +205,7 @@ func (w *Worker) start(ctx context.Context, ids []string) {
 }
 
 // startSimple runs a simple-mode job (the job itself came off the list).
-func (w *Worker) startSimple(ctx context.Context, raw string) {
-	var sj simpleJob
-	if err := json.Unmarshal([]byte(raw), &sj); err != nil || sj.ID == "" {
-		w.log.Warn("not a simple-mode job (do the clients use another mode?)", "item", fmt.Sprintf("%.64q", raw))
-		<-w.slots
-		return
-	}
+func (w *Worker) startSimple(ctx context.Context, sj simpleJob) {
 	if sj.Expires > 0 && float64(time.Now().UnixMicro())/1e6 > sj.Expires {
 		w.count(func(s *WorkerStats) { s.Skipped++ })
 		<-w.slots
@@ -225,13 +224,13 @@ func (w *Worker) startSimple(ctx context.Context, raw string) {
 	go func() {
 		defer w.jobs.Done()
 		res, err := w.serve(ctx, job)
-		w.answers <- answer{job: job, res: res, err: err}
+		w.answers <- answer{job: job, res: res, err: err, simple: true}
 		<-w.slots
 	}()
 }
 
 // answerLoop writes finished jobs back in batches: per job HSET _processed+result (only into a hash that still
-// exists), PUBLISH client::<reply_to> <id>, LREM processing; in simple mode the PUBLISH carries the result.
+// exists), PUBLISH client::<reply_to> <id>, LREM processing; a simple-mode job's PUBLISH carries the result.
 func (w *Worker) answerLoop() {
 	defer w.bg.Done()
 	batch := make([]answer, 0, 256)
@@ -264,8 +263,11 @@ func (w *Worker) writeAnswers(batch []answer) {
 			w.count(func(s *WorkerStats) { s.Processed++ })
 		}
 	}
-	if w.cfg.Mode == ModeSimple {
-		w.publishSimple(ctx, batch) // simple.go
+	simple, batch := splitAnswers(batch)
+	if len(simple) > 0 {
+		w.publishSimple(ctx, simple) // simple.go
+	}
+	if len(batch) == 0 {
 		return
 	}
 	now := epoch(time.Now())

@@ -71,8 +71,9 @@ type ClientConfig struct {
 	// Multi wraps the writes of each batch of submits in MULTI/EXEC (the Perl client's use_multi). Not on
 	// Redis Cluster, where a job's keys live in different slots.
 	Multi bool
-	// CancelForgotten deletes the hash of a job that Forget is called for, so that no worker runs a job nobody
-	// waits for (the worker skips an ID whose hash is gone).
+	// CancelForgotten cancels a job that Forget is called for, so that no worker runs a job nobody waits for:
+	// its ID leaves the pending list and its hash is marked `_cancelled` (Go workers skip it) and left to
+	// expire (see cancelJob). Simple-mode jobs are not cancelled: they expire.
 	CancelForgotten bool
 	// MaxBatch bounds how many submits (and how many completions) share one pipeline; 0 means 256.
 	MaxBatch int
@@ -235,7 +236,7 @@ func (c *Client) Submit(s Submission) error {
 }
 
 // Forget stops waiting for a job (its caller gave up): its completion will not be delivered, and with
-// CancelForgotten its hash is deleted so that no worker runs it. It never blocks.
+// CancelForgotten the job is cancelled so that no worker runs it. It never blocks.
 func (c *Client) Forget(jobID string) {
 	if !c.pending.remove(jobID) || !c.cfg.CancelForgotten || !c.cfg.Mode.usesHash() {
 		return
@@ -247,7 +248,7 @@ func (c *Client) Forget(jobID string) {
 	}
 	select {
 	case c.forgets <- jobID:
-	default: // the hash expires by its TTL anyway
+	default: // the job may still run; its hash expires by its TTL anyway
 	}
 }
 
@@ -336,7 +337,8 @@ func (c *Client) submitLoop() {
 }
 
 // sendBatch writes a batch of jobs in one pipeline. Hash modes, per job: HSET job::<id> (the Perl HMSET),
-// EXPIRE, LPUSH <pending> <id>; simple mode: LPUSH <pending> <job JSON>. Cancelled jobs: DEL job::<id>.
+// EXPIRE, LPUSH <pending> <id>; simple mode: LPUSH <simple list> <job JSON>, then its TTL. Cancelled jobs: see
+// cancelJob.
 func (c *Client) sendBatch(batch []Submission, cancels []string) {
 	ctx := context.Background()
 	now := time.Now()
@@ -357,17 +359,20 @@ func (c *Client) sendBatch(batch []Submission, cancels []string) {
 				p.Expire(ctx, key, c.cfg.JobTTL)
 			}
 		}
-		for _, id := range cancels {
-			p.Del(ctx, JobKey(id))
-		}
 	}
 	lists := func(p redis.Pipeliner) {
 		for i, s := range batch {
 			if c.cfg.Mode == ModeSimple {
-				pushes[i] = p.LPush(ctx, c.cfg.Keys.Pending(), c.simpleJob(s, now))
+				pushes[i] = p.LPush(ctx, c.cfg.Keys.Simple(), c.simpleJob(s, now))
 			} else {
 				pushes[i] = p.LPush(ctx, c.cfg.Keys.Pending(), s.ID)
 			}
+		}
+		if c.cfg.Mode == ModeSimple && len(batch) > 0 && c.cfg.JobTTL > 0 {
+			extendTTLScript.Eval(ctx, p, []string{c.cfg.Keys.Simple()}, c.cfg.JobTTL.Milliseconds())
+		}
+		for _, id := range cancels { // last: a job forgotten in the batch that submits it is cancelled too
+			c.cancelJob(ctx, p, id, now)
 		}
 	}
 	// A job's hash must exist before its ID is on the list, or a fast worker finds no job.

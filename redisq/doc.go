@@ -3,12 +3,14 @@
 // submitted by the Perl client.
 //
 // Keys (see ../shared/spec/job-async-redis.md): the pending list `<prefix>::<queue>`, the in-process list
-// `<prefix>::processing`, the job hash `job::<id>` and the completion channel `client::<client id>`.
+// `<prefix>::processing`, the job hash `job::<id>` and the completion channel `client::<client id>`; and the
+// simple-mode list `<prefix>::<queue>::simple`, which Perl code never sees.
 //
-// Modes (Mode): simple (the job in the list, the result in the notification; at most once), recoverable (the
-// Perl protocol with BRPOP; missed notifications recovered from the hashes) and reliable (the Perl worker's
+// Modes (Mode): simple (the job in its own list, the result in the notification; at most once), recoverable
+// (the Perl protocol with BRPOP; missed notifications recovered from the hashes) and reliable (the Perl worker's
 // BRPOPLPUSH sequence plus heartbeats, a reaper, delivery counts and a dead-letter list; at least once).
-// Clients and workers of a queue must use the same mode. PROTOCOL.md lists everything redisq adds to the Perl
+// Clients and workers of a queue should use the same mode; where they do not, a worker still serves every job
+// it finds, the way its client expects (lists.go). PROTOCOL.md lists everything redisq adds to the Perl
 // wire format. RESP2 and RESP3, single nodes and Cluster are tested; Sentinel (a failover client, also a
 // redis.UniversalClient) takes the same path but has no test here.
 //

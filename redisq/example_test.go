@@ -55,8 +55,10 @@ func ExampleKeys() {
 	fmt.Println(redisq.Keys{}.Pending(), redisq.Keys{}.Processing())
 	fmt.Println(redisq.Keys{Prefix: "{jobs}", Queue: "priority"}.Pending())
 	fmt.Println(redisq.Keys{NoPrefix: true}.Pending())
+	fmt.Println(redisq.Keys{}.Simple())
 	// Output:
 	// jobs::pending jobs::processing
 	// {jobs}::priority
 	// pending
+	// jobs::pending::simple
 }

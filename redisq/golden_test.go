@@ -133,6 +133,9 @@ func effects(cmds []command) map[string][]string {
 		if len(a) > 1 && (strings.Contains(a[1], "::worker::") || strings.Contains(a[1], "::done::")) {
 			continue // the heartbeat and the finished-jobs counter: wsgate extensions on keys of their own
 		}
+		if len(a) > 1 && strings.HasSuffix(a[1], "::simple") {
+			continue // a worker's poll of the simple-mode list: a wsgate extension on a key of its own
+		}
 		switch cmd {
 		case "HELLO", "EXPIRE", "FLUSHALL", "KEYS", "TYPE", "LRANGE", "EXISTS":
 			continue // no effect a peer reads (EXISTS: the check inside wsgate's update script)

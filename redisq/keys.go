@@ -59,6 +59,11 @@ func (k Keys) Pending() string {
 	return k.prefixed(q)
 }
 
+// Simple is the list of simple-mode jobs (JSON documents): `<Pending()>::simple`, e.g. `jobs::pending::simple`.
+// It is not the pending list, because a Perl worker takes every item on that list for a job ID. It shares the
+// pending list's hash tag, and it expires JobTTL after the latest push (its jobs are dead by then).
+func (k Keys) Simple() string { return k.Pending() + "::simple" }
+
 // Processing is the list that holds the IDs of jobs that a worker has taken (reliable mode).
 func (k Keys) Processing() string { return k.prefixed("processing") }
 
@@ -94,6 +99,3 @@ func NewID() string {
 	hex.Encode(out[24:], b[10:])
 	return string(out[:])
 }
-
-// Simple is simple mode's list of JSON jobs. TEMPORARY until the simple-list branch lands.
-func (k Keys) Simple() string { return k.Pending() + "::simple" }

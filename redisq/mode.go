@@ -7,9 +7,9 @@ type Mode string
 
 // The three modes (see ../shared/spec/job-async-redis.md).
 const (
-	// ModeSimple pushes the job itself (JSON) on the list; the worker BRPOPs it and publishes the result in the
-	// pub/sub message. Fewest Redis operations; a job in flight is lost if its worker dies (at most once).
-	// Not readable by Perl.
+	// ModeSimple pushes the job itself (JSON) on a list of its own (Keys.Simple); the worker BRPOPs it and
+	// publishes the result in the pub/sub message. Fewest Redis operations; a job in flight is lost if its worker
+	// dies (at most once). Not readable by Perl. Go workers of every mode serve both lists (see lists.go).
 	ModeSimple Mode = "simple"
 	// ModeRecoverable is the Perl-compatible job hash, ID list and pub/sub notification, fetched with BRPOP.
 	// A client that missed notifications (pub/sub reconnect) recovers them from the hashes of its pending jobs.

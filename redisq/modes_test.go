@@ -140,18 +140,24 @@ func TestForgetCancelsTheQueuedJob(t *testing.T) {
 	id := redisq.NewID()
 	c.Submit(redisq.RPCSubmission(id, "echo", []byte(`{}`)))
 	rdb := srv.Client()
-	waitFor(t, func() bool { n, _ := rdb.Exists(context.Background(), redisq.JobKey(id)).Result(); return n == 1 })
+	ctx := context.Background()
+	waitFor(t, func() bool { n, _ := rdb.LLen(ctx, "jobs::pending").Result(); return n == 1 })
 	c.Forget(id)
-	waitFor(t, func() bool { n, _ := rdb.Exists(context.Background(), redisq.JobKey(id)).Result(); return n == 0 })
-	w := startTestWorker(t, srv, redisq.WorkerConfig{Handler: echoRPC})
-	waitFor(t, func() bool { return w.Stats().Skipped == 1 })
-	if n, _ := rdb.LLen(context.Background(), "jobs::processing").Result(); n != 0 {
-		t.Fatalf("%d IDs left in processing", n)
+	// The ID leaves the list; the hash is marked and left to expire.
+	waitFor(t, func() bool { n, _ := rdb.LLen(ctx, "jobs::pending").Result(); return n == 0 })
+	if h, _ := rdb.HGetAll(ctx, redisq.JobKey(id)).Result(); h["_cancelled"] == "" || h["_reply_to"] != c.ID() {
+		t.Fatalf("job hash after Forget: %v", h)
+	}
+	if ttl, _ := rdb.TTL(ctx, redisq.JobKey(id)).Result(); ttl <= 0 {
+		t.Fatalf("job hash TTL %v after Forget", ttl)
+	}
+	if st := c.Stats(); st.CancelledJobs != 1 || st.Pending != 0 {
+		t.Fatalf("client stats %+v", st)
 	}
 	select {
 	case got := <-col.ch:
 		t.Fatalf("completion for a forgotten job: %+v", got)
-	case <-time.After(100 * time.Millisecond):
+	default:
 	}
 }
 

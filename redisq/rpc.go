@@ -32,11 +32,8 @@ type RPCFunc func(ctx context.Context, req *RPCRequest) (any, error)
 func RPC(f RPCFunc) Handler {
 	return HandlerFunc(func(ctx context.Context, job *Job) (Result, error) {
 		req := &RPCRequest{Job: job, Method: job.Text("name")}
-		if p := job.Text("params"); p != "" {
-			if err := json.Unmarshal([]byte(p), &req.Params); err != nil {
-				return Result{}, fmt.Errorf("redisq: params of job %s are not a JSON object: %w", job.ID, err)
-			}
-			req.Args = req.Params["args"]
+		if err := rpcParams(job, req); err != nil {
+			return Result{}, err
 		}
 		v, err := f(ctx, req)
 		if err != nil {
@@ -48,6 +45,25 @@ func RPC(f RPCFunc) Handler {
 		}
 		return TextBytes(body), nil
 	})
+}
+
+// rpcParams fills req.Params and req.Args from the job's `params` field, whatever its format: `text_params`
+// (the gateway's JSON string), `json_params` (JSON) or `sereal_params` (a Sereal structure, as a Perl client
+// writes one). A job without params has none; params that are not an object fail the job.
+func rpcParams(job *Job, req *RPCRequest) error {
+	switch v := job.Data["params"].(type) {
+	case nil:
+		return nil
+	case string:
+		if v == "" {
+			return nil
+		}
+	}
+	if err := job.Decode("params", &req.Params); err != nil {
+		return fmt.Errorf("redisq: params of job %s are not an object: %w", job.ID, err)
+	}
+	req.Args = req.Params["args"]
+	return nil
 }
 
 type rpcEnvelope struct {

@@ -170,7 +170,8 @@ type Worker struct {
 	jobs    sync.WaitGroup // running jobs
 	bg      sync.WaitGroup // answerer, heartbeat and reaper
 
-	blocking blockingSet // client IDs of the fetchers' connections, for CLIENT UNBLOCK (unblock.go)
+	blocking  blockingSet   // client IDs of the fetchers' connections, for CLIENT UNBLOCK (unblock.go)
+	otherPoll otherListPoll // the list this worker does not block on (lists.go)
 
 	stats struct {
 		sync.Mutex
@@ -325,13 +326,16 @@ func (w *Worker) sleep(d time.Duration) bool {
 	}
 }
 
-// takeScript reads a job hash and, if it exists, marks it started by this worker: HGETALL + HSET in one
-// round trip. A single key, so it works on Redis Cluster too.
+// takeScript reads a job hash and, if it exists and is not cancelled, marks it started by this worker:
+// HGETALL + HSET in one round trip; a cancelled job reads as a missing one. A single key, so it works on Redis
+// Cluster too.
 var takeScript = redis.NewScript(`
 local h = redis.call('HGETALL', KEYS[1])
-if #h > 0 then
-  redis.call('HSET', KEYS[1], '_started', ARGV[1], '_worker', ARGV[2])
+for i = 1, #h, 2 do
+  if h[i] == '_cancelled' then return {} end
 end
+if #h == 0 then return h end
+redis.call('HSET', KEYS[1], '_started', ARGV[1], '_worker', ARGV[2])
 return h`)
 
 // updateScript sets fields of a job hash only if the hash exists (HSET would re-create an expired one, without
@@ -400,7 +404,8 @@ func (w *Worker) Reap(ctx context.Context) error {
 	leases := make([]*redis.SliceCmd, len(ids))
 	if _, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
-			leases[i] = p.HMGet(ctx, JobKey(id), fieldWorker, fieldDeliveries, fieldReplyTo, fieldStarted, fieldOrphanSeen)
+			leases[i] = p.HMGet(ctx, JobKey(id), fieldWorker, fieldDeliveries, fieldReplyTo, fieldStarted, fieldOrphanSeen,
+				fieldCancelled)
 		}
 		return nil
 	}); err != nil {
@@ -410,12 +415,13 @@ func (w *Worker) Reap(ctx context.Context) error {
 	clock := &redisClock{rdb: rdb}
 	for i, id := range ids {
 		vals, _ := leases[i].Result()
-		if len(vals) < 5 {
+		if len(vals) < 6 {
 			continue
 		}
 		worker, _ := vals[0].(string)
 		replyTo, exists := vals[2].(string)
-		if !exists { // the hash expired: nobody waits for it
+		_, cancelled := vals[5].(string)
+		if !exists || (cancelled && worker == "") { // expired or given up on, and not running: nobody waits
 			rdb.LRem(ctx, keys.Processing(), 1, id)
 			continue
 		}
@@ -442,6 +448,9 @@ func (w *Worker) Reap(ctx context.Context) error {
 		delivered++ // the delivery that died
 		if removed, err := rdb.LRem(ctx, keys.Processing(), 1, id).Result(); err != nil || removed == 0 {
 			continue // another reaper took it
+		}
+		if cancelled { // its worker died and its caller gave up: drop it rather than run it again
+			continue
 		}
 		if delivered >= w.cfg.MaxDeliveries {
 			w.deadLetter(ctx, id, replyTo, delivered)

@@ -101,7 +101,8 @@ type Config struct {
 	// close it.
 	Redis redis.UniversalClient
 	// Mode is the queue mode (simple, recoverable or reliable; see redisq.Mode); "" means DefaultMode. The
-	// workers must use the same mode.
+	// workers should use the same mode (Go workers of another mode still serve the jobs; Perl workers never see
+	// simple-mode jobs).
 	Mode string
 	// Queues names the queues actions can be routed to (priority handling); the queue named DefaultQueueName
 	// (created with the Perl defaults if absent) takes every action that names none.

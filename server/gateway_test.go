@@ -224,18 +224,22 @@ func TestTimedOutQueuedJobIsCancelled(t *testing.T) {
 	if e, _ := c.Call(`{"echo":1}`)["error"].(map[string]any); e["code"] != "RequestTimeout" {
 		t.Fatalf("want RequestTimeout, got %v", e)
 	}
-	// Nobody waits for the job any more: its hash is deleted, so a worker that comes later skips it.
+	// Nobody waits for the job any more: its ID leaves the list, and its hash is marked cancelled (a worker that
+	// took the ID already skips it) and left to expire.
 	rdb := srv.Client()
-	waitFor(t, func() bool {
-		keys, _ := rdb.Keys(context.Background(), "job::*").Result()
-		return len(keys) == 0
-	})
-	stop := startWorker(t, srv)
 	waitFor(t, func() bool {
 		n, _ := rdb.LLen(context.Background(), "jobs::pending").Result()
 		return n == 0
 	})
-	stop()
+	keys, _ := rdb.Keys(context.Background(), "job::*").Result()
+	for _, k := range keys {
+		if ttl, _ := rdb.Do(context.Background(), "TTL", k).Int(); ttl < 0 {
+			t.Fatalf("%s has TTL %d", k, ttl)
+		}
+		if c, _ := rdb.HExists(context.Background(), k, "_cancelled").Result(); !c {
+			t.Fatalf("%s is not marked cancelled", k)
+		}
+	}
 	if st := gw.Stats().Queue; st.CancelledJobs != 1 || st.Late != 0 {
 		t.Fatalf("queue stats %+v, want one cancelled job and no late result", st)
 	}
