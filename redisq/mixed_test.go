@@ -209,15 +209,26 @@ func TestWorkersServeSimpleJobsOnThePendingList(t *testing.T) {
 		t.Run("worker="+string(mode), func(t *testing.T) {
 			t.Parallel()
 			srv := redistest.Start(t)
-			c, col := startClient(t, srv, redisq.ClientConfig{Mode: redisq.ModeSimple})
-			startTestWorker(t, srv, redisq.WorkerConfig{Mode: mode, Handler: echoRPC})
 			ctx := context.Background()
 			rdb := srv.Client()
-			job := `{"id":"old-1","reply_to":"` + c.ID() + `","queued":1,"text":{"name":"echo","params":"{\"args\":7}"}}`
+			// The old client is gone from this process: listen on its channel as it would.
+			sub := rdb.Subscribe(ctx, redisq.ClientChannel("old-client"))
+			defer sub.Close()
+			if _, err := sub.Receive(ctx); err != nil {
+				t.Fatal(err)
+			}
+			startTestWorker(t, srv, redisq.WorkerConfig{Mode: mode, Handler: echoRPC})
+			job := `{"id":"old-1","reply_to":"old-client","queued":1,"text":{"name":"echo","params":"{\"args\":7}"}}`
 			rdb.LPush(ctx, "jobs::pending", job)
-			got := col.wait(t, 1)[0]
-			if args, err := redisq.RPCResult(got.Result); got.JobID != "old-1" || err != nil || string(args) != "7" {
-				t.Fatalf("completion %+v (%s, %v)", got, args, err)
+			var msg *redis.Message
+			select {
+			case msg = <-sub.Channel():
+			case <-time.After(10 * time.Second):
+				t.Fatal("no result published")
+			}
+			var got struct{ ID, Result, Error string }
+			if err := json.Unmarshal([]byte(msg.Payload), &got); err != nil || got.ID != "old-1" || got.Result != `T{"success":1,"result":7}` {
+				t.Fatalf("published %s (%v)", msg.Payload, err)
 			}
 			waitFor(t, func() bool { n, _ := rdb.LLen(ctx, "jobs::processing").Result(); return n == 0 })
 			if leaked := keysWithoutTTL(t, rdb); len(leaked) > 0 {

@@ -161,3 +161,30 @@ func TestWorkerKilledAfterFetchLosesNoJob(t *testing.T) {
 	}
 	t.Logf("the killed worker had moved %d jobs to processing without marking them", moved)
 }
+
+// A job whose worker died and whose caller gave up (cancelled) is dropped by the reaper, not run again: a Perl
+// worker would otherwise run it for nobody.
+func TestReaperDropsCancelledJobsOfDeadWorkers(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb, ctx := srv.Client(), context.Background()
+	for _, worker := range []string{"dead-worker", ""} { // a dead Go worker's job, and an unmarked one
+		id := redisq.NewID()
+		rdb.HSet(ctx, redisq.JobKey(id), "_reply_to", "gone", "text_name", "echo", "_worker", worker,
+			"_cancelled", "1568884749.1")
+		rdb.Expire(ctx, redisq.JobKey(id), time.Minute)
+		rdb.LPush(ctx, "jobs::processing", id)
+	}
+	var runs atomic.Int32
+	w := startTestWorker(t, srv, redisq.WorkerConfig{Handler: countingEcho(&runs)})
+	if err := w.Reap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, list := range []string{"jobs::processing", "jobs::pending", "jobs::dead"} {
+		if n := rdb.LLen(ctx, list).Val(); n != 0 {
+			t.Errorf("%s holds %d IDs after the reaper, want 0", list, n)
+		}
+	}
+	if runs.Load() != 0 || w.Stats().Requeued != 0 {
+		t.Errorf("a cancelled job was run again (%d runs, %d requeued)", runs.Load(), w.Stats().Requeued)
+	}
+}

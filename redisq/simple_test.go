@@ -83,7 +83,7 @@ func TestSimpleJobsLostWithRedisFailAtOnce(t *testing.T) {
 		c.Submit(redisq.RPCSubmission(redisq.NewID(), "echo", []byte(`{}`)))
 	}
 	rdb := srv.Client()
-	waitFor(t, func() bool { n, _ := rdb.LLen(context.Background(), "jobs::pending").Result(); return n == 3 })
+	waitFor(t, func() bool { n, _ := rdb.LLen(context.Background(), "jobs::pending::simple").Result(); return n == 3 })
 	srv.Restart() // no persistence: every job is gone
 	for _, got := range col.wait(t, 3) {
 		if !errors.Is(got.Err, redisq.ErrJobLost) {
@@ -96,7 +96,7 @@ func TestSimpleJobsLostWithRedisFailAtOnce(t *testing.T) {
 	// A reconnect that lost nothing fails nothing: a job queued across a pub/sub drop is run afterwards.
 	queued := redisq.NewID()
 	waitFor(t, func() bool { return c.Submit(redisq.RPCSubmission(queued, "echo", []byte(`{"args":2}`))) == nil })
-	waitFor(t, func() bool { n, _ := rdb.LLen(context.Background(), "jobs::pending").Result(); return n == 1 })
+	waitFor(t, func() bool { n, _ := rdb.LLen(context.Background(), "jobs::pending::simple").Result(); return n == 1 })
 	killPubSub(t, srv)
 	waitFor(t, func() bool { return c.Stats().Resubscribed >= 2 })
 	startTestWorker(t, srv, redisq.WorkerConfig{Mode: redisq.ModeSimple, Handler: echoRPC})
