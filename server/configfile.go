@@ -22,7 +22,6 @@ type File struct {
 	Listen       string   `yaml:"listen"`
 	Admin        string   `yaml:"admin"`
 	Path         string   `yaml:"path"`
-	Redis        string   `yaml:"redis"`
 	Mode         string   `yaml:"mode"`
 	Prefix       string   `yaml:"prefix"`
 	QueueTimeout Duration `yaml:"queue_timeout"`
@@ -54,6 +53,9 @@ type File struct {
 	} `yaml:"sanity_check"`
 	Queues  map[string]Queue `yaml:"queues"`
 	Actions []FileAction     `yaml:"actions"`
+
+	// Redis is a URL string or the mapping of RedisConfig.
+	Redis RedisConfig `yaml:"redis"`
 }
 
 // FileAction is an action in the file; a bare string is an action with that name and no options.
@@ -125,6 +127,7 @@ func ParseFile(name string, data []byte) (Config, File, error) {
 	// Check the file's settings with defaults filled in, and point at the line of a bad key.
 	if _, err := cfg.WithDefaults(); err != nil {
 		path, _, _ := strings.Cut(err.Error(), ":")
+		path, _, _ = strings.Cut(path, " (") // "redis.tls.ca (--redis-tls-ca)"
 		if line := lineOf(&root, path); line > 0 {
 			return cfg, f, fmt.Errorf("%s:%d: %w", name, line, err)
 		}
@@ -182,7 +185,7 @@ func lineOf(root *yaml.Node, path string) int {
 // Config turns the file into a gateway Config (without defaults).
 func (f *File) Config() (Config, error) {
 	cfg := Config{
-		Listen: f.Listen, Admin: f.Admin, RedisURL: f.Redis, Mode: f.Mode, Prefix: f.Prefix,
+		Listen: f.Listen, Admin: f.Admin, RedisConfig: f.Redis, Mode: f.Mode, Prefix: f.Prefix,
 		QueueTimeout: time.Duration(f.QueueTimeout), DrainTimeout: time.Duration(f.DrainTimeout),
 		MaxInFlight: f.Limits.MaxInFlight, MaxResponseSize: f.Limits.MaxResponseSize, RateLimit: f.Limits.RateLimit,
 		CloseOnInvalidUTF8: f.CloseOnInvalidUTF8, Queues: f.Queues,

@@ -86,11 +86,14 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: cfg.Logger.With("component", "gateway"), rdb: cfg.Redis,
 		clients: map[string]*redisq.Client{}}
 	if g.rdb == nil {
-		ropts, err := redis.ParseURL(cfg.RedisURL)
-		if err != nil {
-			return nil, fmt.Errorf("server: redis URL: %w", err)
+		if g.rdb, err = cfg.RedisConfig.NewClient(0); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
 		}
-		g.rdb, g.ownRedis = redis.NewClient(ropts), true
+		g.ownRedis = true
+	}
+	if len(cfg.clusterPrefixed) > 0 {
+		g.log.Info("redis cluster: queues without a prefix use "+ClusterPrefix+" so that each queue's lists share a slot; workers must use the same prefix",
+			"queues", cfg.clusterPrefixed)
 	}
 	g.system = o.system
 	if g.system == nil {
@@ -275,7 +278,7 @@ func (h wsHandler) OnClose(c *transport.Conn, err error) {
 // Start connects to Redis, subscribes the queues' completion channels, and starts the listeners. It returns
 // once the gateway accepts connections.
 func (g *Gateway) Start(ctx context.Context) error {
-	if err := g.rdb.Ping(ctx).Err(); err != nil {
+	if err := PingRedis(ctx, g.rdb); err != nil {
 		return fmt.Errorf("server: redis: %w", err)
 	}
 	for name, c := range g.clients {
@@ -303,7 +306,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}()
 	g.ready.Store(true)
 	g.log.Info("wsgate listening", "websocket", g.URL(), "admin", g.AdminAddr(), "mode", g.cfg.Mode,
-		"queue_timeout", g.cfg.QueueTimeout, "queues", len(g.clients))
+		"queue_timeout", g.cfg.QueueTimeout, "queues", len(g.clients), "redis", g.redisForLog())
 	return nil
 }
 

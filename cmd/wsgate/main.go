@@ -15,8 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/wsgate/wsgate/redisq"
 	"github.com/wsgate/wsgate/server"
 	"github.com/wsgate/wsgate/server/demo"
@@ -114,7 +112,7 @@ func settings() []setting {
 	str := func(p func(o *options) *string) func(*options, string) error {
 		return func(o *options, v string) error { *p(o) = v; return nil }
 	}
-	return []setting{
+	s := []setting{
 		{"listen", "WSGATE_LISTEN", "WebSocket listener address", str(func(o *options) *string { return &o.cfg.Listen }), server.DefaultListen},
 		{"admin", "WSGATE_ADMIN", `admin HTTP listener address, or "off"`, str(func(o *options) *string { return &o.cfg.Admin }), server.DefaultAdmin},
 		{"path", "WSGATE_PATH", "WebSocket path", str(func(o *options) *string { return &o.cfg.Transport.Path }), "/ws"},
@@ -143,6 +141,7 @@ func settings() []setting {
 			return err
 		}, "true"},
 	}
+	return append(s, redisSettings()...)
 }
 
 func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
@@ -201,6 +200,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 			return nil, fmt.Errorf("--%s: %w", st.flag, err)
 		}
 	}
+	redisPasswordsFromEnv(o)
 	if v := os.Getenv("WSGATE_LOG_FORMAT"); v != "" {
 		format = v
 	}
@@ -244,27 +244,32 @@ func runWorker(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
-	var opts *redis.Options
-	redisURL := o.redisURL
-	if redisURL == "" {
-		redisURL = server.DefaultRedisURL
-	}
-	opts, err = redis.ParseURL(redisURL)
+	cfg, err := o.cfg.WithDefaults()
 	if err != nil {
-		return fmt.Errorf("worker: redis URL: %w", err)
+		return fmt.Errorf("config: %w", err)
 	}
-	rdb := redis.NewClient(redisq.WorkerRedisOptions(opts, o.concurrency))
+	rdb, err := cfg.RedisConfig.NewClient(server.WorkerPoolSize(o.concurrency))
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
 	defer rdb.Close()
-	keys := redisq.Keys{}
-	if q, ok := o.cfg.Queues[server.DefaultQueueName]; ok {
-		keys = redisq.Keys{Prefix: q.Prefix, NoPrefix: q.NoPrefix, Queue: q.Name}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = server.PingRedis(pctx, rdb)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("worker: redis: %w", err)
+	}
+	q := cfg.Queues[server.DefaultQueueName]
+	keys := redisq.Keys{Prefix: q.Prefix, NoPrefix: q.NoPrefix, Queue: q.Name}
+	if cfg.RedisConfig.IsCluster() && q.Prefix == server.ClusterPrefix {
+		o.logger.Info("redis cluster: the queue prefix is " + server.ClusterPrefix + " so that the queue's lists share a slot; the gateway must use the same")
 	}
 	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Mode: mode, Keys: keys, Handler: demo.Handler(),
 		Concurrency: o.concurrency, Logger: o.logger})
 	if err != nil {
 		return err
 	}
-	o.logger.Info("wsgate worker running", "redis", redisURL, "queue", keys.Pending(), "concurrency", o.concurrency)
+	o.logger.Info("wsgate worker running", "redis", cfg.RedisConfig, "queue", keys.Pending(), "concurrency", o.concurrency)
 	w.Start()
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
