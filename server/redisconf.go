@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -314,6 +315,10 @@ func PingRedis(ctx context.Context, rdb redis.UniversalClient) error {
 		return fmt.Errorf("%w (the server's certificate is for another name: check the host or redis.tls.server_name)", err)
 	case errors.As(err, &certInvalid):
 		return fmt.Errorf("%w (check the server's certificate and redis.tls.ca)", err)
+	case strings.Contains(msg, "tls: certificate required"):
+		return fmt.Errorf("%w (the server wants a client certificate: redis.tls.cert and redis.tls.key / --redis-tls-cert, --redis-tls-key)", err)
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("%w (the server closed the connection: a TLS port needs a rediss:// URL or redis.tls)", err)
 	case strings.HasPrefix(msg, "WRONGPASS"), strings.HasPrefix(msg, "NOAUTH"), strings.Contains(msg, "invalid username-password"):
 		return fmt.Errorf("%w (check redis.username / --redis-username and the password: WSGATE_REDIS_PASSWORD or redis.password)", err)
 	case strings.HasPrefix(msg, "NOPERM"):
