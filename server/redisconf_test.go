@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"gopkg.in/yaml.v3"
 
 	"github.com/wsgate/wsgate/internal/redistest"
 	"github.com/wsgate/wsgate/internal/wstest"
@@ -49,6 +51,32 @@ redis:
 				t.Fatalf("got %+v\nwant %+v", cfg.RedisConfig, tt.want)
 			}
 		})
+	}
+}
+
+// The commented-out redis mapping of wsgate.example.yaml uses only keys that exist.
+func TestExampleRedisMappingParses(t *testing.T) {
+	data, err := os.ReadFile("../wsgate.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var block []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if l == "# redis:" || (len(block) > 0 && strings.HasPrefix(l, "#   ")) {
+			block = append(block, strings.TrimPrefix(l, "# "))
+		} else if len(block) > 0 {
+			break
+		}
+	}
+	var f struct {
+		Redis server.RedisConfig `yaml:"redis"`
+	}
+	if err := yaml.Unmarshal([]byte(strings.Join(block, "\n")), &f); err != nil {
+		t.Fatal(err)
+	}
+	r := f.Redis
+	if len(block) < 15 || r.TLS.ServerName != "redis.internal" || r.Sentinel.Master != "mymaster" || len(r.Cluster.Addrs) != 2 {
+		t.Fatalf("the example's redis mapping (%d lines) parsed as %+v", len(block), r)
 	}
 }
 
