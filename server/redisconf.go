@@ -29,8 +29,9 @@ const ClusterPrefix = "{jobs}"
 // file, `redis:` is either this mapping or a plain URL string.
 type RedisConfig struct {
 	// URL of a single node: redis://[user:password@]host:port[/db], rediss:// (the same over TLS) or
-	// unix:///path/to/socket; "" means DefaultRedisURL. With Sentinel or Cluster set, only its user,
-	// password, database and scheme (rediss: TLS) are used, and "" means none of them.
+	// unix:///path/to/socket, with go-redis's query options (dial_timeout=3s, pool_size=20, ...); "" means
+	// DefaultRedisURL. With Sentinel or Cluster set, its host is not used (its user, password, database,
+	// scheme (rediss: TLS), timeouts, retries and pool size are), and "" means none of them.
 	URL string `yaml:"url"`
 	// Username is the Redis ACL user; "" means the URL's (or "default").
 	Username string `yaml:"username"`
@@ -258,11 +259,14 @@ func (r RedisConfig) NewClient(poolSize int) (redis.UniversalClient, error) {
 		return redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: r.Sentinel.Master, SentinelAddrs: r.Sentinel.Addrs,
 			SentinelUsername: r.Sentinel.Username, SentinelPassword: r.Sentinel.Password,
-			Username: user, Password: pass, DB: o.DB, TLSConfig: tc, PoolSize: poolSize,
+			Username: user, Password: pass, DB: o.DB, TLSConfig: tc, PoolSize: max(o.PoolSize, poolSize),
+			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout, MaxRetries: o.MaxRetries,
 		}), nil
 	case "cluster":
 		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: r.Cluster.Addrs,
-			Username: user, Password: pass, TLSConfig: tc, PoolSize: poolSize}), nil
+			Username: user, Password: pass, TLSConfig: tc, PoolSize: max(o.PoolSize, poolSize),
+			DialTimeout: o.DialTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout, MaxRetries: o.MaxRetries,
+		}), nil
 	}
 	o.Username, o.Password, o.TLSConfig = user, pass, tc
 	o.PoolSize = max(o.PoolSize, poolSize)

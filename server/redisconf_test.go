@@ -190,6 +190,16 @@ func TestRedisConfigBuildsTheClientItNames(t *testing.T) {
 	if o := rdb.(*redis.Client).Options(); o.Username != "bob" || o.Password != "cfgpass" || o.DB != 1 || o.TLSConfig != nil {
 		t.Fatalf("options %+v", o)
 	}
+	// The URL's query options reach a cluster client too.
+	crdb, err := server.RedisConfig{URL: "redis://u:p@/?dial_timeout=7s&pool_size=3",
+		Cluster: server.RedisCluster{Addrs: []string{"127.0.0.1:1"}}}.NewClient(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer crdb.Close()
+	if o := crdb.(*redis.ClusterClient).Options(); o.DialTimeout != 7*time.Second || o.PoolSize != 3 || o.Username != "u" {
+		t.Fatalf("cluster options %+v", o)
+	}
 	var buf bytes.Buffer
 	slog.New(slog.NewTextHandler(&buf, nil)).Info("x", "redis", rc)
 	if s := buf.String(); strings.Contains(s, "pass") || !strings.Contains(s, "redis.addr=10.0.0.1:7000") ||
