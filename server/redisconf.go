@@ -193,7 +193,9 @@ func (r RedisConfig) tlsConfig(fromURL *tls.Config) (*tls.Config, error) {
 	if t.ServerName != "" {
 		c.ServerName = t.ServerName
 	}
-	c.InsecureSkipVerify = t.InsecureSkipVerify
+	if t.InsecureSkipVerify { // or the URL's ?skip_verify=true, kept by the Clone above
+		c.InsecureSkipVerify = true
+	}
 	return c, nil
 }
 
@@ -295,7 +297,7 @@ func (r RedisConfig) LogValue() slog.Value {
 	}
 	tlsOn := r.TLS.isSet() || (o != nil && o.TLSConfig != nil)
 	attrs = append(attrs, slog.Bool("tls", tlsOn))
-	if r.TLS.InsecureSkipVerify {
+	if r.TLS.InsecureSkipVerify || (o != nil && o.TLSConfig != nil && o.TLSConfig.InsecureSkipVerify) {
 		attrs = append(attrs, slog.Bool("tls_insecure_skip_verify", true))
 	}
 	return slog.GroupValue(attrs...)
