@@ -33,7 +33,8 @@ Usage:
 
 Run 'wsgate <command> -h' for the flags of a command. Flags beat WSGATE_* environment variables, which beat
 the --config file, which beats defaults. QUEUE_TIMEOUT (seconds, default 300) sets how long to wait for a
-job's result when the file does not.
+job's result when the file does not. Redis passwords come from WSGATE_REDIS_PASSWORD and
+WSGATE_REDIS_SENTINEL_PASSWORD (or the file), never from a flag.
 `
 
 func main() {
@@ -116,7 +117,7 @@ func settings() []setting {
 		{"listen", "WSGATE_LISTEN", "WebSocket listener address", str(func(o *options) *string { return &o.cfg.Listen }), server.DefaultListen},
 		{"admin", "WSGATE_ADMIN", `admin HTTP listener address, or "off"`, str(func(o *options) *string { return &o.cfg.Admin }), server.DefaultAdmin},
 		{"path", "WSGATE_PATH", "WebSocket path", str(func(o *options) *string { return &o.cfg.Transport.Path }), "/ws"},
-		{"redis", "WSGATE_REDIS", "Redis URL", str(func(o *options) *string { return &o.redisURL }), server.DefaultRedisURL},
+		{"redis", "WSGATE_REDIS", "Redis URL: redis://, rediss:// (TLS) or unix://", str(func(o *options) *string { return &o.redisURL }), server.DefaultRedisURL},
 		{"mode", "WSGATE_MODE", "queue mode: simple, recoverable or reliable", str(func(o *options) *string { return &o.mode }), server.DefaultMode},
 		{"prefix", "WSGATE_PREFIX", `queue prefix ("" for none, as the Perl code)`, func(o *options, v string) error {
 			o.prefix = v
