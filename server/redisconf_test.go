@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -383,4 +384,12 @@ func (s *syncWriter) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.buf.String()
+}
+
+func TestRedisUnixSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "redis.sock")
+	redistest.Start(t, "--unixsocket", sock, "--unixsocketperm", "700")
+	rc := server.RedisConfig{URL: "unix://" + sock}
+	startWorkerOn(t, server.Config{RedisConfig: rc})
+	pong(t, startGatewayOn(t, server.Config{RedisConfig: rc}))
 }
