@@ -94,9 +94,12 @@ type Config struct {
 	// (`Authorization: Bearer <token>`, compared in constant time): /metrics and /debug/pprof/ answer 401
 	// without it, and /readyz gives its reason for "not ready" only with it. "" means no token.
 	AdminToken string
-	// RedisURL is used when Redis is nil; "" means DefaultRedisURL. Logs and errors show it with its
-	// password masked.
+	// RedisURL, if set, is RedisConfig.URL (it wins over that; kept for compatibility); "" means
+	// RedisConfig.URL.
 	RedisURL string
+	// RedisConfig says how to reach Redis (single node, Sentinel or Cluster; TLS; ACL user) when Redis is nil;
+	// its zero value means DefaultRedisURL.
+	RedisConfig RedisConfig
 	// Redis, if set, is the connection to use (a single node, Sentinel or Cluster client); the gateway does not
 	// close it.
 	Redis redis.UniversalClient
@@ -149,6 +152,8 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+
+	clusterPrefixed []string // queues that WithDefaults gave ClusterPrefix, for a log line
 }
 
 var actionName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,50}$`)
@@ -184,9 +189,13 @@ func (c Config) WithDefaults() (Config, error) {
 	if c.Admin == "" {
 		c.Admin = DefaultAdmin
 	}
-	if c.RedisURL == "" {
-		c.RedisURL = DefaultRedisURL
+	if c.RedisURL != "" { // the older field wins, so that --redis beats the file's redis.url
+		c.RedisConfig.URL = c.RedisURL
 	}
+	if c.RedisConfig.URL == "" && c.RedisConfig.Kind() == "single" {
+		c.RedisConfig.URL = DefaultRedisURL
+	}
+	c.RedisURL = c.RedisConfig.URL
 	if c.Mode == "" {
 		c.Mode = DefaultMode
 	}
@@ -211,6 +220,10 @@ func (c Config) WithDefaults() (Config, error) {
 		queues[DefaultQueueName] = Queue{Prefix: c.Prefix}
 	}
 	c.Queues = queues
+	var err error
+	if c.clusterPrefixed, err = c.clusterPrefixes(); err != nil {
+		return c, err
+	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 10 * time.Second
 	}
@@ -231,6 +244,11 @@ func (c Config) WithDefaults() (Config, error) {
 func (c Config) Validate() error {
 	if _, err := redisq.ParseMode(c.Mode); err != nil {
 		return fmt.Errorf("mode: %w", err)
+	}
+	if c.Redis == nil {
+		if err := c.RedisConfig.Validate(); err != nil {
+			return err
+		}
 	}
 	if c.QueueTimeout < 0 {
 		return errors.New("queue_timeout: must not be negative")

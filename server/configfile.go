@@ -25,7 +25,6 @@ type File struct {
 	AdminToken   string   `yaml:"admin_token"`
 	Pprof        bool     `yaml:"pprof"`
 	Path         string   `yaml:"path"`
-	Redis        string   `yaml:"redis"`
 	Mode         string   `yaml:"mode"`
 	Prefix       string   `yaml:"prefix"`
 	QueueTimeout Duration `yaml:"queue_timeout"`
@@ -66,6 +65,8 @@ type File struct {
 	// RequireResult and ResultStash are the defaults of the actions' options of the same names.
 	RequireResult bool  `yaml:"require_result"`
 	ResultStash   *bool `yaml:"result_stash"`
+	// Redis is a URL string or the mapping of RedisConfig.
+	Redis RedisConfig `yaml:"redis"`
 }
 
 // FileAction is an action in the file; a bare string is an action with that name and no options.
@@ -146,6 +147,7 @@ func ParseFile(name string, data []byte) (Config, File, error) {
 	// Check the file's settings with defaults filled in, and point at the line of a bad key.
 	if _, err := cfg.WithDefaults(); err != nil {
 		path, _, _ := strings.Cut(err.Error(), ":")
+		path, _, _ = strings.Cut(path, " (") // "redis.tls.ca (--redis-tls-ca)"
 		if line := lineOf(&root, path); line > 0 {
 			return cfg, f, fmt.Errorf("%s:%d: %w", name, line, err)
 		}
@@ -288,7 +290,7 @@ func lineOf(root *yaml.Node, path string) int {
 // Config turns the file into a gateway Config (without defaults).
 func (f *File) Config() (Config, error) {
 	cfg := Config{
-		Listen: f.Listen, Admin: f.Admin, RedisURL: f.Redis, Mode: f.Mode, Prefix: f.Prefix,
+		Listen: f.Listen, Admin: f.Admin, RedisConfig: f.Redis, Mode: f.Mode, Prefix: f.Prefix,
 		QueueTimeout: time.Duration(f.QueueTimeout), DrainTimeout: time.Duration(f.DrainTimeout),
 		MaxInFlight: f.Limits.MaxInFlight, MaxResponseSize: f.Limits.MaxResponseSize, RateLimit: f.Limits.RateLimit,
 		CloseOnInvalidUTF8: f.CloseOnInvalidUTF8, Queues: f.Queues,

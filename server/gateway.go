@@ -95,11 +95,14 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: cfg.Logger.With("component", "gateway"), rdb: cfg.Redis,
 		clients: map[string]*redisq.Client{}}
 	if g.rdb == nil {
-		ropts, err := redis.ParseURL(cfg.RedisURL)
-		if err != nil {
-			return nil, fmt.Errorf("server: redis URL %s: %s", redact.URL(cfg.RedisURL), redact.Error(err))
+		if g.rdb, err = cfg.RedisConfig.NewClient(0); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
 		}
-		g.rdb, g.ownRedis = redis.NewClient(ropts), true
+		g.ownRedis = true
+	}
+	if len(cfg.clusterPrefixed) > 0 {
+		g.log.Info("redis cluster: queues without a prefix use "+ClusterPrefix+" so that each queue's lists share a slot; workers must use the same prefix",
+			"queues", cfg.clusterPrefixed)
 	}
 	g.system = o.system
 	if g.system == nil {
@@ -301,8 +304,8 @@ func (h wsHandler) OnClose(c *transport.Conn, err error) {
 // once the gateway accepts connections.
 func (g *Gateway) Start(ctx context.Context) error {
 	began := time.Now()
-	if err := g.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("server: redis %s: %w", g.redisAt(), err)
+	if err := PingRedis(ctx, g.rdb); err != nil {
+		return fmt.Errorf("server: redis: %w", err)
 	}
 	for name, c := range g.clients {
 		if err := c.Start(ctx); err != nil {
@@ -335,19 +338,11 @@ func (g *Gateway) Start(ctx context.Context) error {
 		g.watch.run(watchCtx)
 	}()
 	g.ready.Store(true)
-	g.log.Info("wsgate listening", "websocket", g.URL(), "admin", g.AdminAddr(), "redis", g.redisAt(),
+	g.log.Info("wsgate listening", "websocket", g.URL(), "admin", g.AdminAddr(), "redis", g.redisForLog(),
 		"mode", g.cfg.Mode, "queue_timeout", g.cfg.QueueTimeout, "queues", len(g.clients),
 		"drain_timeout", g.cfg.DrainTimeout, "pprof", g.cfg.Pprof && g.adminLn != nil,
 		"admin_token", g.cfg.AdminToken != "", "start_ms", time.Since(began).Milliseconds())
 	return nil
-}
-
-// redisAt names the Redis the gateway uses, for logs and errors: its URL with the password masked.
-func (g *Gateway) redisAt() string {
-	if !g.ownRedis {
-		return "(given by the embedding program)"
-	}
-	return redact.URL(g.cfg.RedisURL)
 }
 
 func (g *Gateway) path() string {

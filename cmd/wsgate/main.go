@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/wsgate/wsgate/internal/redact"
 	"github.com/wsgate/wsgate/redisq"
@@ -91,7 +90,8 @@ Usage:
 
 Run 'wsgate <command> -h' for the flags of a command. Flags beat WSGATE_* environment variables, which beat
 the --config file, which beats defaults. QUEUE_TIMEOUT (seconds, default 300) sets how long to wait for a
-job's result when the file does not.
+job's result when the file does not. Redis passwords come from WSGATE_REDIS_PASSWORD and
+WSGATE_REDIS_SENTINEL_PASSWORD (or the file), never from a flag.
 `
 
 func main() {
@@ -183,6 +183,7 @@ type options struct {
 	logger      *slog.Logger
 
 	orphanTimeout time.Duration // worker: redisq.WorkerConfig.OrphanTimeout
+	queue         *queueCommand // queue: its own flags and the job IDs
 }
 
 // setting is one setting that a flag, an environment variable and the config file can all give.
@@ -196,11 +197,11 @@ func settings() []setting {
 	str := func(p func(o *options) *string) func(*options, string) error {
 		return func(o *options, v string) error { *p(o) = v; return nil }
 	}
-	return []setting{
+	s := []setting{
 		{"listen", "WSGATE_LISTEN", "WebSocket listener address", str(func(o *options) *string { return &o.cfg.Listen }), server.DefaultListen},
 		{"admin", "WSGATE_ADMIN", `admin HTTP listener address, or "off"`, str(func(o *options) *string { return &o.cfg.Admin }), server.DefaultAdmin},
 		{"path", "WSGATE_PATH", "WebSocket path", str(func(o *options) *string { return &o.cfg.Transport.Path }), "/ws"},
-		{"redis", "WSGATE_REDIS", "Redis URL", str(func(o *options) *string { return &o.redisURL }), server.DefaultRedisURL},
+		{"redis", "WSGATE_REDIS", "Redis URL: redis://, rediss:// (TLS) or unix://", str(func(o *options) *string { return &o.redisURL }), server.DefaultRedisURL},
 		{"mode", "WSGATE_MODE", "queue mode: simple, recoverable or reliable", str(func(o *options) *string { return &o.mode }), server.DefaultMode},
 		{"prefix", "WSGATE_PREFIX", `queue prefix ("" for none, as the Perl code)`, func(o *options, v string) error {
 			o.prefix = v
@@ -236,20 +237,24 @@ func settings() []setting {
 		}, "false"},
 		{"admin-token", "WSGATE_ADMIN_TOKEN", "bearer token for /metrics and /debug/pprof/ (prefer the variable: flags show in ps)", str(func(o *options) *string { return &o.cfg.AdminToken }), `""`},
 	}
+	return append(s, redisSettings()...)
 }
 
 // workerSettings are the settings() that `wsgate worker` takes; the others are the gateway's.
 // A worker's --admin (default off) serves its /metrics and /healthz; the file's `admin` key is the gateway's.
 var workerSettings = map[string]bool{"redis": true, "mode": true, "prefix": true, "admin": true}
 
-// takes reports whether a command has the setting: the worker only its own, dev all but --redis (it runs
-// an in-process Redis).
+// takes reports whether a command has the setting: the worker its own and Redis's, queue the prefix and
+// Redis's, dev all but Redis's (it runs an in-process Redis).
 func takes(cmd, setting string) bool {
+	redis := setting == "redis" || strings.HasPrefix(setting, "redis-")
 	switch cmd {
 	case "worker":
-		return workerSettings[setting]
+		return workerSettings[setting] || redis
+	case "queue":
+		return setting == "prefix" || redis
 	case "dev":
-		return setting != "redis"
+		return !redis
 	}
 	return true
 }
@@ -282,6 +287,7 @@ var commandHelp = map[string]string{
 	"serve":  "Usage: wsgate serve [flags]\n\nThe gateway: WebSocket listener, admin HTTP listener, jobs on Redis.\n",
 	"worker": "Usage: wsgate worker --demo [flags]\n\nA Go worker serving the demo actions (ping, echo, sleep, fail, whoami) from the queue.\n",
 	"dev":    "Usage: wsgate dev [flags]\n\nThe gateway with an in-process Redis and the demo worker, for trying it out.\n",
+	"queue":  queueUsage,
 }
 
 func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
@@ -302,10 +308,19 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	if cmd == "serve" {
 		fs.BoolVar(&o.checkOnly, "check-config", false, "check the configuration and exit")
 	}
+	if cmd == "queue" {
+		o.queue = queueFlags(fs)
+	}
 	if cmd == "worker" {
 		fs.BoolVar(&o.demo, "demo", false, "serve the demo actions: ping, echo, sleep, fail, whoami (env WSGATE_DEMO)")
 		fs.IntVar(&o.concurrency, "concurrency", 64, "jobs run at once (env WSGATE_CONCURRENCY)")
 		fs.DurationVar(&o.orphanTimeout, "orphan-timeout", 0, "reliable mode: requeue a job a Perl worker took this long ago (0: never; see redisq/PROTOCOL.md; env WSGATE_ORPHAN_TIMEOUT)")
+	}
+	for cmd == "queue" { // job IDs may stand between and after the flags
+		if err := fs.Parse(args); err != nil || fs.NArg() == 0 {
+			break
+		}
+		o.queue.ids, args = append(o.queue.ids, fs.Arg(0)), fs.Args()[1:]
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -380,6 +395,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 		}
 		o.orphanTimeout = d
 	}
+	redisPasswordsFromEnv(o)
 	if v := os.Getenv("WSGATE_LOG_FORMAT"); v != "" {
 		format = v
 	}
@@ -423,20 +439,25 @@ func runWorker(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
-	var opts *redis.Options
-	redisURL := o.redisURL
-	if redisURL == "" {
-		redisURL = server.DefaultRedisURL
+	cfg, err := o.cfg.WithDefaults()
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
-	opts, err = redis.ParseURL(redisURL)
-	if err != nil { // url.Parse quotes the whole URL
-		return fmt.Errorf("worker: redis URL %s: %s", redact.URL(redisURL), redact.Error(err))
+	rdb, err := cfg.RedisConfig.NewClient(server.WorkerPoolSize(o.concurrency))
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
 	}
-	rdb := redis.NewClient(redisq.WorkerRedisOptions(opts, o.concurrency))
 	defer rdb.Close()
-	keys := redisq.Keys{}
-	if q, ok := o.cfg.Queues[server.DefaultQueueName]; ok {
-		keys = redisq.Keys{Prefix: q.Prefix, NoPrefix: q.NoPrefix, Queue: q.Name}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = server.PingRedis(pctx, rdb)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("worker: redis: %w", err)
+	}
+	q := cfg.Queues[server.DefaultQueueName]
+	keys := redisq.Keys{Prefix: q.Prefix, NoPrefix: q.NoPrefix, Queue: q.Name}
+	if cfg.RedisConfig.IsCluster() && q.Prefix == server.ClusterPrefix {
+		o.logger.Info("redis cluster: the queue prefix is " + server.ClusterPrefix + " so that the queue's lists share a slot; the gateway must use the same")
 	}
 	reg := prometheus.NewRegistry()
 	var w *redisq.Worker
@@ -456,7 +477,7 @@ func runWorker(ctx context.Context, o *options) error {
 			return err
 		}
 	}
-	o.logger.Info("wsgate worker running", "redis", redact.URL(redisURL), "queue", keys.Pending(),
+	o.logger.Info("wsgate worker running", "redis", cfg.RedisConfig, "queue", keys.Pending(),
 		"concurrency", o.concurrency, "mode", mode, "id", w.ID(), "admin", admin.addr())
 	w.Start()
 	<-ctx.Done()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/wsgate/wsgate/internal/redistest"
 	"github.com/wsgate/wsgate/internal/testutil"
+	"github.com/wsgate/wsgate/server"
 )
 
 // output collects a process's combined output.
@@ -243,13 +244,16 @@ var helpFlag = regexp.MustCompile(`(?m)^  -([a-z-]+)[^\n]*\n\s+([^\n]*)`)
 
 // TestWorkerHelpListsWorkerFlags: worker --help has exactly the worker's flags; serve's has the gateway's.
 func TestWorkerHelpListsWorkerFlags(t *testing.T) {
+	const redisFlags = "redis-cluster-addrs redis-sentinel-addrs redis-sentinel-master redis-tls redis-tls-ca " +
+		"redis-tls-cert redis-tls-insecure-skip-verify redis-tls-key redis-tls-server-name redis-username"
 	tests := []struct {
 		cmd  string
 		want []string
 	}{
-		{"worker", []string{"admin", "concurrency", "config", "demo", "log-format", "log-level", "mode", "orphan-timeout", "prefix", "redis"}},
+		{"worker", []string{"admin", "concurrency", "config", "demo", "log-format", "log-level", "mode", "orphan-timeout",
+			"prefix", "redis", redisFlags}},
 		{"serve", []string{"admin", "admin-token", "check-config", "compression", "config", "drain-timeout", "listen",
-			"log-format", "log-level", "mode", "path", "pprof", "prefix", "redis", "session-workers"}},
+			"log-format", "log-level", "mode", "path", "pprof", "prefix", "redis", redisFlags, "session-workers"}},
 	}
 	for _, tt := range tests {
 		var got []string
@@ -298,8 +302,38 @@ func TestEveryFlagHasItsVariable(t *testing.T) {
 		{"worker", "WSGATE_ADMIN", "127.0.0.1:2", func(o *options) bool { return o.cfg.Admin == "127.0.0.1:2" }},
 		{"worker", "WSGATE_ORPHAN_TIMEOUT", "90", func(o *options) bool { return o.orphanTimeout == 90*time.Second }},
 	}
+	// The Redis settings, which serve and worker share.
+	rc := func(o *options) server.RedisConfig { return o.cfg.RedisConfig }
+	certs := redistest.NewCerts(t)
+	for _, cmd := range []string{"serve", "worker"} {
+		tests = append(tests, []struct {
+			cmd, env, value string
+			ok              func(o *options) bool
+		}{
+			{cmd, "WSGATE_REDIS_USERNAME", "u", func(o *options) bool { return rc(o).Username == "u" }},
+			{cmd, "WSGATE_REDIS_TLS", "true", func(o *options) bool { return rc(o).TLS.Enabled }},
+			{cmd, "WSGATE_REDIS_TLS_CA", certs.CA, func(o *options) bool { return rc(o).TLS.CA == certs.CA }},
+			{cmd, "WSGATE_REDIS_TLS_CERT", certs.ClientCert, func(o *options) bool { return rc(o).TLS.Cert == certs.ClientCert }},
+			{cmd, "WSGATE_REDIS_TLS_KEY", certs.ClientKey, func(o *options) bool { return rc(o).TLS.Key == certs.ClientKey }},
+			{cmd, "WSGATE_REDIS_TLS_SERVER_NAME", "r.internal", func(o *options) bool { return rc(o).TLS.ServerName == "r.internal" }},
+			{cmd, "WSGATE_REDIS_TLS_INSECURE_SKIP_VERIFY", "true", func(o *options) bool { return rc(o).TLS.InsecureSkipVerify }},
+			{cmd, "WSGATE_REDIS_SENTINEL_MASTER", "m", func(o *options) bool { return rc(o).Sentinel.Master == "m" }},
+			{cmd, "WSGATE_REDIS_SENTINEL_ADDRS", "s:1,s:2", func(o *options) bool { return len(rc(o).Sentinel.Addrs) == 2 }},
+			{cmd, "WSGATE_REDIS_CLUSTER_ADDRS", "c:1", func(o *options) bool { return len(rc(o).Cluster.Addrs) == 1 }},
+		}...)
+	}
+	partner := map[string][2]string{ // a setting that is invalid alone comes with its partner
+		"WSGATE_REDIS_SENTINEL_MASTER": {"WSGATE_REDIS_SENTINEL_ADDRS", "s:1"},
+		"WSGATE_REDIS_SENTINEL_ADDRS":  {"WSGATE_REDIS_SENTINEL_MASTER", "m"},
+		"WSGATE_REDIS_TLS_CERT":        {"WSGATE_REDIS_TLS_KEY", certs.ClientKey},
+		"WSGATE_REDIS_TLS_KEY":         {"WSGATE_REDIS_TLS_CERT", certs.ClientCert},
+		"WSGATE_REDIS_CLUSTER_ADDRS":   {"WSGATE_PREFIX", "{q}"},
+	}
 	for _, tt := range tests {
 		t.Run(tt.cmd+"/"+tt.env, func(t *testing.T) {
+			if p, ok := partner[tt.env]; ok {
+				t.Setenv(p[0], p[1])
+			}
 			t.Setenv(tt.env, tt.value)
 			o, err := parseFlags(tt.cmd, nil, io.Discard)
 			if err != nil {

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -21,7 +20,7 @@ import (
 
 const queueUsage = `Usage: wsgate queue <command> [flags] [IDs]
 
-See and manage the queues on a live Redis (the same --config, --redis and --prefix as serve).
+See and manage the queues on a live Redis (the same --config, --redis, --redis-* and --prefix as serve).
 
 Commands:
   stats                  per queue: pending, processing, dead letters, oldest pending age, live workers, jobs/s
@@ -32,11 +31,10 @@ Commands:
   dead requeue [ID...]   put dead jobs (all, or those named) back on the pending list      (needs --yes)
   dead purge             delete every dead job                                             (needs --yes)
   pending purge          take every waiting job off the queue; each caller gets an error   (needs --yes)
-
-Flags:
 `
 
-// queueCommand is `wsgate queue`'s parsed command line.
+// queueCommand is `wsgate queue`'s own part of the command line; the Redis and queue settings are the shared
+// ones (parseFlags).
 type queueCommand struct {
 	words   []string // the command, e.g. ["dead", "requeue"]
 	ids     []string
@@ -45,87 +43,32 @@ type queueCommand struct {
 	limit   int
 	json    bool
 	yes     bool
-	cfg     server.Config
-	redis   string
-	queues  map[string]server.Queue
 	timeout time.Duration
+	queues  map[string]server.Queue
 }
 
-func parseQueueArgs(args []string, stderr io.Writer) (*queueCommand, error) {
+// queueFlags registers the queue command's own flags.
+func queueFlags(fs *flag.FlagSet) *queueCommand {
 	qc := &queueCommand{}
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		qc.words, args = args[:1], args[1:]
-		if (qc.words[0] == "dead" || qc.words[0] == "pending") && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-			qc.words, args = append(qc.words, args[0]), args[1:]
-		}
-	}
-	fs := flag.NewFlagSet("wsgate queue", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), queueUsage); fs.PrintDefaults() }
-	configPath := fs.String("config", os.Getenv("WSGATE_CONFIG"), "YAML configuration file (env WSGATE_CONFIG)")
-	redisURL := fs.String("redis", "", "Redis URL (env WSGATE_REDIS, default "+server.DefaultRedisURL+")")
-	prefix := fs.String("prefix", "", `queue prefix of the default queue (env WSGATE_PREFIX, default "jobs")`)
 	fs.StringVar(&qc.queue, "queue", "", "only this configured queue (default: every queue of the configuration)")
 	fs.StringVar(&qc.list, "list", "pending", "jobs: the list to read: pending, processing or dead")
 	fs.IntVar(&qc.limit, "limit", 20, "jobs, dead list: how many to show")
 	fs.BoolVar(&qc.json, "json", false, "print JSON for scripts")
 	fs.BoolVar(&qc.yes, "yes", false, "really do what a destructive command says")
 	fs.DurationVar(&qc.timeout, "timeout", 10*time.Second, "give up on Redis after this long")
-	for { // flags and IDs in any order
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		qc.ids, args = append(qc.ids, fs.Arg(0)), fs.Args()[1:]
+	return qc
+}
+
+// splitQueueWords takes the command words (one, or two for dead and pending) off the front of args.
+func splitQueueWords(args []string) (words, rest []string) {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return nil, args
 	}
-	if len(qc.words) == 0 {
-		fs.Usage()
-		return nil, errors.New("queue: no command given")
+	words, rest = args[:1], args[1:]
+	if (words[0] == "dead" || words[0] == "pending") && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+		words, rest = append(words, rest[0]), rest[1:]
 	}
-	if *configPath != "" {
-		cfg, _, err := server.LoadFile(*configPath)
-		if err != nil {
-			return nil, err
-		}
-		qc.cfg = cfg
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	pick := func(flagName string, flagValue *string, env string, fileValue string) (string, bool) {
-		if set[flagName] {
-			return *flagValue, true
-		}
-		if v := os.Getenv(env); v != "" {
-			return v, true
-		}
-		return fileValue, fileValue != ""
-	}
-	qc.redis, _ = pick("redis", redisURL, "WSGATE_REDIS", qc.cfg.RedisURL)
-	if qc.redis == "" {
-		qc.redis = server.DefaultRedisURL
-	}
-	qc.queues = map[string]server.Queue{}
-	for k, v := range qc.cfg.Queues {
-		qc.queues[k] = v
-	}
-	def, ok := qc.queues[server.DefaultQueueName]
-	if !ok {
-		def = server.Queue{Prefix: qc.cfg.Prefix}
-	}
-	if p, ok := pick("prefix", prefix, "WSGATE_PREFIX", ""); ok {
-		def.Prefix, def.NoPrefix = p, p == ""
-	}
-	qc.queues[server.DefaultQueueName] = def
-	if qc.queue != "" {
-		q, ok := qc.queues[qc.queue]
-		if !ok {
-			return nil, fmt.Errorf("queue: no queue named %q in the configuration", qc.queue)
-		}
-		qc.queues = map[string]server.Queue{qc.queue: q}
-	}
-	return qc, nil
+	return words, rest
 }
 
 // queueKeys turns a configured queue into its redisq keys.
@@ -149,15 +92,32 @@ func (qc *queueCommand) names() []string {
 }
 
 func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	qc, err := parseQueueArgs(args, stderr)
+	words, rest := splitQueueWords(args)
+	o, err := parseFlags("queue", rest, stderr)
 	if err != nil {
 		return err
 	}
-	opts, err := redis.ParseURL(qc.redis)
-	if err != nil {
-		return fmt.Errorf("queue: redis URL: %w", err)
+	qc := o.queue
+	qc.words = words
+	if len(qc.words) == 0 {
+		return errors.New("queue: no command given (see 'wsgate queue --help')")
 	}
-	rdb := redis.NewClient(opts)
+	cfg, err := o.cfg.WithDefaults() // fills the default queue (and on a cluster its {jobs} prefix)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	qc.queues = cfg.Queues
+	if qc.queue != "" {
+		q, ok := qc.queues[qc.queue]
+		if !ok {
+			return fmt.Errorf("queue: no queue named %q in the configuration", qc.queue)
+		}
+		qc.queues = map[string]server.Queue{qc.queue: q}
+	}
+	rdb, err := cfg.RedisConfig.NewClient(0)
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(ctx, qc.timeout)
 	defer cancel()
