@@ -85,8 +85,8 @@ func TestRedisConfigErrorsNameTheSetting(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown key", "redis:\n  url: redis://h\n  sentinels: {}\n", "cfg.yaml:3: field sentinels not found in redis"},
-		{"unknown nested key", "redis:\n  tls:\n    ca_file: x\n", "cfg.yaml:3: field ca_file not found in redis.tls"},
+		{"unknown key", "redis:\n  url: redis://h\n  sentinels: {}\n", `cfg.yaml:3: unknown key "redis.sentinels"`},
+		{"unknown nested key", "redis:\n  tls:\n    ca_file: x\n", `cfg.yaml:3: unknown key "redis.tls.ca_file"`},
 		{"bad scheme", "redis: http://h\n", "cfg.yaml:1: redis.url (--redis): not a redis://, rediss:// or unix:// URL"},
 		{"missing CA file", "redis:\n  url: rediss://h\n  tls:\n    ca: /nonexistent.pem\n", "cfg.yaml:4: redis.tls.ca (--redis-tls-ca): open /nonexistent.pem"},
 		{"cert without key", "redis:\n  tls: {cert: c.pem}\n", "redis.tls.cert (--redis-tls-cert): a client certificate needs both cert and key"},

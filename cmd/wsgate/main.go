@@ -423,6 +423,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("log format must be text or json, not %q", format)
 	}
 	o.cfg.Logger = o.logger
+	useRedisLogger(o.logger)
 	if _, err := o.cfg.WithDefaults(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
