@@ -30,8 +30,8 @@ var (
 	// ErrSerealCorrupt: the document is not valid Sereal (bad header, truncated, a length past the end, a
 	// reference to an offset that holds nothing, trailing bytes).
 	ErrSerealCorrupt = errors.New("redisq: sereal: malformed document")
-	// ErrSerealUnsupported: valid Sereal that redisq does not decode (protocol versions above 5,
-	// the unimplemented MANY and EXTEND tags, reserved tags, cyclic structures).
+	// ErrSerealUnsupported: valid Sereal that redisq does not decode (protocol versions above 5, the
+	// unimplemented MANY and EXTEND tags, reserved tags, cyclic structures, a COPY of anything but a scalar).
 	ErrSerealUnsupported = errors.New("redisq: sereal: unsupported")
 	// ErrSerealTooLarge: the document exceeds one of the decoder's bounds (serealMaxBody, serealMaxSize,
 	// serealMaxDepth).
@@ -42,9 +42,12 @@ var (
 const (
 	// serealMaxBody bounds a decompressed body.
 	serealMaxBody = 16 << 20
-	// serealMaxSize bounds the size of the decoded value: one per value plus the bytes of its strings, values
-	// reached again through REFP, ALIAS or COPY counted each time (they would be each time in JSON).
+	// serealMaxSize bounds the size of the decoded value, roughly the memory it takes: srlValueSize per value
+	// and per hash key, plus the bytes of its strings. Values reached again through REFP, ALIAS or COPY count
+	// each time (JSON would write them each time), though they take no more memory.
 	serealMaxSize = 64 << 20
+	// srlValueSize is what a value counts towards serealMaxSize besides its string bytes: an interface.
+	srlValueSize = 16
 	// serealMaxDepth bounds nesting, as Sereal::Decoder's max_recursion_depth default does.
 	serealMaxDepth = 10000
 )
@@ -157,6 +160,8 @@ func srlTagName(tag byte) string {
 //   - blessed references: PerlObject; regexps: PerlRegexp (a plain qr//, blessed into Regexp, is a PerlRegexp);
 //   - cycles: a weakened reference to an enclosing value (a Perl parent link) decodes to nil; any other cycle
 //     is an error, since JSON cannot hold one.
+//   - COPY: the copied scalar. No encoder copies anything else, and a COPY of a container would let a small
+//     document allocate a large value, so that is an ErrSerealUnsupported error.
 //
 // The header's user data (protocol 3+) is skipped. Snappy, Zlib and Zstd bodies are decompressed, up to
 // serealMaxBody bytes.
@@ -165,7 +170,7 @@ func decodeSereal(b []byte) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, pos, err := d.value(0, 0, false)
+	v, pos, err := d.value(0, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +191,14 @@ type serealDecoder struct {
 	// document's first byte).
 	base    int
 	tracked map[int]*srlTracked // by body position
+	copies  map[int]srlCopied   // COPY targets, by body position
 	size    int                 // decoded size so far, bounded by serealMaxSize
+}
+
+// srlCopied is a scalar that a COPY refers to and its size.
+type srlCopied struct {
+	v    any
+	size int
 }
 
 // srlTracked is a value whose tag had the track flag: REFP and ALIAS may refer to it.
@@ -224,7 +236,7 @@ func newSerealDecoder(b []byte) (*serealDecoder, error) {
 	// The suffix (protocol 3+: a flags byte, then the user data if flag bit 0 is set) is the encoder's
 	// metadata, not the job's data: skipped.
 	start := n + int(suffix)
-	d := &serealDecoder{body: b[start:], base: 1, tracked: map[int]*srlTracked{}}
+	d := &serealDecoder{body: b[start:], base: 1, tracked: map[int]*srlTracked{}, copies: map[int]srlCopied{}}
 	if version == 1 {
 		d.base = start
 	}
@@ -378,8 +390,8 @@ func (d *serealDecoder) bytesAt(pos, n int) ([]byte, int, error) {
 }
 
 // value decodes the value whose tag is at pos (after any PAD) and returns it and the position after it. depth
-// is the nesting depth; inCopy is true while a COPY is being expanded (COPY may not nest, nor track).
-func (d *serealDecoder) value(pos, depth int, inCopy bool) (any, int, error) {
+// is the nesting depth.
+func (d *serealDecoder) value(pos, depth int) (any, int, error) {
 	if depth > serealMaxDepth {
 		return nil, 0, d.errf(ErrSerealTooLarge, pos, "nested deeper than %d", serealMaxDepth)
 	}
@@ -391,15 +403,15 @@ func (d *serealDecoder) value(pos, depth int, inCopy bool) (any, int, error) {
 	}
 	raw := d.body[pos]
 	var t *srlTracked
-	if raw&srlTrackFlag != 0 && !inCopy {
+	if raw&srlTrackFlag != 0 {
 		t = &srlTracked{}
 		d.tracked[pos] = t
 	}
 	before := d.size
-	if err := d.grow(pos, 1); err != nil {
+	if err := d.grow(pos, srlValueSize); err != nil {
 		return nil, 0, err
 	}
-	v, next, err := d.untracked(pos, depth, inCopy)
+	v, next, err := d.untracked(pos, depth)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -410,7 +422,7 @@ func (d *serealDecoder) value(pos, depth int, inCopy bool) (any, int, error) {
 }
 
 // untracked decodes the value whose tag is at pos, ignoring the tag's track flag.
-func (d *serealDecoder) untracked(pos, depth int, inCopy bool) (any, int, error) {
+func (d *serealDecoder) untracked(pos, depth int) (any, int, error) {
 	tag := d.body[pos] &^ srlTrackFlag
 	p := pos + 1
 	switch {
@@ -425,9 +437,9 @@ func (d *serealDecoder) untracked(pos, depth int, inCopy bool) (any, int, error)
 		}
 		return d.str(pos, b, false, next)
 	case tag >= srlHashRef0:
-		return d.hash(pos, p, int(tag-srlHashRef0), depth, inCopy)
+		return d.hash(pos, p, int(tag-srlHashRef0), depth)
 	case tag >= srlArrayRef0:
-		return d.array(pos, p, int(tag-srlArrayRef0), depth, inCopy)
+		return d.array(pos, p, int(tag-srlArrayRef0), depth)
 	}
 	switch tag {
 	case srlVarint:
@@ -484,13 +496,13 @@ func (d *serealDecoder) untracked(pos, depth int, inCopy bool) (any, int, error)
 			return nil, 0, err
 		}
 		if tag == srlHash {
-			return d.hash(pos, next, n, depth, inCopy)
+			return d.hash(pos, next, n, depth)
 		}
-		return d.array(pos, next, n, depth, inCopy)
+		return d.array(pos, next, n, depth)
 	case srlRefN:
-		return d.value(p, depth+1, inCopy)
+		return d.value(p, depth+1)
 	case srlWeaken:
-		return d.weakRef(p, depth, inCopy)
+		return d.weakRef(p, depth)
 	case srlRefP, srlAlias:
 		target, next, err := d.offset(p, pos)
 		if err != nil {
@@ -499,37 +511,34 @@ func (d *serealDecoder) untracked(pos, depth int, inCopy bool) (any, int, error)
 		v, err := d.reuse(pos, target, false)
 		return v, next, err
 	case srlCopy:
-		if inCopy {
-			return nil, 0, d.errf(ErrSerealCorrupt, pos, "COPY of a COPY")
-		}
 		target, next, err := d.offset(p, pos)
 		if err != nil {
 			return nil, 0, err
 		}
-		v, _, err := d.value(target, depth+1, true)
+		v, err := d.copyOf(pos, target)
 		return v, next, err
 	case srlObject, srlObjectFreeze:
-		class, next, err := d.key(p, inCopy, false)
+		class, next, err := d.key(p)
 		if err != nil {
 			return nil, 0, err
 		}
-		return d.object(pos, class, next, tag == srlObjectFreeze, depth, inCopy)
+		return d.object(pos, class, next, tag == srlObjectFreeze, depth)
 	case srlObjectV, srlObjectVFreeze:
 		target, next, err := d.offset(p, pos)
 		if err != nil {
 			return nil, 0, err
 		}
-		class, _, err := d.key(target, true, false)
+		class, _, err := d.key(target)
 		if err != nil {
 			return nil, 0, err
 		}
-		return d.object(pos, class, next, tag == srlObjectVFreeze, depth, inCopy)
+		return d.object(pos, class, next, tag == srlObjectVFreeze, depth)
 	case srlRegexp:
-		pattern, next, err := d.key(p, inCopy, false)
+		pattern, next, err := d.key(p)
 		if err != nil {
 			return nil, 0, err
 		}
-		flags, next, err := d.key(next, inCopy, false)
+		flags, next, err := d.key(next)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -557,50 +566,82 @@ func (d *serealDecoder) str(pos int, b []byte, isUTF8 bool, next int) (any, int,
 	return s.String(), next, nil
 }
 
-// key decodes a string that must be one: a hash key, a class name, a regexp's pattern or flags. It may be a
-// COPY of an earlier string, even inside a COPY (the one exception the specification makes), but not a COPY
-// of a COPY (copied is true while one is being followed).
-func (d *serealDecoder) key(pos int, inCopy, copied bool) (string, int, error) {
+// key decodes a string that must be one: a hash key, a class name, a regexp's pattern or flags; it may be a
+// COPY of one.
+func (d *serealDecoder) key(pos int) (string, int, error) {
 	for pos < len(d.body) && d.body[pos]&^srlTrackFlag == srlPad {
 		pos++
 	}
 	if pos >= len(d.body) {
 		return "", 0, d.errf(ErrSerealCorrupt, pos, "truncated: a string was expected")
 	}
-	tag := d.body[pos] &^ srlTrackFlag
-	if tag == srlCopy {
-		target, next, err := d.offset(pos+1, pos)
-		if err != nil {
-			return "", 0, err
+	var v any
+	var next int
+	var err error
+	switch tag := d.body[pos] &^ srlTrackFlag; {
+	case tag == srlCopy:
+		var target int
+		if target, next, err = d.offset(pos+1, pos); err == nil {
+			v, err = d.copyOf(pos, target)
 		}
-		if copied {
-			return "", 0, d.errf(ErrSerealCorrupt, pos, "COPY of a COPY")
-		}
-		s, _, err := d.key(target, true, true)
-		return s, next, err
+	case tag == srlBinary, tag == srlStrUTF8, tag >= srlShortBinary0:
+		v, next, err = d.value(pos, 0)
+	default:
+		err = d.errf(ErrSerealCorrupt, pos, "tag 0x%02x (%s) where a string was expected", tag, cmp.Or(srlTagName(tag), "unknown"))
 	}
-	if tag != srlBinary && tag != srlStrUTF8 && tag < srlShortBinary0 {
-		return "", 0, d.errf(ErrSerealCorrupt, pos, "tag 0x%02x (%s) where a string was expected", tag, cmp.Or(srlTagName(tag), "unknown"))
-	}
-	v, next, err := d.value(pos, 0, inCopy)
 	if err != nil {
 		return "", 0, err
 	}
-	return v.(string), next, nil
+	s, ok := v.(string)
+	if !ok {
+		return "", 0, d.errf(ErrSerealCorrupt, pos, "COPY of a %T where a string was expected", v)
+	}
+	return s, next, nil
+}
+
+// copyOf returns the value of the COPY at pos, whose target is at target. Only scalars are copied (the Perl
+// encoder copies strings only: hash keys, class names, dedupe_strings), so a COPY can neither nest nor make a
+// small document allocate a large value; the copy is the same Go value each time.
+func (d *serealDecoder) copyOf(pos, target int) (any, error) {
+	for target < pos && d.body[target]&^srlTrackFlag == srlPad {
+		target++
+	}
+	c, ok := d.copies[target]
+	if !ok {
+		switch tag := d.body[target] &^ srlTrackFlag; {
+		case tag < srlRefN, tag >= srlShortBinary0, tag == srlFloat128, tag == srlCanonicalUndef,
+			tag == srlNo, tag == srlYes, tag == srlTrue, tag == srlFalse:
+		default:
+			return nil, d.errf(ErrSerealUnsupported, pos, "COPY of tag 0x%02x (%s) at offset %d: only scalars are copied",
+				tag, cmp.Or(srlTagName(tag), "unknown"), target+d.base)
+		}
+		before := d.size
+		v, _, err := d.untracked(target, 0)
+		if err != nil {
+			return nil, err
+		}
+		c = srlCopied{v: v, size: d.size - before}
+		d.copies[target] = c
+		return c.v, nil
+	}
+	return c.v, d.grow(pos, c.size)
 }
 
 // hash decodes n key/value pairs at pos (for the HASH or HASHREF tag at tagPos).
-func (d *serealDecoder) hash(tagPos, pos, n, depth int, inCopy bool) (any, int, error) {
+func (d *serealDecoder) hash(tagPos, pos, n, depth int) (any, int, error) {
 	if n > (len(d.body)-pos)/2 {
 		return nil, 0, d.errf(ErrSerealCorrupt, tagPos, "%d pairs run past the end", n)
 	}
+	if err := d.grow(tagPos, n*srlValueSize); err != nil { // the keys' slots
+		return nil, 0, err
+	}
 	m := make(map[string]any, n)
 	for range n {
-		k, next, err := d.key(pos, inCopy, false)
+		k, next, err := d.key(pos)
 		if err != nil {
 			return nil, 0, err
 		}
-		if m[k], pos, err = d.value(next, depth+1, inCopy); err != nil {
+		if m[k], pos, err = d.value(next, depth+1); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -608,14 +649,14 @@ func (d *serealDecoder) hash(tagPos, pos, n, depth int, inCopy bool) (any, int, 
 }
 
 // array decodes n items at pos (for the ARRAY or ARRAYREF tag at tagPos).
-func (d *serealDecoder) array(tagPos, pos, n, depth int, inCopy bool) (any, int, error) {
+func (d *serealDecoder) array(tagPos, pos, n, depth int) (any, int, error) {
 	if n > len(d.body)-pos {
 		return nil, 0, d.errf(ErrSerealCorrupt, tagPos, "%d items run past the end", n)
 	}
 	a := make([]any, n)
 	for i := range a {
 		var err error
-		if a[i], pos, err = d.value(pos, depth+1, inCopy); err != nil {
+		if a[i], pos, err = d.value(pos, depth+1); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -623,8 +664,8 @@ func (d *serealDecoder) array(tagPos, pos, n, depth int, inCopy bool) (any, int,
 }
 
 // object decodes the referent of a blessed reference at pos.
-func (d *serealDecoder) object(tagPos int, class string, pos int, frozen bool, depth int, inCopy bool) (any, int, error) {
-	v, next, err := d.value(pos, depth+1, inCopy)
+func (d *serealDecoder) object(tagPos int, class string, pos int, frozen bool, depth int) (any, int, error) {
+	v, next, err := d.value(pos, depth+1)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -639,7 +680,7 @@ func (d *serealDecoder) object(tagPos int, class string, pos int, frozen bool, d
 
 // weakRef decodes the reference after a WEAKEN tag: a weakened reference to a value that encloses it (a parent
 // link in a Perl tree) is nil, since Go values cannot hold the cycle.
-func (d *serealDecoder) weakRef(pos, depth int, inCopy bool) (any, int, error) {
+func (d *serealDecoder) weakRef(pos, depth int) (any, int, error) {
 	for pos < len(d.body) && d.body[pos]&^srlTrackFlag == srlPad {
 		pos++
 	}
@@ -651,7 +692,7 @@ func (d *serealDecoder) weakRef(pos, depth int, inCopy bool) (any, int, error) {
 		v, err := d.reuse(pos, target, true)
 		return v, next, err
 	}
-	return d.value(pos, depth+1, inCopy)
+	return d.value(pos, depth+1)
 }
 
 // reuse returns the tracked value at target for the REFP or ALIAS at pos.
