@@ -42,12 +42,15 @@ var (
 const (
 	// serealMaxBody bounds a decompressed body.
 	serealMaxBody = 16 << 20
-	// serealMaxSize bounds the size of the decoded value, roughly the memory it takes: srlValueSize per value
-	// and per hash key, plus the bytes of its strings. Values reached again through REFP, ALIAS or COPY count
+	// serealMaxSize bounds the size of the decoded value, roughly the memory it takes (see srlValueSize),
+	// plus the bytes of its strings. Values reached again through REFP, ALIAS or COPY count
 	// each time (JSON would write them each time), though they take no more memory.
 	serealMaxSize = 64 << 20
-	// srlValueSize is what a value counts towards serealMaxSize besides its string bytes: an interface.
+	// srlValueSize is what a value counts towards serealMaxSize besides its string bytes: an interface. An
+	// array adds srlArraySize (its slice header), a hash srlHashSize (the map) and srlValueSize per key.
 	srlValueSize = 16
+	srlArraySize = 24
+	srlHashSize  = 48
 	// serealMaxDepth bounds nesting, as Sereal::Decoder's max_recursion_depth default does.
 	serealMaxDepth = 10000
 )
@@ -632,7 +635,7 @@ func (d *serealDecoder) hash(tagPos, pos, n, depth int) (any, int, error) {
 	if n > (len(d.body)-pos)/2 {
 		return nil, 0, d.errf(ErrSerealCorrupt, tagPos, "%d pairs run past the end", n)
 	}
-	if err := d.grow(tagPos, n*srlValueSize); err != nil { // the keys' slots
+	if err := d.grow(tagPos, srlHashSize+n*srlValueSize); err != nil { // the map and its keys' slots
 		return nil, 0, err
 	}
 	m := make(map[string]any, n)
@@ -652,6 +655,9 @@ func (d *serealDecoder) hash(tagPos, pos, n, depth int) (any, int, error) {
 func (d *serealDecoder) array(tagPos, pos, n, depth int) (any, int, error) {
 	if n > len(d.body)-pos {
 		return nil, 0, d.errf(ErrSerealCorrupt, tagPos, "%d items run past the end", n)
+	}
+	if err := d.grow(tagPos, srlArraySize); err != nil { // the items count themselves
+		return nil, 0, err
 	}
 	a := make([]any, n)
 	for i := range a {
