@@ -75,12 +75,17 @@ func FuzzSessionRequest(f *testing.F) {
 		sessions.Wait()
 	})
 
+	dead := false // after one message went unanswered, the others would wait in vain
 	f.Fuzz(func(t *testing.T, msg []byte) {
+		if dead {
+			t.Fatal("the session stopped answering on an earlier message")
+		}
 		system.Root.Send(pid, &Inbound{Data: append([]byte(nil), msg...), InvalidUTF8: !utf8.Valid(msg)})
 		var reply []byte
 		select {
 		case reply = <-conn.sent:
-		case <-time.After(10 * time.Second):
+		case <-time.After(5 * time.Second):
+			dead = true
 			t.Fatalf("no reply to %q: the session died or dropped it", msg)
 		}
 		var obj map[string]json.RawMessage
