@@ -21,7 +21,7 @@ func FuzzDecodeSereal(f *testing.F) {
 		"3df3726c05002b808080808080808010", // ARRAY of 2^60
 		"3df3726c050026808080808080808010", // BINARY of 2^60 bytes
 		"3df3726c3500808080808080808010" + "00",
-		"3df3726c050028ab012902",          // cycle
+		"3df3726c050028ab012902",           // cycle
 		"3df3726c05004264616263642f022f02", // COPY
 		"3df3726c0500" + shareChain(30),
 	} {
