@@ -28,16 +28,26 @@ func FuzzDecodeSereal(f *testing.F) {
 		f.Add(unhex(f, doc))
 	}
 	f.Fuzz(func(t *testing.T, doc []byte) {
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		v, err := decodeSereal(doc)
-		runtime.ReadMemStats(&after)
 		limit := uint64(serealAllocPerByte*len(doc) + 64<<10)
 		if len(doc) > 4 && doc[4]>>4 != 0 { // compressed
 			limit = 2*serealMaxBody + 4*serealMaxSize
 		}
-		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > limit {
-			t.Fatalf("%d bytes allocated for a document of %d bytes (limit %d)", alloc, len(doc), limit)
+		var v any
+		var err error
+		// TotalAlloc counts the whole process: a goroutine left winding down by an earlier test may allocate
+		// meanwhile, so only an excess seen three times running is the decoder's.
+		for try := 0; ; try++ {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			v, err = decodeSereal(doc)
+			runtime.ReadMemStats(&after)
+			alloc := after.TotalAlloc - before.TotalAlloc
+			if alloc <= limit {
+				break
+			}
+			if try == 2 {
+				t.Fatalf("%d bytes allocated for a document of %d bytes (limit %d)", alloc, len(doc), limit)
+			}
 		}
 		if err != nil {
 			if v != nil || !errors.Is(err, ErrSerealCorrupt) && !errors.Is(err, ErrSerealUnsupported) && !errors.Is(err, ErrSerealTooLarge) {
