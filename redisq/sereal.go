@@ -129,7 +129,7 @@ var srlTagNames = map[byte]string{
 	srlUndef: "UNDEF", srlBinary: "BINARY", srlStrUTF8: "STR_UTF8", srlRefN: "REFN", srlRefP: "REFP", srlHash: "HASH",
 	srlArray: "ARRAY", srlObject: "OBJECT", srlObjectV: "OBJECTV", srlAlias: "ALIAS", srlCopy: "COPY",
 	srlWeaken: "WEAKEN", srlRegexp: "REGEXP", srlObjectFreeze: "OBJECT_FREEZE", srlObjectVFreeze: "OBJECTV_FREEZE",
-	srlNo: "NO", srlYes: "YES", 0x36: "RESERVED_4", 0x37: "RESERVED_5", srlFloat128: "FLOAT_128",
+	srlNo: "NO", srlYes: "YES", 0x36: "RESERVED", 0x37: "RESERVED", srlFloat128: "FLOAT_128",
 	srlCanonicalUndef: "CANONICAL_UNDEF", srlFalse: "FALSE", srlTrue: "TRUE", srlMany: "MANY",
 	srlPacketStart: "PACKET_START", srlExtend: "EXTEND", srlPad: "PAD",
 }
@@ -154,9 +154,9 @@ func srlTagName(tag byte) string {
 // decodeSereal decodes a Sereal document (protocol 1 to 5) into plain Go values:
 //   - integers: int64 (uint64 above math.MaxInt64); FLOAT, DOUBLE, LONG_DOUBLE (x86 80-bit) and FLOAT_128:
 //     float64, rounded to the nearest;
-//   - strings: string. STR_UTF8 as is (invalid UTF-8 replaced by U+FFFD); BINARY and SHORT_BINARY (Perl byte strings) as is when they are valid
-//     UTF-8 (Perl code that holds encoded text), else read as Latin-1 (what a Perl byte string means), so that
-//     a string is always valid UTF-8;
+//   - strings: string. STR_UTF8 as is (invalid UTF-8 replaced by U+FFFD); BINARY and SHORT_BINARY (Perl
+//     byte strings) as is when they are valid UTF-8 (Perl code that holds encoded text), else read as Latin-1
+//     (what a Perl byte string means), so that a string is always valid UTF-8;
 //   - TRUE/FALSE and protocol 5's YES/NO: bool; UNDEF and CANONICAL_UNDEF: nil;
 //   - hashes: map[string]any; arrays: []any; references (REFN, REFP, WEAKEN) are transparent: a reference
 //     decodes to its referent. A value reached twice (REFP, ALIAS) is the same Go map or slice both times;
@@ -315,8 +315,9 @@ func newSerealDecoder(b []byte) (*serealDecoder, error) {
 	return d, nil
 }
 
-// zstdDecoder is shared by all decodes (DecodeAll is safe for concurrent use). With a concurrency of 1 it
-// starts no goroutines; its memory bound makes it refuse frames that would inflate past serealMaxBody.
+// zstdDecoder is shared by all decodes: concurrent DecodeAll calls take turns (Zstd bodies are rare: the Perl
+// encoder compresses only when asked to). With a concurrency of 1 it starts no goroutines; its memory bound
+// makes it refuse frames that would inflate past serealMaxBody.
 var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
 	return zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(serealMaxBody),
 		zstd.WithDecoderMaxWindow(serealMaxBody))

@@ -180,7 +180,7 @@ func TestDecodeSerealErrors(t *testing.T) {
 		{"MANY", v5 + "3c0100", ErrSerealUnsupported, "tag 0x3c (MANY)"},
 		{"EXTEND", v5 + "3e00", ErrSerealUnsupported, "tag 0x3e (EXTEND)"},
 		{"PACKET_START", v5 + "3d", ErrSerealUnsupported, "tag 0x3d (PACKET_START)"},
-		{"reserved", v5 + "41b6", ErrSerealUnsupported, "offset 2: tag 0x36 (RESERVED_4)"},
+		{"reserved", v5 + "41b6", ErrSerealUnsupported, "offset 2: tag 0x36 (RESERVED)"},
 		{"protocol 6", "3df3726c0600" + "01", ErrSerealUnsupported, "protocol version 6"},
 		{"document type 5", "3df3726c5500" + "01", ErrSerealUnsupported, "document type 5"},
 		{"cycle", "3df3726c050028ab012902", ErrSerealUnsupported, "cyclic"},
