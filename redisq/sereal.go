@@ -778,7 +778,9 @@ func encodeSereal(jsonDoc string) ([]byte, error) {
 	if err := d.Decode(&v); err != nil {
 		return nil, fmt.Errorf("redisq: sereal: field is not JSON: %w", err)
 	}
-	b, err := sereal.NewEncoderV3().Marshal(integers(v))
+	enc := sereal.NewEncoderV3()
+	enc.PerlCompat = true // hashes and arrays as references (REFN HASH): Perl cannot hold a bare hash in a scalar
+	b, err := enc.Marshal(integers(v))
 	if err != nil {
 		return nil, fmt.Errorf("redisq: sereal: %w", err)
 	}

@@ -272,6 +272,21 @@ func TestSerealRoundTrip(t *testing.T) {
 	}
 }
 
+// TestSerealWritesReferences: hashes and arrays are written as references (REFN HASH, REFN ARRAY), at the top
+// and nested, as Perl needs them; the Sereal Go library writes bare ones unless PerlCompat is set, which
+// Sereal::Decoder turns into "Bizarre copy of HASH". The expected bytes were checked with
+// perl -MSereal::Decoder=decode_sereal -MData::Dumper -e 'print Dumper(decode_sereal(pack "H*", "<hex>"))'
+// (Sereal::Decoder 5.003), which prints $VAR1 = {'a' => [1,{'b' => undef}]};
+func TestSerealWritesReferences(t *testing.T) {
+	b, err := encodeSereal(`{"a":[1,{"b":null}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := hex.EncodeToString(b), "3df3726c0300282a01270161282b0201282a0127016225"; got != want {
+		t.Fatalf("wrote %s, want %s", got, want)
+	}
+}
+
 // TestPerlObjectJSON: blessed objects and regexps reach a handler's Job.Decode as their data.
 func TestPerlObjectJSON(t *testing.T) {
 	v, err := decodeSereal(unhex(t, "3df3726c0500422c63466f6f282a0161610131617860")) // [bless({a=>1},"Foo"), REGEXP x//]
@@ -322,4 +337,46 @@ func TestParseJobSerealProtocol5(t *testing.T) {
 	if *got["ok"] != true || *got["off"] != false || got["none"] != nil || len(got) != 3 {
 		t.Fatalf("flags = %v", got)
 	}
+}
+
+// TestSerealWrittenIsReadByPerl: what ClientConfig.Sereal writes decodes in Perl's Sereal::Decoder to the
+// same data (where that module is installed: apt-get install libsereal-decoder-perl).
+func TestSerealWrittenIsReadByPerl(t *testing.T) {
+	if err := exec.Command("perl", "-MSereal::Decoder", "-MJSON::PP", "-e1").Run(); err != nil {
+		t.Skip("Perl's Sereal::Decoder is not installed")
+	}
+	for _, doc := range []string{`{"n":3,"s":["x","y"],"f":1.5,"neg":-300,"t":true,"nil":null,"o":{"k":{}},"e":[]}`,
+		`"☺"`, `[1,[2,[3]]]`} {
+		b, err := encodeSereal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("perl", "-MSereal::Decoder=decode_sereal", "-MJSON::PP", "-e",
+			`print JSON::PP->new->canonical->allow_nonref->utf8->encode(decode_sereal(pack "H*", $ARGV[0]))`,
+			hex.EncodeToString(b)).Output()
+		if err != nil {
+			t.Fatalf("%s: %v", doc, err)
+		}
+		var want, got any
+		if err := json.Unmarshal([]byte(doc), &want); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("%s: Perl wrote %s: %v", doc, out, err)
+		}
+		if !reflect.DeepEqual(normalizeBools(got), want) {
+			t.Errorf("%s: Perl read %s", doc, out)
+		}
+	}
+}
+
+// normalizeBools maps the 1/0 (or "1"/"") that Perl makes of JSON booleans written as Sereal TRUE/FALSE back
+// to bools where the test expects them: only the "t" key holds one.
+func normalizeBools(v any) any {
+	if m, ok := v.(map[string]any); ok {
+		if t, ok := m["t"]; ok {
+			m["t"] = t == true || t == 1.0 || t == "1"
+		}
+	}
+	return v
 }
