@@ -28,7 +28,7 @@ func FuzzDecodeSereal(f *testing.F) {
 		f.Add(unhex(f, doc))
 	}
 	f.Fuzz(func(t *testing.T, doc []byte) {
-		limit := uint64(serealAllocPerByte*len(doc) + 64<<10)
+		limit := uint64(min(serealAllocPerByte*len(doc), 2*serealMaxSize) + 64<<10)
 		if len(doc) > 4 && doc[4]>>4 != 0 { // compressed
 			limit = 2*serealMaxBody + 4*serealMaxSize
 		}
@@ -64,10 +64,11 @@ func FuzzDecodeSereal(f *testing.F) {
 	})
 }
 
-// serealAllocPerByte bounds what decoding allocates per byte of an uncompressed document: the worst cases are
-// one-byte tags that each make a value (an empty hash: a map and its interface; a tracked scalar: its
-// tracking entry too).
-const serealAllocPerByte = 128
+// serealAllocPerByte bounds what decoding allocates per byte of an uncompressed document. The worst case is
+// a truncated nest of HASHREF_15 or ARRAYREF_15 tags: each level allocates room for 15 items (about 600 bytes
+// for a map, 264 for an array) for its one or two bytes, before the truncation is found. serealMaxSize caps
+// the total whatever the input's length.
+const serealAllocPerByte = 512
 
 // FuzzParseJob: a job hash as a worker reads it (HGETALL) never makes parseJob or Job.Decode panic; every data
 // field it accepts is one of the hash's fields without its format prefix.

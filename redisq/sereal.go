@@ -46,11 +46,13 @@ const (
 	// plus the bytes of its strings. Values reached again through REFP, ALIAS or COPY count
 	// each time (JSON would write them each time), though they take no more memory.
 	serealMaxSize = 64 << 20
-	// srlValueSize is what a value counts towards serealMaxSize besides its string bytes: an interface. An
-	// array adds srlArraySize (its slice header), a hash srlHashSize (the map) and srlValueSize per key.
+	// srlValueSize is what a value counts towards serealMaxSize besides its string bytes (an interface and
+	// what it boxes). An array adds srlArraySize plus srlValueSize per item it is declared to hold, a hash
+	// srlHashSize plus srlHashEntry per pair: their memory is allocated before the items are read.
 	srlValueSize = 16
 	srlArraySize = 24
 	srlHashSize  = 48
+	srlHashEntry = 48
 	// serealMaxDepth bounds nesting, as Sereal::Decoder's max_recursion_depth default does.
 	serealMaxDepth = 10000
 )
@@ -636,7 +638,7 @@ func (d *serealDecoder) hash(tagPos, pos, n, depth int) (any, int, error) {
 	if n > (len(d.body)-pos)/2 {
 		return nil, 0, d.errf(ErrSerealCorrupt, tagPos, "%d pairs run past the end", n)
 	}
-	if err := d.grow(tagPos, srlHashSize+n*srlValueSize); err != nil { // the map and its keys' slots
+	if err := d.grow(tagPos, srlHashSize+n*srlHashEntry); err != nil {
 		return nil, 0, err
 	}
 	m := make(map[string]any, n)
@@ -657,7 +659,7 @@ func (d *serealDecoder) array(tagPos, pos, n, depth int) (any, int, error) {
 	if n > len(d.body)-pos {
 		return nil, 0, d.errf(ErrSerealCorrupt, tagPos, "%d items run past the end", n)
 	}
-	if err := d.grow(tagPos, srlArraySize); err != nil { // the items count themselves
+	if err := d.grow(tagPos, srlArraySize+n*srlValueSize); err != nil {
 		return nil, 0, err
 	}
 	a := make([]any, n)
