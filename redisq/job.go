@@ -88,7 +88,7 @@ type Job struct {
 	ReplyTo string
 	// Data holds the job's data fields by name, without their format prefix: a string for `text_<k>`,
 	// a json.RawMessage for `json_<k>`, plain Go values (map[string]any, []any, string, int64, float64, bool,
-	// nil) for `sereal_<k>`.
+	// nil, PerlObject, PerlRegexp: see PROTOCOL.md) for `sereal_<k>`.
 	Data map[string]any
 	// Queued is when the client queued the job (zero if unknown).
 	Queued time.Time
