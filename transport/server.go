@@ -43,10 +43,17 @@ type Config struct {
 	WriteQueueBytes int
 	// WriteTimeout closes a connection whose socket has refused writes for this long; 0 means 10 s.
 	WriteTimeout time.Duration
-	// HandshakeTimeout bounds the upgrade request; 0 means 5 s.
+	// HandshakeTimeout bounds the upgrade request, from accept to the 101; 0 means 5 s. A client that has not
+	// sent its whole request by then gets 408 (or a closed socket) and frees its handshake slot.
 	HandshakeTimeout time.Duration
-	// MaxHandshakes bounds upgrades in progress at once; 0 means 1024. Beyond it new sockets are closed.
+	// MaxHandshakes bounds upgrades in progress at once; 0 means 1024. Beyond it a new socket is closed at once.
+	// A slot is held from accept to the 101, normally half a round trip, so 1,024 slots serve thousands of
+	// upgrades a second; each costs a goroutine and a descriptor until then.
 	MaxHandshakes int
+	// MaxHandshakesPerIP bounds the upgrades in progress from one client address (IPv6: one /64); 0 means 64.
+	// Beyond it a new socket from that address is closed at once, without taking one of MaxHandshakes, so a
+	// few addresses that open sockets and send their request slowly cannot lock everyone else out.
+	MaxHandshakesPerIP int
 	// MaxConnections bounds open connections; 0 means no limit. Beyond it the upgrade gets 503.
 	MaxConnections int
 	// MaxConnectionsPerIP bounds open connections from one client address; 0 means no limit. Beyond it the
@@ -92,6 +99,7 @@ func (c *Config) setDefaults() {
 	def(&c.MaxMessageSize, 1<<20)
 	def(&c.WriteQueueBytes, 4<<20)
 	def(&c.MaxHandshakes, 1024)
+	def(&c.MaxHandshakesPerIP, 64)
 	def(&c.ReadWorkers, 4*runtime.GOMAXPROCS(0))
 	def(&c.ReadBudget, 256<<10)
 	def(&c.CompressMinSize, 512)
@@ -106,7 +114,8 @@ func (c *Config) setDefaults() {
 // Validate reports a configuration error.
 func (c *Config) Validate() error {
 	for name, v := range map[string]int{"MaxFrameSize": c.MaxFrameSize, "MaxMessageSize": c.MaxMessageSize,
-		"WriteQueueBytes": c.WriteQueueBytes, "MaxHandshakes": c.MaxHandshakes, "MaxConnections": c.MaxConnections,
+		"WriteQueueBytes": c.WriteQueueBytes, "MaxHandshakes": c.MaxHandshakes,
+		"MaxHandshakesPerIP": c.MaxHandshakesPerIP, "MaxConnections": c.MaxConnections,
 		"MaxConnectionsPerIP": c.MaxConnectionsPerIP, "CompressMinSize": c.CompressMinSize,
 		"ReadWorkers": c.ReadWorkers, "ReadBudget": c.ReadBudget} {
 		if v < 0 {
@@ -159,6 +168,9 @@ type Server struct {
 	hsSlots  chan struct{}
 	stats    stats
 
+	hsMu   sync.Mutex
+	hsByIP map[netip.Addr]int // handshakes in progress per client address (handshakeKey)
+
 	mu        sync.Mutex
 	conns     map[*Conn]struct{}
 	perIP     map[netip.Addr]int
@@ -185,6 +197,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		ready:     make(chan *Conn, 4096),
 		writable:  make(chan *Conn, 1024),
 		hsSlots:   make(chan struct{}, cfg.MaxHandshakes),
+		hsByIP:    make(map[netip.Addr]int),
 		conns:     make(map[*Conn]struct{}),
 		perIP:     make(map[netip.Addr]int),
 		listeners: make(map[net.Listener]struct{}),
@@ -249,26 +262,64 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		select {
-		case s.hsSlots <- struct{}{}:
-			s.wg.Add(1)
-			go s.handshake(nc)
-		default:
+		var ip netip.Addr
+		if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+			ip = a.AddrPort().Addr()
+		}
+		key := handshakeKey(ip)
+		if !s.startHandshake(key) {
 			s.stats.rejected.Add(1)
 			nc.Close()
+			continue
 		}
+		s.wg.Add(1)
+		go s.handshake(nc, ip, key)
 	}
 }
 
-// handshake upgrades one socket (with a deadline, so a slow client cannot hold the slot) and registers it.
-func (s *Server) handshake(nc net.Conn) {
-	defer s.wg.Done()
-	defer func() { <-s.hsSlots }()
-	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	var ip netip.Addr
-	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		ip = a.AddrPort().Addr()
+// handshakeKey is the address that MaxHandshakesPerIP counts: the IP itself, or for IPv6 its /64, since one
+// host usually has a whole /64 to pick source addresses from.
+func handshakeKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
 	}
+	return ip
+}
+
+// startHandshake takes a handshake slot for key, first its address's, then a global one; it reports false,
+// taking nothing, when either bound is reached.
+func (s *Server) startHandshake(key netip.Addr) bool {
+	s.hsMu.Lock()
+	defer s.hsMu.Unlock()
+	if s.hsByIP[key] >= s.cfg.MaxHandshakesPerIP {
+		return false
+	}
+	select {
+	case s.hsSlots <- struct{}{}:
+	default:
+		return false
+	}
+	s.hsByIP[key]++
+	return true
+}
+
+// endHandshake gives back what startHandshake took.
+func (s *Server) endHandshake(key netip.Addr) {
+	s.hsMu.Lock()
+	if s.hsByIP[key]--; s.hsByIP[key] <= 0 {
+		delete(s.hsByIP, key)
+	}
+	s.hsMu.Unlock()
+	<-s.hsSlots
+}
+
+// handshake upgrades one socket (with a deadline, so a slow client cannot hold the slot) and registers it.
+func (s *Server) handshake(nc net.Conn, ip, key netip.Addr) {
+	defer s.wg.Done()
+	defer s.endHandshake(key)
+	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
 			path := uri
