@@ -14,7 +14,9 @@
 // refused writes for WriteTimeout.
 //
 // permessage-deflate is negotiated when enabled, with no context takeover in either direction, so compression
-// costs CPU per message and no memory per connection.
+// costs CPU per message and no memory per connection. The first offer the server can honour is accepted; an
+// offer it cannot honour or parse (server_max_window_bits below 15, unknown parameters) is declined, and the
+// connection proceeds uncompressed.
 //
 // A handler that cannot keep up calls Conn.PauseReading: the connection's epoll interest is not re-armed, the
 // kernel's buffer fills and TCP pushes back on the client, until Conn.ResumeReading.

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsflate"
 	"github.com/mailru/easygo/netpoll"
 	"golang.org/x/sys/unix"
 )
@@ -353,9 +352,8 @@ func (s *Server) handshake(nc net.Conn, ip, key netip.Addr) {
 			return ws.RejectConnectionError(ws.RejectionStatus(403), ws.RejectionReason("origin not allowed"))
 		},
 	}
-	var ext wsflate.Extension
+	var ext deflateNegotiator
 	if s.cfg.Compression {
-		ext.Parameters = deflateParams
 		u.Negotiate = ext.Negotiate
 	}
 	if _, err := u.Upgrade(nc); err != nil {
@@ -364,8 +362,7 @@ func (s *Server) handshake(nc net.Conn, ip, key netip.Addr) {
 		return
 	}
 	_ = nc.SetDeadline(time.Time{})
-	_, deflate := ext.Accepted()
-	if err := s.register(nc, deflate); err != nil {
+	if err := s.register(nc, ext.accepted); err != nil {
 		s.stats.rejected.Add(1)
 		s.log.Warn("register connection failed", "err", err)
 		nc.Close()
