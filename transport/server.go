@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -53,6 +52,11 @@ type Config struct {
 	// Beyond it a new socket from that address is closed at once, without taking one of MaxHandshakes, so a
 	// few addresses that open sockets and send their request slowly cannot lock everyone else out.
 	MaxHandshakesPerIP int
+	// FDReserve is the number of file descriptors kept free for everything but WebSocket connections (the admin
+	// listener, Redis, log files): an upgrade gets 503 while the process's open descriptors are within
+	// FDReserve of its RLIMIT_NOFILE; 0 means 256, negative turns the check off. Whatever the reserve, an
+	// upgrade for which no descriptor can be had gets 503, never a 101 and a dead socket.
+	FDReserve int
 	// MaxConnections bounds open connections; 0 means no limit. Beyond it the upgrade gets 503.
 	MaxConnections int
 	// MaxConnectionsPerIP bounds open connections from one client address; 0 means no limit. Beyond it the
@@ -99,6 +103,7 @@ func (c *Config) setDefaults() {
 	def(&c.WriteQueueBytes, 4<<20)
 	def(&c.MaxHandshakes, 1024)
 	def(&c.MaxHandshakesPerIP, 64)
+	def(&c.FDReserve, 256)
 	def(&c.ReadWorkers, 4*runtime.GOMAXPROCS(0))
 	def(&c.ReadBudget, 256<<10)
 	def(&c.CompressMinSize, 512)
@@ -139,10 +144,11 @@ type Stats struct {
 	WriteTimeouts  uint64
 	ProtocolErrors uint64
 	ReadPauses     uint64 // times a handler paused reading from a connection (backpressure)
+	NoFDs          uint64 // upgrades refused with 503 for want of file descriptors (also counted in Rejected)
 }
 
 type stats struct {
-	accepted, rejected, slowConsumers, writeTimeouts, protocolErrors, pauses atomic.Uint64
+	accepted, rejected, slowConsumers, writeTimeouts, protocolErrors, pauses, noFDs atomic.Uint64
 }
 
 // readEvents is the epoll interest of an idle connection: readable, one-shot, level-triggered.
@@ -169,6 +175,9 @@ type Server struct {
 
 	hsMu   sync.Mutex
 	hsByIP map[netip.Addr]int // handshakes in progress per client address (handshakeKey)
+
+	fds      fdGauge
+	fdWarned atomic.Int64 // when "out of file descriptors" was last logged, unix nanoseconds
 
 	mu        sync.Mutex
 	conns     map[*Conn]struct{}
@@ -202,6 +211,8 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		stop:      make(chan struct{}),
 	}
+	s.fds.reserve = int64(max(cfg.FDReserve, -1))
+	s.fds.sample(0)
 	ecfg := &netpoll.EpollConfig{OnWaitError: func(err error) { s.log.Error("epoll wait failed", "err", err) }}
 	var err error
 	if s.poller, err = netpoll.EpollCreate(ecfg); err != nil {
@@ -224,7 +235,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 func (s *Server) Stats() Stats {
 	return Stats{Connections: int64(s.Len()), Accepted: s.stats.accepted.Load(), Rejected: s.stats.rejected.Load(),
 		SlowConsumers: s.stats.slowConsumers.Load(), WriteTimeouts: s.stats.writeTimeouts.Load(),
-		ProtocolErrors: s.stats.protocolErrors.Load(), ReadPauses: s.stats.pauses.Load()}
+		ProtocolErrors: s.stats.protocolErrors.Load(), ReadPauses: s.stats.pauses.Load(), NoFDs: s.stats.noFDs.Load()}
 }
 
 // Len is the number of open connections.
@@ -243,6 +254,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
+	s.fds.sample(s.ownFDs()) // count the listener (and the runtime's poller, made with the first one)
 	backoff := 5 * time.Millisecond
 	for {
 		nc, err := ln.Accept()
@@ -319,6 +331,7 @@ func (s *Server) handshake(nc net.Conn, ip, key netip.Addr) {
 	defer s.wg.Done()
 	defer s.endHandshake(key)
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	fd := -1 // the connection's own descriptor, taken before the 101 (takeFD)
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
 			path := uri
@@ -340,6 +353,11 @@ func (s *Server) handshake(nc net.Conn, ip, key netip.Addr) {
 			}
 			return nil
 		},
+		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+			var err error
+			fd, err = s.takeFD(nc)
+			return nil, err
+		},
 		OnHeader: func(key, value []byte) error {
 			if len(s.cfg.AllowedOrigins) == 0 || !asciiEqualFold(key, "Origin") {
 				return nil
@@ -359,15 +377,46 @@ func (s *Server) handshake(nc net.Conn, ip, key netip.Addr) {
 	if _, err := u.Upgrade(nc); err != nil {
 		s.stats.rejected.Add(1)
 		nc.Close()
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 		return
 	}
 	_ = nc.SetDeadline(time.Time{})
-	if err := s.register(nc, ext.accepted); err != nil {
+	if err := s.register(nc, fd, ext.accepted); err != nil {
 		s.stats.rejected.Add(1)
 		s.log.Warn("register connection failed", "err", err)
 		nc.Close()
 	}
 }
+
+// takeFD gets the descriptor the connection will own (dupFD) before the upgrade is answered, so that a
+// connection that cannot have one gets 503 rather than a 101 and a dead socket; it refuses as well when that
+// would eat into the FDReserve.
+func (s *Server) takeFD(nc net.Conn) (int, error) {
+	var err error
+	fd := -1
+	if s.fds.full(s.ownFDs()) {
+		err = errNoFD
+	} else if fd, err = dupFD(nc); err == nil {
+		return fd, nil
+	}
+	if !errors.Is(err, errNoFD) {
+		s.log.Warn("cannot take the connection's descriptor", "err", err)
+		return -1, ws.RejectConnectionError(ws.RejectionStatus(500), ws.RejectionReason("internal error"))
+	}
+	s.stats.noFDs.Add(1)
+	if now, last := time.Now().UnixNano(), s.fdWarned.Load(); now-last >= int64(10*time.Second) &&
+		s.fdWarned.CompareAndSwap(last, now) {
+		s.log.Warn("out of file descriptors: refusing new connections with 503", "err", err,
+			"open_estimate", s.fds.others.Load()+int64(s.ownFDs()), "limit", s.fds.limit.Load(),
+			"reserve", s.fds.reserve, "refused", s.stats.noFDs.Load())
+	}
+	return -1, ws.RejectConnectionError(ws.RejectionStatus(503), ws.RejectionReason("out of file descriptors"))
+}
+
+// ownFDs is the transport's count of its descriptors: one per connection and per handshake in progress.
+func (s *Server) ownFDs() int { return s.Len() + len(s.hsSlots) }
 
 func (s *Server) connsFrom(ip netip.Addr) int {
 	s.mu.Lock()
@@ -388,28 +437,10 @@ func asciiEqualFold(b []byte, s string) bool {
 	return true
 }
 
-// register takes the socket out of the net.Conn and hands it to epoll. The descriptor is duplicated and the
-// net.Conn closed, which leaves one descriptor per connection (easygo's netpoll.Handle would keep both) and
-// none of the Go runtime's per-connection structures.
-func (s *Server) register(nc net.Conn, deflate bool) error {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return errors.New("transport: connection has no file descriptor")
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	fd := -1
-	var dupErr error
-	if err := rc.Control(func(orig uintptr) {
-		fd, dupErr = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return err
-	}
-	if dupErr != nil {
-		return fmt.Errorf("transport: dup: %w", dupErr)
-	}
+// register takes the socket out of the net.Conn and hands it to epoll: fd is the socket's duplicate (dupFD),
+// and the net.Conn is closed, which leaves one descriptor per connection (easygo's netpoll.Handle would keep
+// both) and none of the Go runtime's per-connection structures.
+func (s *Server) register(nc net.Conn, fd int, deflate bool) error {
 	c := &Conn{srv: s, fd: fd, deflate: deflate}
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.remote = a.AddrPort()
@@ -505,6 +536,7 @@ func (s *Server) keepalive() {
 			batch = append(batch, c)
 		}
 		s.mu.Unlock()
+		s.fds.sampleEvery(time.Second, s.ownFDs())
 		for _, c := range batch {
 			quiet := now - c.lastRead.Load()
 			if b := c.blocked.Load(); b != 0 && now-b >= writeTimeout {
