@@ -137,12 +137,37 @@ func settings() []setting {
 			o.cfg.SessionWorkers = n
 			return err
 		}, "0"},
+		{"handshake-timeout", "WSGATE_HANDSHAKE_TIMEOUT", "time a client has to send its upgrade request (30s, or seconds)", func(o *options, v string) error {
+			d, err := parseDuration(v)
+			o.cfg.Transport.HandshakeTimeout = d
+			return err
+		}, "5s"},
+		{"max-handshakes", "WSGATE_MAX_HANDSHAKES", "upgrades in progress at once; beyond it a new socket is closed", intSetting(func(o *options) *int { return &o.cfg.Transport.MaxHandshakes }), "1024"},
+		{"max-handshakes-per-ip", "WSGATE_MAX_HANDSHAKES_PER_IP", "upgrades in progress from one address (IPv6: /64); beyond it a new socket is closed", intSetting(func(o *options) *int { return &o.cfg.Transport.MaxHandshakesPerIP }), "64"},
+		{"fd-reserve", "WSGATE_FD_RESERVE", "file descriptors kept free for Redis and the admin listener; upgrades get 503 within it of RLIMIT_NOFILE (-1: off)", intSetting(func(o *options) *int { return &o.cfg.Transport.FDReserve }), "256"},
 		{"compression", "WSGATE_COMPRESSION", "offer permessage-deflate to clients (the Perl proxy's default)", func(o *options, v string) error {
 			b, err := strconv.ParseBool(v)
 			o.cfg.Transport.Compression = b
 			return err
 		}, "true"},
 	}
+}
+
+// intSetting applies an integer setting to the field p returns.
+func intSetting(p func(o *options) *int) func(*options, string) error {
+	return func(o *options, v string) error {
+		n, err := strconv.Atoi(v)
+		*p(o) = n
+		return err
+	}
+}
+
+// parseDuration reads a Go duration ("5s") or a number of seconds ("5", "0.5"), as the config file does.
+func parseDuration(v string) (time.Duration, error) {
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	return time.ParseDuration(v)
 }
 
 func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
