@@ -41,8 +41,8 @@ type Config struct {
 	WriteQueueBytes int
 	// WriteTimeout closes a connection whose socket has refused writes for this long; 0 means 10 s.
 	WriteTimeout time.Duration
-	// HandshakeTimeout bounds the upgrade request, from accept to the 101; 0 means 5 s. A client that has not
-	// sent its whole request by then gets 408 (or a closed socket) and frees its handshake slot.
+	// HandshakeTimeout bounds the upgrade, from accept to the 101; 0 means 5 s. The socket of a client that has
+	// not sent its whole request by then is closed, which frees its handshake slots.
 	HandshakeTimeout time.Duration
 	// MaxHandshakes bounds upgrades in progress at once; 0 means 1024. Beyond it a new socket is closed at once.
 	// A slot is held from accept to the 101, normally half a round trip, so 1,024 slots serve thousands of
