@@ -300,11 +300,12 @@ func handshakeKey(ip netip.Addr) netip.Addr {
 }
 
 // startHandshake takes a handshake slot for key, first its address's, then a global one; it reports false,
-// taking nothing, when either bound is reached.
+// taking nothing, when either bound is reached. A socket with no IP address (a Unix socket) has only the
+// global bound.
 func (s *Server) startHandshake(key netip.Addr) bool {
 	s.hsMu.Lock()
 	defer s.hsMu.Unlock()
-	if s.hsByIP[key] >= s.cfg.MaxHandshakesPerIP {
+	if key.IsValid() && s.hsByIP[key] >= s.cfg.MaxHandshakesPerIP {
 		return false
 	}
 	select {
