@@ -140,15 +140,15 @@ type Stats struct {
 	Connections    int64
 	Accepted       uint64
 	Rejected       uint64 // failed or refused upgrades
+	NoFDs          uint64 // upgrades refused with 503 for want of file descriptors (also counted in Rejected)
 	SlowConsumers  uint64 // closed because their write queue was full
 	WriteTimeouts  uint64
 	ProtocolErrors uint64
 	ReadPauses     uint64 // times a handler paused reading from a connection (backpressure)
-	NoFDs          uint64 // upgrades refused with 503 for want of file descriptors (also counted in Rejected)
 }
 
 type stats struct {
-	accepted, rejected, slowConsumers, writeTimeouts, protocolErrors, pauses, noFDs atomic.Uint64
+	accepted, rejected, slowConsumers, writeTimeouts, protocolErrors, pauses atomic.Uint64
 }
 
 // readEvents is the epoll interest of an idle connection: readable, one-shot, level-triggered.
@@ -173,12 +173,6 @@ type Server struct {
 	hsSlots  chan struct{}
 	stats    stats
 
-	hsMu   sync.Mutex
-	hsByIP map[netip.Addr]int // handshakes in progress per client address (handshakeKey)
-
-	fds      fdGauge
-	fdWarned atomic.Int64 // when "out of file descriptors" was last logged, unix nanoseconds
-
 	mu        sync.Mutex
 	conns     map[*Conn]struct{}
 	perIP     map[netip.Addr]int
@@ -189,6 +183,13 @@ type Server struct {
 	workers  sync.WaitGroup // the read pool
 	stop     chan struct{}
 	stopOnce sync.Once
+
+	hsMu   sync.Mutex
+	hsByIP map[netip.Addr]int // handshakes in progress per client address (handshakeKey)
+
+	fds      fdGauge
+	noFDs    atomic.Uint64 // Stats.NoFDs
+	fdWarned atomic.Int64  // when "out of file descriptors" was last logged, unix nanoseconds
 }
 
 // NewServer checks cfg and starts the epoll loop and the read pool; call Serve to accept connections.
@@ -205,12 +206,12 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		ready:     make(chan *Conn, 4096),
 		writable:  make(chan *Conn, 1024),
 		hsSlots:   make(chan struct{}, cfg.MaxHandshakes),
-		hsByIP:    make(map[netip.Addr]int),
 		conns:     make(map[*Conn]struct{}),
 		perIP:     make(map[netip.Addr]int),
 		listeners: make(map[net.Listener]struct{}),
 		stop:      make(chan struct{}),
 	}
+	s.hsByIP = make(map[netip.Addr]int)
 	s.fds.reserve = int64(max(cfg.FDReserve, -1))
 	s.fds.sample(0)
 	ecfg := &netpoll.EpollConfig{OnWaitError: func(err error) { s.log.Error("epoll wait failed", "err", err) }}
@@ -234,8 +235,9 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
 	return Stats{Connections: int64(s.Len()), Accepted: s.stats.accepted.Load(), Rejected: s.stats.rejected.Load(),
+		NoFDs:         s.noFDs.Load(),
 		SlowConsumers: s.stats.slowConsumers.Load(), WriteTimeouts: s.stats.writeTimeouts.Load(),
-		ProtocolErrors: s.stats.protocolErrors.Load(), ReadPauses: s.stats.pauses.Load(), NoFDs: s.stats.noFDs.Load()}
+		ProtocolErrors: s.stats.protocolErrors.Load(), ReadPauses: s.stats.pauses.Load()}
 }
 
 // Len is the number of open connections.
@@ -397,7 +399,9 @@ func (s *Server) handshake(nc net.Conn, ip, key netip.Addr) {
 func (s *Server) takeFD(nc net.Conn) (int, error) {
 	var err error
 	fd := -1
-	if s.fds.full(s.ownFDs()) {
+	own := s.ownFDs()
+	s.fds.sampleEvery(time.Second, own)
+	if s.fds.full(own) {
 		err = errNoFD
 	} else if fd, err = dupFD(nc); err == nil {
 		return fd, nil
@@ -406,12 +410,12 @@ func (s *Server) takeFD(nc net.Conn) (int, error) {
 		s.log.Warn("cannot take the connection's descriptor", "err", err)
 		return -1, ws.RejectConnectionError(ws.RejectionStatus(500), ws.RejectionReason("internal error"))
 	}
-	s.stats.noFDs.Add(1)
+	s.noFDs.Add(1)
 	if now, last := time.Now().UnixNano(), s.fdWarned.Load(); now-last >= int64(10*time.Second) &&
 		s.fdWarned.CompareAndSwap(last, now) {
 		s.log.Warn("out of file descriptors: refusing new connections with 503", "err", err,
 			"open_estimate", s.fds.others.Load()+int64(s.ownFDs()), "limit", s.fds.limit.Load(),
-			"reserve", s.fds.reserve, "refused", s.stats.noFDs.Load())
+			"reserve", s.fds.reserve, "refused", s.noFDs.Load())
 	}
 	return -1, ws.RejectConnectionError(ws.RejectionStatus(503), ws.RejectionReason("out of file descriptors"))
 }
@@ -537,7 +541,6 @@ func (s *Server) keepalive() {
 			batch = append(batch, c)
 		}
 		s.mu.Unlock()
-		s.fds.sampleEvery(time.Second, s.ownFDs())
 		for _, c := range batch {
 			quiet := now - c.lastRead.Load()
 			if b := c.blocked.Load(); b != 0 && now-b >= writeTimeout {
