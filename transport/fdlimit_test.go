@@ -2,15 +2,18 @@ package transport
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,7 +48,9 @@ func TestFDLimitServer(t *testing.T) {
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewServer(Config{FDReserve: reserve, Logger: quiet}, &echoHandler{})
+	// Warnings go to stderr, where the parent counts failed accepts.
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := NewServer(Config{FDReserve: reserve, Logger: logger}, &echoHandler{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,12 +72,32 @@ func TestFDLimitServer(t *testing.T) {
 	fmt.Printf("stats %+v\n", s.Stats())
 }
 
-// startFDLimitServer starts TestFDLimitServer in a child process and returns its address.
-func startFDLimitServer(t *testing.T, reserve int) string {
+// lockedBuffer is a bytes.Buffer that a child process's output can be copied into while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startFDLimitServer starts TestFDLimitServer in a child process and returns its address and its stderr
+// (the server's warnings).
+func startFDLimitServer(t *testing.T, reserve int) (string, *lockedBuffer) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestFDLimitServer$", "-test.v")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", fdLimitServerEnv, reserve))
-	cmd.Stderr = os.Stderr
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -93,16 +118,16 @@ func startFDLimitServer(t *testing.T, reserve int) string {
 			}
 		}
 		if err := cmd.Wait(); err != nil {
-			t.Errorf("child: %v", err)
+			t.Errorf("child: %v\n%s", err, stderr)
 		}
 	})
 	for out.Scan() {
 		if addr, ok := strings.CutPrefix(out.Text(), "addr "); ok {
-			return addr
+			return addr, stderr
 		}
 	}
 	t.Fatalf("child printed no address: %v", out.Err())
-	return ""
+	return "", nil
 }
 
 // echoes checks that conn is a working WebSocket.
@@ -126,7 +151,7 @@ func TestFDLimit(t *testing.T) {
 		reserve int
 	}{{"reserve=8", 8}, {"reserve=off", -1}} {
 		t.Run(tt.name, func(t *testing.T) {
-			addr := startFDLimitServer(t, tt.reserve)
+			addr, childLog := startFDLimitServer(t, tt.reserve)
 			var open []net.Conn
 			for {
 				resp, conn := rawUpgrade(t, addr)
@@ -152,6 +177,21 @@ func TestFDLimit(t *testing.T) {
 			for _, c := range open {
 				echoes(t, c)
 			}
+			// Sockets that connect and say nothing: the first takes the last descriptor in a handshake, and
+			// accept fails for the next with EMFILE. The accept loop backs off (5 ms doubling to 1 s), so it
+			// logs a handful of failures, not thousands, until the silent sockets close.
+			var silent []net.Conn
+			for i := 0; i < 20; i++ {
+				c, err := net.Dial("tcp", addr) // the kernel completes it without accept
+				if err != nil {
+					t.Fatal(err)
+				}
+				silent = append(silent, c)
+			}
+			testutil.WaitFor(t, func() bool { return strings.Contains(childLog.String(), "too many open files") })
+			for _, c := range silent {
+				c.Close()
+			}
 			for _, c := range open[:4] {
 				c.Close()
 			}
@@ -163,6 +203,9 @@ func TestFDLimit(t *testing.T) {
 				}
 				return false
 			})
+			if n := strings.Count(childLog.String(), "accept failed"); n > 20 {
+				t.Fatalf("accept failed %d times: the accept loop spins at the descriptor limit", n)
+			}
 		})
 	}
 }
