@@ -153,23 +153,6 @@ func settings() []setting {
 	}
 }
 
-// intSetting applies an integer setting to the field p returns.
-func intSetting(p func(o *options) *int) func(*options, string) error {
-	return func(o *options, v string) error {
-		n, err := strconv.Atoi(v)
-		*p(o) = n
-		return err
-	}
-}
-
-// parseDuration reads a Go duration ("5s") or a number of seconds ("5", "0.5"), as the config file does.
-func parseDuration(v string) (time.Duration, error) {
-	if f, err := strconv.ParseFloat(v, 64); err == nil {
-		return time.Duration(f * float64(time.Second)), nil
-	}
-	return time.ParseDuration(v)
-}
-
 func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("wsgate "+cmd, flag.ContinueOnError)
@@ -295,4 +278,21 @@ func runWorker(ctx context.Context, o *options) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return w.Shutdown(sctx)
+}
+
+// intSetting applies an integer setting to the field p returns.
+func intSetting(p func(o *options) *int) func(*options, string) error {
+	return func(o *options, v string) error {
+		n, err := strconv.Atoi(v)
+		*p(o) = n
+		return err
+	}
+}
+
+// parseDuration reads a Go duration ("5s") or a number of seconds ("5", "0.5"), as the config file does.
+func parseDuration(v string) (time.Duration, error) {
+	if f, err := strconv.ParseFloat(v, 64); err == nil {
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	return time.ParseDuration(v)
 }
