@@ -130,8 +130,8 @@ func startFDLimitServer(t *testing.T, reserve int) (string, *lockedBuffer) {
 	return "", nil
 }
 
-// echoes checks that conn is a working WebSocket.
-func echoes(t *testing.T, conn net.Conn) {
+// answersEcho checks that conn is a working WebSocket.
+func answersEcho(t *testing.T, conn net.Conn) {
 	t.Helper()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	if err := wsutil.WriteClientText(conn, []byte("still there?")); err != nil {
@@ -161,7 +161,7 @@ func TestFDLimit(t *testing.T) {
 				if resp.StatusCode != http.StatusSwitchingProtocols {
 					t.Fatalf("connection %d: status %d", len(open)+1, resp.StatusCode)
 				}
-				echoes(t, conn) // a 101 is a working connection
+				answersEcho(t, conn) // a 101 is a working connection
 				open = append(open, conn)
 				if len(open) > fdLimit {
 					t.Fatalf("%d connections under a limit of %d descriptors and none refused", len(open), fdLimit)
@@ -175,7 +175,7 @@ func TestFDLimit(t *testing.T) {
 				t.Fatalf("second refusal: status %d, want 503", resp.StatusCode)
 			}
 			for _, c := range open {
-				echoes(t, c)
+				answersEcho(t, c)
 			}
 			// Sockets that connect and say nothing: the first takes the last descriptor in a handshake, and
 			// accept fails for the next with EMFILE. The accept loop backs off (5 ms doubling to 1 s), so it
@@ -198,7 +198,7 @@ func TestFDLimit(t *testing.T) {
 			testutil.WaitFor(t, func() bool {
 				resp, conn := rawUpgrade(t, addr)
 				if resp.StatusCode == http.StatusSwitchingProtocols {
-					echoes(t, conn)
+					answersEcho(t, conn)
 					return true
 				}
 				return false
