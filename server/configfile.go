@@ -48,6 +48,9 @@ type File struct {
 		WriteQueueBytes     int          `yaml:"write_queue_bytes"`
 		StreamTimeout       Duration     `yaml:"stream_timeout"`
 		HandshakeTimeout    Duration     `yaml:"handshake_timeout"`
+		MaxHandshakes       int          `yaml:"max_handshakes"`
+		MaxHandshakesPerIP  int          `yaml:"max_handshakes_per_ip"`
+		FDReserve           int          `yaml:"fd_reserve"`
 		WriteTimeout        Duration     `yaml:"write_timeout"`
 		RateLimit           *actors.Rate `yaml:"rate_limit"`
 	} `yaml:"limits"`
@@ -307,6 +310,9 @@ func (f *File) Config() (Config, error) {
 	cfg.Transport.WriteQueueBytes = f.Limits.WriteQueueBytes
 	cfg.Transport.IdleTimeout = time.Duration(f.Limits.StreamTimeout)
 	cfg.Transport.HandshakeTimeout = time.Duration(f.Limits.HandshakeTimeout)
+	cfg.Transport.MaxHandshakes = f.Limits.MaxHandshakes
+	cfg.Transport.MaxHandshakesPerIP = f.Limits.MaxHandshakesPerIP
+	cfg.Transport.FDReserve = f.Limits.FDReserve
 	cfg.Transport.WriteTimeout = time.Duration(f.Limits.WriteTimeout)
 	cfg.Transport.AllowedOrigins = f.AllowedOrigins
 	cfg.Transport.Compression = f.Compression == nil || *f.Compression

@@ -75,3 +75,32 @@ func TestQueueTimeoutEnvironment(t *testing.T) {
 	}
 	os.Unsetenv("QUEUE_TIMEOUT")
 }
+
+func TestHandshakeAndDescriptorLimitsFromFile(t *testing.T) {
+	tests := []struct {
+		name, yaml          string
+		timeout             time.Duration
+		total, perIP, fdRes int
+	}{
+		{"unset: the transport's defaults", "", 0, 0, 0, 0},
+		{"set", "limits:\n  handshake_timeout: 2\n  max_handshakes: 4096\n  max_handshakes_per_ip: 16\n  fd_reserve: 512\n",
+			2 * time.Second, 4096, 16, 512},
+		{"reserve off", "limits: {fd_reserve: -1}\n", 0, 0, 0, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, _, err := server.ParseFile("cfg.yaml", []byte(tt.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc := cfg.Transport
+			if tc.HandshakeTimeout != tt.timeout || tc.MaxHandshakes != tt.total || tc.MaxHandshakesPerIP != tt.perIP ||
+				tc.FDReserve != tt.fdRes {
+				t.Fatalf("got %v %d %d %d", tc.HandshakeTimeout, tc.MaxHandshakes, tc.MaxHandshakesPerIP, tc.FDReserve)
+			}
+		})
+	}
+	if _, _, err := server.ParseFile("cfg.yaml", []byte("limits: {max_handshakes_per_ip: -1}\n")); err == nil {
+		t.Fatal("negative max_handshakes_per_ip accepted")
+	}
+}

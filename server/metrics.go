@@ -51,6 +51,8 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 		gauge("connections", "Open WebSocket connections.", func() float64 { return float64(st().Transport.Connections) }),
 		counter("connections_accepted_total", "Upgraded connections.", func() float64 { return float64(st().Transport.Accepted) }),
 		counter("connections_rejected_total", "Failed or refused upgrades.", func() float64 { return float64(st().Transport.Rejected) }),
+		counter("connections_refused_no_fd_total", "Upgrades refused with 503 for want of file descriptors (fd_reserve).",
+			func() float64 { return float64(st().Transport.NoFDs) }),
 		counter("slow_consumer_disconnects_total", "Clients closed because their write queue was full.",
 			func() float64 { return float64(st().Transport.SlowConsumers) }),
 		counter("write_timeout_disconnects_total", "Clients closed because they did not read for the write timeout.",

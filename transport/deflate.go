@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws/wsflate"
 )
 
@@ -13,8 +14,73 @@ import (
 // its own, so a connection keeps no compressor state (a flate writer is ~600 KiB) and the pools below serve all
 // connections.
 
-// deflateParams is what the server accepts and answers.
+// deflateParams is what the server answers: no context takeover in either direction. RFC 7692 lets a server
+// ask for both whether or not the offer did (7.1.1.1, 7.1.1.2).
 var deflateParams = wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: true}
+
+// deflateNegotiator picks the first permessage-deflate offer of a handshake that the server can honour (offers
+// are listed in the client's order of preference, RFC 7692 5). An offer it cannot honour or cannot parse is
+// declined, never an error: the client then gets a WebSocket without compression, not a failed handshake.
+type deflateNegotiator struct {
+	accepted bool
+}
+
+// Negotiate is ws.Upgrader.Negotiate; it is called once per offered extension.
+func (n *deflateNegotiator) Negotiate(opt httphead.Option) (httphead.Option, error) {
+	if n.accepted || string(opt.Name) != wsflate.ExtensionName {
+		return httphead.Option{}, nil
+	}
+	resp, ok := answerDeflateOffer(opt)
+	if !ok {
+		return httphead.Option{}, nil
+	}
+	n.accepted = true
+	return resp.Option(), nil
+}
+
+// answerDeflateOffer returns the parameters the server answers an offer with, or false to decline it.
+//
+// What can be honoured: client_max_window_bits with or without a value (each message is inflated with a fresh
+// 32 KiB window, which reads any smaller one; the answer need not mention it), both no_context_takeover flags
+// (the server uses neither context anyway), and server_max_window_bits=15, which the answer must repeat
+// (7.1.2.1). Go's compressor always uses a 32 KiB window, so server_max_window_bits below 15 is declined, as
+// are unknown parameters, duplicates and values outside the RFC's syntax (7.1).
+func answerDeflateOffer(opt httphead.Option) (wsflate.Parameters, bool) {
+	resp := deflateParams
+	ok := true
+	var seen [4]bool
+	opt.Parameters.ForEach(func(key, val []byte) bool {
+		var i int
+		switch string(key) {
+		case "server_no_context_takeover":
+			i, ok = 0, len(val) == 0
+		case "client_no_context_takeover":
+			i, ok = 1, len(val) == 0
+		case "client_max_window_bits":
+			i, ok = 2, len(val) == 0 || windowBits(val) > 0
+		case "server_max_window_bits":
+			i, ok = 3, windowBits(val) == 15
+			resp.ServerMaxWindowBits = 15
+		default:
+			ok = false
+		}
+		ok = ok && !seen[i]
+		seen[i] = true
+		return ok
+	})
+	return resp, ok
+}
+
+// windowBits parses an RFC 7692 window size (8 to 15, no leading zero); 0 means invalid.
+func windowBits(v []byte) wsflate.WindowBits {
+	if len(v) == 2 && v[0] == '1' && v[1] >= '0' && v[1] <= '5' {
+		return wsflate.WindowBits(10 + v[1] - '0')
+	}
+	if len(v) == 1 && v[0] >= '8' && v[0] <= '9' {
+		return wsflate.WindowBits(v[0] - '0')
+	}
+	return 0
+}
 
 // deflateTail is the empty stored block that a sender strips from each compressed message (RFC 7692 7.2.1).
 var deflateTail = []byte{0x00, 0x00, 0xff, 0xff}

@@ -14,10 +14,17 @@
 // refused writes for WriteTimeout.
 //
 // permessage-deflate is negotiated when enabled, with no context takeover in either direction, so compression
-// costs CPU per message and no memory per connection.
+// costs CPU per message and no memory per connection. The first offer the server can honour is accepted; an
+// offer it cannot honour or parse (server_max_window_bits below 15, unknown parameters) is declined, and the
+// connection proceeds uncompressed.
 //
 // A handler that cannot keep up calls Conn.PauseReading: the connection's epoll interest is not re-armed, the
 // kernel's buffer fills and TCP pushes back on the client, until Conn.ResumeReading.
+//
+// Admission: a handshake holds one of MaxHandshakes slots and one of its address's MaxHandshakesPerIP for at
+// most HandshakeTimeout; a socket over either bound is closed at once. The descriptor a connection will own
+// is duplicated before the 101 is sent, so that at the descriptor limit (or within FDReserve of it) a client
+// gets 503 instead of an upgrade on a dead socket; when accept itself fails the accept loop backs off.
 //
 // Concurrency contract: Handler callbacks for one connection never run concurrently (epoll one-shot), and
 // OnMessage's data is valid only during the call. Conn.Send, Conn.Close, PauseReading and ResumeReading are

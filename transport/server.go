@@ -10,11 +10,9 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsflate"
 	"github.com/mailru/easygo/netpoll"
 	"golang.org/x/sys/unix"
 )
@@ -43,10 +41,22 @@ type Config struct {
 	WriteQueueBytes int
 	// WriteTimeout closes a connection whose socket has refused writes for this long; 0 means 10 s.
 	WriteTimeout time.Duration
-	// HandshakeTimeout bounds the upgrade request; 0 means 5 s.
+	// HandshakeTimeout bounds the upgrade, from accept to the 101; 0 means 5 s. The socket of a client that has
+	// not sent its whole request by then is closed, which frees its handshake slots.
 	HandshakeTimeout time.Duration
-	// MaxHandshakes bounds upgrades in progress at once; 0 means 1024. Beyond it new sockets are closed.
+	// MaxHandshakes bounds upgrades in progress at once; 0 means 1024. Beyond it a new socket is closed at once.
+	// A slot is held from accept to the 101, normally half a round trip, so 1,024 slots serve thousands of
+	// upgrades a second; each costs a goroutine and a descriptor until then.
 	MaxHandshakes int
+	// MaxHandshakesPerIP bounds the upgrades in progress from one client address (IPv6: one /64); 0 means 64.
+	// Beyond it a new socket from that address is closed at once, without taking one of MaxHandshakes, so a
+	// few addresses that open sockets and send their request slowly cannot lock everyone else out.
+	MaxHandshakesPerIP int
+	// FDReserve is the number of file descriptors kept free for everything but WebSocket connections (the admin
+	// listener, Redis, log files): an upgrade gets 503 while the process's open descriptors are within
+	// FDReserve of its RLIMIT_NOFILE; 0 means 256, negative turns the check off. Whatever the reserve, an
+	// upgrade for which no descriptor can be had gets 503, never a 101 and a dead socket.
+	FDReserve int
 	// MaxConnections bounds open connections; 0 means no limit. Beyond it the upgrade gets 503.
 	MaxConnections int
 	// MaxConnectionsPerIP bounds open connections from one client address; 0 means no limit. Beyond it the
@@ -92,6 +102,8 @@ func (c *Config) setDefaults() {
 	def(&c.MaxMessageSize, 1<<20)
 	def(&c.WriteQueueBytes, 4<<20)
 	def(&c.MaxHandshakes, 1024)
+	def(&c.MaxHandshakesPerIP, 64)
+	def(&c.FDReserve, 256)
 	def(&c.ReadWorkers, 4*runtime.GOMAXPROCS(0))
 	def(&c.ReadBudget, 256<<10)
 	def(&c.CompressMinSize, 512)
@@ -106,7 +118,8 @@ func (c *Config) setDefaults() {
 // Validate reports a configuration error.
 func (c *Config) Validate() error {
 	for name, v := range map[string]int{"MaxFrameSize": c.MaxFrameSize, "MaxMessageSize": c.MaxMessageSize,
-		"WriteQueueBytes": c.WriteQueueBytes, "MaxHandshakes": c.MaxHandshakes, "MaxConnections": c.MaxConnections,
+		"WriteQueueBytes": c.WriteQueueBytes, "MaxHandshakes": c.MaxHandshakes,
+		"MaxHandshakesPerIP": c.MaxHandshakesPerIP, "MaxConnections": c.MaxConnections,
 		"MaxConnectionsPerIP": c.MaxConnectionsPerIP, "CompressMinSize": c.CompressMinSize,
 		"ReadWorkers": c.ReadWorkers, "ReadBudget": c.ReadBudget} {
 		if v < 0 {
@@ -127,6 +140,7 @@ type Stats struct {
 	Connections    int64
 	Accepted       uint64
 	Rejected       uint64 // failed or refused upgrades
+	NoFDs          uint64 // upgrades refused with 503 for want of file descriptors (also counted in Rejected)
 	SlowConsumers  uint64 // closed because their write queue was full
 	WriteTimeouts  uint64
 	ProtocolErrors uint64
@@ -169,6 +183,13 @@ type Server struct {
 	workers  sync.WaitGroup // the read pool
 	stop     chan struct{}
 	stopOnce sync.Once
+
+	hsMu   sync.Mutex
+	hsByIP map[netip.Addr]int // handshakes in progress per client address (handshakeKey)
+
+	fds      fdGauge
+	noFDs    atomic.Uint64 // Stats.NoFDs
+	fdWarned atomic.Int64  // when "out of file descriptors" was last logged, unix nanoseconds
 }
 
 // NewServer checks cfg and starts the epoll loop and the read pool; call Serve to accept connections.
@@ -190,6 +211,9 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		stop:      make(chan struct{}),
 	}
+	s.hsByIP = make(map[netip.Addr]int)
+	s.fds.reserve = int64(max(cfg.FDReserve, -1))
+	s.fds.sample(0)
 	ecfg := &netpoll.EpollConfig{OnWaitError: func(err error) { s.log.Error("epoll wait failed", "err", err) }}
 	var err error
 	if s.poller, err = netpoll.EpollCreate(ecfg); err != nil {
@@ -211,6 +235,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
 	return Stats{Connections: int64(s.Len()), Accepted: s.stats.accepted.Load(), Rejected: s.stats.rejected.Load(),
+		NoFDs:         s.noFDs.Load(),
 		SlowConsumers: s.stats.slowConsumers.Load(), WriteTimeouts: s.stats.writeTimeouts.Load(),
 		ProtocolErrors: s.stats.protocolErrors.Load(), ReadPauses: s.stats.pauses.Load()}
 }
@@ -231,6 +256,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
+	s.fds.sample(s.ownFDs()) // count the listener (and the runtime's poller, made with the first one)
 	backoff := 5 * time.Millisecond
 	for {
 		nc, err := ln.Accept()
@@ -249,26 +275,66 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		select {
-		case s.hsSlots <- struct{}{}:
-			s.wg.Add(1)
-			go s.handshake(nc)
-		default:
+		var ip netip.Addr
+		if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+			ip = a.AddrPort().Addr()
+		}
+		key := handshakeKey(ip)
+		if !s.startHandshake(key) {
 			s.stats.rejected.Add(1)
 			nc.Close()
+			continue
 		}
+		s.wg.Add(1)
+		go s.handshake(nc, ip, key)
 	}
 }
 
-// handshake upgrades one socket (with a deadline, so a slow client cannot hold the slot) and registers it.
-func (s *Server) handshake(nc net.Conn) {
-	defer s.wg.Done()
-	defer func() { <-s.hsSlots }()
-	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	var ip netip.Addr
-	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		ip = a.AddrPort().Addr()
+// handshakeKey is the address that MaxHandshakesPerIP counts: the IP itself, or for IPv6 its /64, since one
+// host usually has a whole /64 to pick source addresses from.
+func handshakeKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
 	}
+	return ip
+}
+
+// startHandshake takes a handshake slot for key, first its address's, then a global one; it reports false,
+// taking nothing, when either bound is reached. A socket with no IP address (a Unix socket) has only the
+// global bound.
+func (s *Server) startHandshake(key netip.Addr) bool {
+	s.hsMu.Lock()
+	defer s.hsMu.Unlock()
+	if key.IsValid() && s.hsByIP[key] >= s.cfg.MaxHandshakesPerIP {
+		return false
+	}
+	select {
+	case s.hsSlots <- struct{}{}:
+	default:
+		return false
+	}
+	s.hsByIP[key]++
+	return true
+}
+
+// endHandshake gives back what startHandshake took.
+func (s *Server) endHandshake(key netip.Addr) {
+	s.hsMu.Lock()
+	if s.hsByIP[key]--; s.hsByIP[key] <= 0 {
+		delete(s.hsByIP, key)
+	}
+	s.hsMu.Unlock()
+	<-s.hsSlots
+}
+
+// handshake upgrades one socket (with a deadline, so a slow client cannot hold the slot) and registers it.
+func (s *Server) handshake(nc net.Conn, ip, key netip.Addr) {
+	defer s.wg.Done()
+	defer s.endHandshake(key)
+	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	fd := -1 // the connection's own descriptor, taken before the 101 (takeFD)
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
 			path := uri
@@ -290,6 +356,11 @@ func (s *Server) handshake(nc net.Conn) {
 			}
 			return nil
 		},
+		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+			var err error
+			fd, err = s.takeFD(nc)
+			return nil, err
+		},
 		OnHeader: func(key, value []byte) error {
 			if len(s.cfg.AllowedOrigins) == 0 || !asciiEqualFold(key, "Origin") {
 				return nil
@@ -302,24 +373,55 @@ func (s *Server) handshake(nc net.Conn) {
 			return ws.RejectConnectionError(ws.RejectionStatus(403), ws.RejectionReason("origin not allowed"))
 		},
 	}
-	var ext wsflate.Extension
+	var ext deflateNegotiator
 	if s.cfg.Compression {
-		ext.Parameters = deflateParams
 		u.Negotiate = ext.Negotiate
 	}
 	if _, err := u.Upgrade(nc); err != nil {
 		s.stats.rejected.Add(1)
 		nc.Close()
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 		return
 	}
 	_ = nc.SetDeadline(time.Time{})
-	_, deflate := ext.Accepted()
-	if err := s.register(nc, deflate); err != nil {
+	if err := s.register(nc, fd, ext.accepted); err != nil {
 		s.stats.rejected.Add(1)
 		s.log.Warn("register connection failed", "err", err)
 		nc.Close()
 	}
 }
+
+// takeFD gets the descriptor the connection will own (dupFD) before the upgrade is answered, so that a
+// connection that cannot have one gets 503 rather than a 101 and a dead socket; it refuses as well when that
+// would eat into the FDReserve.
+func (s *Server) takeFD(nc net.Conn) (int, error) {
+	var err error
+	fd := -1
+	own := s.ownFDs()
+	s.fds.sampleEvery(time.Second, own)
+	if s.fds.full(own) {
+		err = errNoFD
+	} else if fd, err = dupFD(nc); err == nil {
+		return fd, nil
+	}
+	if !errors.Is(err, errNoFD) {
+		s.log.Warn("cannot take the connection's descriptor", "err", err)
+		return -1, ws.RejectConnectionError(ws.RejectionStatus(500), ws.RejectionReason("internal error"))
+	}
+	s.noFDs.Add(1)
+	if now, last := time.Now().UnixNano(), s.fdWarned.Load(); now-last >= int64(10*time.Second) &&
+		s.fdWarned.CompareAndSwap(last, now) {
+		s.log.Warn("out of file descriptors: refusing new connections with 503", "err", err,
+			"open_estimate", s.fds.others.Load()+int64(s.ownFDs()), "limit", s.fds.limit.Load(),
+			"reserve", s.fds.reserve, "refused", s.noFDs.Load())
+	}
+	return -1, ws.RejectConnectionError(ws.RejectionStatus(503), ws.RejectionReason("out of file descriptors"))
+}
+
+// ownFDs is the transport's count of its descriptors: one per connection and per handshake in progress.
+func (s *Server) ownFDs() int { return s.Len() + len(s.hsSlots) }
 
 func (s *Server) connsFrom(ip netip.Addr) int {
 	s.mu.Lock()
@@ -340,28 +442,10 @@ func asciiEqualFold(b []byte, s string) bool {
 	return true
 }
 
-// register takes the socket out of the net.Conn and hands it to epoll. The descriptor is duplicated and the
-// net.Conn closed, which leaves one descriptor per connection (easygo's netpoll.Handle would keep both) and
-// none of the Go runtime's per-connection structures.
-func (s *Server) register(nc net.Conn, deflate bool) error {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return errors.New("transport: connection has no file descriptor")
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	fd := -1
-	var dupErr error
-	if err := rc.Control(func(orig uintptr) {
-		fd, dupErr = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		return err
-	}
-	if dupErr != nil {
-		return fmt.Errorf("transport: dup: %w", dupErr)
-	}
+// register takes the socket out of the net.Conn and hands it to epoll: fd is the socket's duplicate (dupFD),
+// and the net.Conn is closed, which leaves one descriptor per connection (easygo's netpoll.Handle would keep
+// both) and none of the Go runtime's per-connection structures.
+func (s *Server) register(nc net.Conn, fd int, deflate bool) error {
 	c := &Conn{srv: s, fd: fd, deflate: deflate}
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.remote = a.AddrPort()

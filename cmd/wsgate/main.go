@@ -201,6 +201,14 @@ func settings() []setting {
 		{"listen", "WSGATE_LISTEN", "WebSocket listener address", str(func(o *options) *string { return &o.cfg.Listen }), server.DefaultListen},
 		{"admin", "WSGATE_ADMIN", `admin HTTP listener address, or "off"`, str(func(o *options) *string { return &o.cfg.Admin }), server.DefaultAdmin},
 		{"path", "WSGATE_PATH", "WebSocket path", str(func(o *options) *string { return &o.cfg.Transport.Path }), "/ws"},
+		{"handshake-timeout", "WSGATE_HANDSHAKE_TIMEOUT", "time a client has to send its upgrade request (30s, or seconds)", func(o *options, v string) error {
+			d, err := parseSeconds(v)
+			o.cfg.Transport.HandshakeTimeout = d
+			return err
+		}, "5s"},
+		{"max-handshakes", "WSGATE_MAX_HANDSHAKES", "upgrades in progress at once; beyond it a new socket is closed", intSetting(func(o *options) *int { return &o.cfg.Transport.MaxHandshakes }), "1024"},
+		{"max-handshakes-per-ip", "WSGATE_MAX_HANDSHAKES_PER_IP", "upgrades in progress from one address (IPv6: /64); beyond it a new socket is closed", intSetting(func(o *options) *int { return &o.cfg.Transport.MaxHandshakesPerIP }), "64"},
+		{"fd-reserve", "WSGATE_FD_RESERVE", "file descriptors kept free for Redis and the admin listener; upgrades get 503 within it of RLIMIT_NOFILE (-1: off)", intSetting(func(o *options) *int { return &o.cfg.Transport.FDReserve }), "256"},
 		{"redis", "WSGATE_REDIS", "Redis URL: redis://, rediss:// (TLS) or unix://", str(func(o *options) *string { return &o.redisURL }), server.DefaultRedisURL},
 		{"mode", "WSGATE_MODE", "queue mode: simple, recoverable or reliable", str(func(o *options) *string { return &o.mode }), server.DefaultMode},
 		{"prefix", "WSGATE_PREFIX", `queue prefix ("" for none, as the Perl code)`, func(o *options, v string) error {
@@ -492,4 +500,13 @@ func runWorker(ctx context.Context, o *options) error {
 	}
 	o.logger.Info("wsgate worker stopped", "stop_ms", time.Since(began).Milliseconds(), "err", err)
 	return err
+}
+
+// intSetting applies an integer setting to the field p returns.
+func intSetting(p func(o *options) *int) func(*options, string) error {
+	return func(o *options, v string) error {
+		n, err := strconv.Atoi(v)
+		*p(o) = n
+		return err
+	}
 }

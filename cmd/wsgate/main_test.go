@@ -194,3 +194,23 @@ func TestCheckConfigAndPrecedence(t *testing.T) {
 		t.Fatalf("defaults: listen %q (left to server defaults), admin %s (env)", o.cfg.Listen, o.cfg.Admin)
 	}
 }
+
+func TestHandshakeAndDescriptorSettings(t *testing.T) {
+	t.Setenv("WSGATE_HANDSHAKE_TIMEOUT", "2.5")
+	t.Setenv("WSGATE_MAX_HANDSHAKES", "2048")
+	t.Setenv("WSGATE_FD_RESERVE", "-1")
+	o, err := parseFlags("serve", []string{"--max-handshakes-per-ip", "8", "--fd-reserve", "100"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := o.cfg.Transport
+	if tc.HandshakeTimeout != 2500*time.Millisecond || tc.MaxHandshakes != 2048 || tc.MaxHandshakesPerIP != 8 || tc.FDReserve != 100 {
+		t.Fatalf("timeout %v (env), total %d (env), per IP %d (flag), reserve %d (flag over env)",
+			tc.HandshakeTimeout, tc.MaxHandshakes, tc.MaxHandshakesPerIP, tc.FDReserve)
+	}
+	for _, args := range [][]string{{"--handshake-timeout", "soon"}, {"--max-handshakes", "many"}, {"--max-handshakes-per-ip", "-1"}} {
+		if _, err := parseFlags("serve", args, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
+}
