@@ -235,17 +235,36 @@ const (
 
 // connState is what the gateway keeps on a transport connection.
 type connState struct {
-	pid     *actor.PID
-	conn    *transport.Conn
-	backlog atomic.Int32 // messages sent to the session and not handled yet
+	pid  *actor.PID
+	conn readPauser
+
+	mu      sync.Mutex
+	backlog int  // messages sent to the session and not handled yet
+	paused  bool // what conn was last told
+}
+
+// readPauser is the part of *transport.Conn that backpressure uses.
+type readPauser interface{ SetReadPaused(paused bool) }
+
+// addBacklog counts messages in (+1) or handled (-1) and pauses or resumes reading at the thresholds. The
+// count and the call to the transport share one lock, so the connection's state always follows the count,
+// whatever the order in which OnMessage and Handled run.
+func (cs *connState) addBacklog(delta int) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.backlog += delta
+	switch {
+	case !cs.paused && cs.backlog >= maxInboundBacklog:
+		cs.paused = true
+		cs.conn.SetReadPaused(true)
+	case cs.paused && cs.backlog <= resumeInboundBacklog:
+		cs.paused = false
+		cs.conn.SetReadPaused(false)
+	}
 }
 
 // Handled implements actors.InboundDone: the session has handled one message.
-func (cs *connState) Handled() {
-	if cs.backlog.Add(-1) == resumeInboundBacklog {
-		cs.conn.ResumeReading()
-	}
-}
+func (cs *connState) Handled() { cs.addBacklog(-1) }
 
 func (h wsHandler) OnOpen(c *transport.Conn) {
 	cs := &connState{conn: c}
@@ -260,9 +279,7 @@ func (h wsHandler) OnMessage(c *transport.Conn, m transport.Message) {
 	}
 	data := make([]byte, len(m.Data)) // the transport reuses its buffer; the session owns this copy
 	copy(data, m.Data)
-	if cs.backlog.Add(1) == maxInboundBacklog {
-		c.PauseReading()
-	}
+	cs.addBacklog(1)
 	h.g.root.Send(cs.pid, &actors.Inbound{Data: data, Binary: m.Binary, InvalidUTF8: m.InvalidUTF8, Done: cs})
 }
 

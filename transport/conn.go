@@ -60,8 +60,10 @@ type Conn struct {
 	state      uint8
 	writeArmed bool // fd is registered with the write poller
 	deflate    bool // permessage-deflate was negotiated
-	paused     bool // PauseReading: do not re-arm read interest
-	disarmed   bool // read interest is off (epoll one-shot fired and was not re-armed)
+	paused     bool // PauseReading: re-arm for hang-up only, not for reading
+	armed      bool // a one-shot epoll registration is pending (it has not fired yet)
+	watching   bool // the pending registration is for hang-up only (the connection is paused)
+	hangup     bool // epoll reported a hang-up or an error
 }
 
 // readState holds what a connection has read of unfinished frames and messages.
@@ -273,54 +275,97 @@ func (c *Conn) read(buf []byte) (int, error) {
 	return n, err
 }
 
-// rearm asks epoll for the next readiness event (one-shot), unless the connection is closed.
+// rearm asks epoll for the next readiness event (one-shot), unless the connection is closed. A paused
+// connection is armed for hang-up only, so that a client that leaves while paused is noticed at once.
 func (c *Conn) rearm() {
 	c.mu.Lock()
-	if c.paused {
-		c.disarmed = true // ResumeReading re-arms
-		c.mu.Unlock()
-		return
-	}
 	c.armReadLocked()
 }
 
-// armReadLocked re-arms read interest and unlocks mu.
+// armReadLocked re-arms read (or, paused, hang-up) interest and unlocks mu.
 func (c *Conn) armReadLocked() {
-	c.disarmed = false
-	if c.state != stateClosed {
-		if err := c.srv.poller.Mod(c.fd, readEvents); err != nil {
-			c.mu.Unlock()
-			c.teardown(err)
-			return
-		}
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return
 	}
-	c.mu.Unlock()
-}
-
-// PauseReading stops reading from the connection after what is being read now, until ResumeReading: the
-// kernel's buffer fills and TCP pushes back on the client. The handler uses it when it cannot keep up.
-func (c *Conn) PauseReading() {
-	c.mu.Lock()
-	if !c.paused {
-		c.paused = true
-		c.srv.stats.pauses.Add(1)
+	var events netpoll.EpollEvent = readEvents
+	if c.paused {
+		events = hangupEvents
 	}
-	c.mu.Unlock()
-}
-
-// ResumeReading undoes PauseReading.
-func (c *Conn) ResumeReading() {
-	c.mu.Lock()
-	c.paused = false
-	if c.disarmed {
-		c.armReadLocked()
+	c.armed, c.watching = true, c.paused
+	if err := c.srv.poller.Mod(c.fd, events); err != nil {
+		c.mu.Unlock()
+		c.teardown(err)
 		return
 	}
 	c.mu.Unlock()
+}
+
+// fired takes the pending epoll registration when it reports ev, and says whether a worker should handle it.
+// An event with no pending registration is stale (ResumeReading changed the interest of a registration that
+// had just fired): dropping it keeps to at most one worker per connection.
+func (c *Conn) fired(ev netpoll.EpollEvent) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.armed {
+		return false
+	}
+	c.armed = false
+	if ev&(netpoll.EPOLLRDHUP|netpoll.EPOLLHUP|netpoll.EPOLLERR) != 0 {
+		c.hangup = true
+	}
+	return true
+}
+
+// PauseReading stops reading from the connection after what is being read now, until ResumeReading: the
+// kernel's buffer fills and TCP pushes back on the client. The handler uses it when it cannot keep up. A
+// paused connection still notices a hang-up (and is then closed).
+func (c *Conn) PauseReading() { c.SetReadPaused(true) }
+
+// ResumeReading undoes PauseReading.
+func (c *Conn) ResumeReading() { c.SetReadPaused(false) }
+
+// SetReadPaused pauses or resumes reading under the connection's lock: when several goroutines decide the
+// state, the last call wins, whatever the order in which they reached it.
+func (c *Conn) SetReadPaused(paused bool) {
+	c.mu.Lock()
+	if paused == c.paused {
+		c.mu.Unlock()
+		return
+	}
+	c.paused = paused
+	if paused {
+		c.srv.stats.pauses.Add(1)
+	}
+	if !paused && c.armed && c.watching {
+		c.armReadLocked() // widen the pending hang-up registration to reading
+		return
+	}
+	c.mu.Unlock() // a worker holds or will hold the event, and re-arms by the new state
+}
+
+// pausedOnEntry handles a readiness event of a paused connection: a hang-up closes it, anything else
+// re-arms it for hang-up only. It reports whether the connection was paused.
+func (c *Conn) pausedOnEntry() bool {
+	c.mu.Lock()
+	if !c.paused {
+		c.mu.Unlock()
+		return false
+	}
+	if c.hangup {
+		c.mu.Unlock()
+		c.teardown(io.EOF)
+		return true
+	}
+	c.armReadLocked()
+	return true
 }
 
 // onReadable runs on a pool worker: it reads what the kernel holds without blocking, parses it, and re-arms.
 func (c *Conn) onReadable(buf []byte) {
+	if c.pausedOnEntry() {
+		return
+	}
 	budget := c.srv.cfg.ReadBudget
 	for budget > 0 {
 		n, rerr := c.read(buf)

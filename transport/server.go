@@ -140,6 +140,10 @@ type stats struct {
 // readEvents is the epoll interest of an idle connection: readable, one-shot, level-triggered.
 const readEvents = netpoll.EPOLLIN | netpoll.EPOLLRDHUP | netpoll.EPOLLONESHOT
 
+// hangupEvents is the interest of a paused connection: only the peer's hang-up (EPOLLHUP and EPOLLERR are
+// always reported).
+const hangupEvents = netpoll.EPOLLRDHUP | netpoll.EPOLLONESHOT
+
 // writeEvents is the interest of a backed-up connection on the write poller: writable, one-shot.
 const writeEvents = netpoll.EPOLLOUT | netpoll.EPOLLONESHOT
 
@@ -389,8 +393,9 @@ func (s *Server) register(nc net.Conn, deflate bool) error {
 	if c.state == stateClosed {
 		return nil
 	}
+	c.armed = true
 	if err := s.poller.Add(c.fd, readEvents, func(ev netpoll.EpollEvent) {
-		if ev&epollClosed == 0 {
+		if ev&epollClosed == 0 && c.fired(ev) {
 			s.ready <- c
 		}
 	}); err != nil {
