@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 	"github.com/mailru/easygo/netpoll"
@@ -50,6 +51,9 @@ type Conn struct {
 	// and epoll one-shot guarantees there is at most one at a time.
 	rs *readState
 
+	rbuf         atomic.Int64 // bytes of rs charged to the server's budget; rbufClosed once torn down
+	pendingSince atomic.Int64 // unix seconds when the unfinished frame or message began, 0 if none
+
 	lastRead atomic.Int64 // unix seconds of the last frame read
 	pinged   atomic.Bool  // a keepalive ping is outstanding
 	blocked  atomic.Int64 // unix seconds since the socket has refused writes, 0 if it has not
@@ -66,13 +70,23 @@ type Conn struct {
 	hangup     bool // epoll reported a hang-up or an error
 }
 
-// readState holds what a connection has read of unfinished frames and messages.
+// readState holds what a connection has read of an unfinished frame or message.
 type readState struct {
-	partial []byte // bytes of an unfinished frame
-	msg     []byte // fragments of an unfinished message
+	hdr     [maxHeaderSize]byte // the bytes of an incomplete frame header
+	hdrLen  int
+	frame   frameHeader // the frame whose payload is being read, while inFrame
+	inFrame bool
+	left    int64  // payload bytes of frame still to come
+	maskPos int    // payload bytes of frame read so far (the mask's offset)
+	ctrl    []byte // payload of a control frame that came in pieces
+	msg     []byte // the unfinished message: earlier fragments and what came of the current frame's payload
 	msgOp   byte   // opcode of the unfinished message, 0 if none
 	msgZ    bool   // the unfinished message is compressed
+	utf8    utf8Stream
 }
+
+// readStateSize is what a read state costs besides its buffers, as charged to the budget.
+const readStateSize = int64(unsafe.Sizeof(readState{}))
 
 // SetValue stores the handler's per-connection value (the server keeps the session's PID here). Call it only
 // from OnOpen: it is not synchronised with the other callbacks.
@@ -122,6 +136,7 @@ func (c *Conn) enqueue(hdr, payload []byte) error {
 		c.out = append(c.out, payload)
 	}
 	c.outBytes += size
+	c.srv.charge(int64(size))
 	err := c.flushLocked()
 	c.mu.Unlock()
 	if err != nil {
@@ -142,6 +157,7 @@ func (c *Conn) Close(code uint16, reason string) error {
 	payload := closePayload(code, reason)
 	c.out = append(c.out, append(appendHeader(make([]byte, 0, 4+len(payload)), true, opClose, len(payload)), payload...))
 	c.outBytes += 4 + len(payload)
+	c.srv.charge(int64(4 + len(payload)))
 	err := c.flushLocked()
 	c.mu.Unlock()
 	if err != nil {
@@ -228,6 +244,7 @@ func (c *Conn) writeNonBlockingLocked() (drained bool, err error) {
 
 func (c *Conn) consumeOut(n int) {
 	c.outBytes -= n
+	c.srv.charge(-int64(n))
 	for n > 0 {
 		if n < len(c.out[0]) {
 			c.out[0] = c.out[0][n:]
@@ -247,7 +264,9 @@ func (c *Conn) teardown(cause error) {
 		return
 	}
 	c.state = stateClosed
+	c.srv.charge(-int64(c.outBytes))
 	c.out, c.outBytes = nil, 0
+	c.refundRead()
 	_ = c.srv.poller.Del(c.fd)
 	if c.writeArmed {
 		_ = c.srv.wpoller.Del(c.fd)
@@ -410,8 +429,9 @@ func (c *Conn) readStatus() (closing, paused bool) {
 	return c.state != stateOpen, c.paused
 }
 
-// fail closes the connection for a protocol error.
+// fail closes the connection for a protocol error, and lets go of what it was reading.
 func (c *Conn) fail(err error) {
+	c.releaseRead()
 	var ce *closeError
 	if errors.As(err, &ce) {
 		c.srv.stats.protocolErrors.Add(1)
@@ -421,67 +441,205 @@ func (c *Conn) fail(err error) {
 	c.teardown(err)
 }
 
-// consume parses data (which it may modify) as a continuation of the bytes it kept last time.
+// consume parses data (which it may modify) as a continuation of what it read before. Bytes are copied only
+// into the buffer of an unfinished frame or message, once each, and that buffer grows geometrically up to the
+// size the frame headers announce: parsing is linear in the bytes read, whatever the read sizes.
 func (c *Conn) consume(data []byte) error {
-	rs := c.rs
-	fromPartial := rs != nil && len(rs.partial) > 0
-	if fromPartial {
-		rs.partial = append(rs.partial, data...)
-		data = rs.partial
-	}
 	for len(data) > 0 {
-		h, hn, err := parseHeader(data)
-		if err == errShortHeader {
-			break
+		rs := c.rs
+		if rs == nil || !rs.inFrame {
+			var h frameHeader
+			var err error
+			if data, h, err = c.nextHeader(data); err != nil || data == nil {
+				return err // data == nil: the header is not all here yet, and kept
+			}
+			if err := c.checkHeader(&h); err != nil {
+				return err
+			}
+			// Fast path: a control frame or a whole message that is all in data is handled in place.
+			if int64(len(data)) >= h.length && (h.op >= opClose || (h.fin && h.op != opContinuation)) {
+				payload := data[:h.length]
+				data = data[h.length:]
+				ws.Cipher(payload, h.mask, 0)
+				if err := c.wholeFrame(&h, payload); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := c.startFrame(&h); err != nil {
+				return err
+			}
+			rs = c.rs
 		}
-		if err != nil {
+		k := int(min(int64(len(data)), rs.left))
+		if err := c.payload(data[:k]); err != nil {
 			return err
 		}
-		if err := c.checkHeader(&h); err != nil {
-			return err
+		data = data[k:]
+		if rs.left == 0 {
+			if err := c.endFrame(); err != nil {
+				return err
+			}
 		}
-		if int64(len(data)-hn) < h.length {
-			break // the payload is not all here yet
-		}
-		end := hn + int(h.length)
-		payload := data[hn:end]
-		ws.Cipher(payload, h.mask, 0)
-		if err := c.frame(&h, payload); err != nil {
-			return err
-		}
-		data = data[end:]
 	}
-	c.keep(data, fromPartial)
+	c.dropIdleRead()
 	return nil
 }
 
-// keep saves the bytes of an unfinished frame, in memory that the connection owns, and drops the read state
-// when nothing is unfinished. inPartial says that rest lies inside rs.partial already.
-func (c *Conn) keep(rest []byte, inPartial bool) {
-	switch {
-	case len(rest) == 0:
-		if c.rs != nil {
-			c.rs.partial = nil
-			if c.rs.msgOp == 0 {
-				c.rs = nil // an idle connection holds no read buffer
-			}
+// nextHeader parses the next frame header, from the bytes kept of an incomplete one and data. It returns the
+// rest of data, or nil data once it kept an incomplete header.
+func (c *Conn) nextHeader(data []byte) ([]byte, frameHeader, error) {
+	rs := c.rs
+	if rs == nil || rs.hdrLen == 0 {
+		h, hn, err := parseHeader(data)
+		if err == errShortHeader {
+			rs = c.readState()
+			rs.hdrLen = copy(rs.hdr[:], data)
+			return nil, h, nil
 		}
-	case inPartial:
-		c.rs.partial = append(c.rs.partial[:0], rest...) // copy down; copy handles the overlap
-	default:
-		if c.rs == nil {
-			c.rs = &readState{}
+		if err != nil {
+			return nil, h, err
 		}
-		c.rs.partial = append(make([]byte, 0, len(rest)), rest...)
+		return data[hn:], h, nil
 	}
+	k := copy(rs.hdr[rs.hdrLen:], data) // k < len(data) only when hdr is full, and then parses
+	h, hn, err := parseHeader(rs.hdr[:rs.hdrLen+k])
+	if err == errShortHeader {
+		rs.hdrLen += k
+		return nil, h, nil
+	}
+	if err != nil {
+		return nil, h, err
+	}
+	used := hn - rs.hdrLen
+	rs.hdrLen = 0
+	return data[used:], h, nil
 }
 
-// pendingMessageLen is the size of the unfinished message.
-func (c *Conn) pendingMessageLen() int64 {
+// readState returns the connection's read state, making it (and charging the budget for it) if need be. The
+// first unfinished byte starts the clock of Config.MessageTimeout.
+func (c *Conn) readState() *readState {
 	if c.rs == nil {
-		return 0
+		c.rs = &readState{}
+		c.chargeRead(readStateSize)
+		c.pendingSince.CompareAndSwap(0, time.Now().Unix())
 	}
-	return int64(len(c.rs.msg))
+	return c.rs
+}
+
+// dropIdleRead lets the read state go when nothing is unfinished, so that an idle connection holds no read
+// memory; the MessageTimeout clock stops.
+func (c *Conn) dropIdleRead() {
+	rs := c.rs
+	if rs == nil || rs.inFrame || rs.hdrLen > 0 || rs.msgOp != 0 {
+		return
+	}
+	c.releaseRead()
+}
+
+// releaseRead lets every read buffer go and refunds the budget.
+func (c *Conn) releaseRead() {
+	if rs := c.rs; rs != nil {
+		c.chargeRead(-int64(cap(rs.msg)) - int64(cap(rs.ctrl)) - readStateSize)
+		c.rs = nil
+	}
+	c.pendingSince.Store(0)
+}
+
+// startFrame begins reading the payload of a frame that did not arrive whole.
+func (c *Conn) startFrame(h *frameHeader) error {
+	rs := c.readState()
+	switch h.op {
+	case opText, opBinary:
+		if rs.msgOp != 0 {
+			return errProtocol("new message before the previous one finished")
+		}
+		rs.msgOp, rs.msgZ, rs.utf8 = h.op, h.compressed, utf8Stream{}
+	case opContinuation:
+		if rs.msgOp == 0 {
+			return errProtocol("continuation frame without a message to continue")
+		}
+	default: // control frame: at most 125 bytes
+		rs.ctrl = make([]byte, 0, h.length)
+		c.chargeRead(h.length)
+	}
+	rs.frame, rs.inFrame, rs.left, rs.maskPos = *h, true, h.length, 0
+	return nil
+}
+
+// payload takes the next bytes of the current frame's payload: into the message (or control frame) buffer,
+// unmasked, and for an uncompressed text message checked as UTF-8 at once, so that invalid text fails on the
+// fragment that brings it (the bytes of a rune cut between fragments wait for the rest).
+func (c *Conn) payload(p []byte) error {
+	rs := c.rs
+	rs.left -= int64(len(p))
+	if rs.frame.op >= opClose {
+		rs.ctrl = append(rs.ctrl, p...)
+		ws.Cipher(rs.ctrl[len(rs.ctrl)-len(p):], rs.frame.mask, rs.maskPos)
+		rs.maskPos += len(p)
+		return nil
+	}
+	if cap(rs.msg)-len(rs.msg) < len(p) {
+		rs.msg = c.growMsg(rs.msg, len(p), len(rs.msg)+len(p)+int(rs.left))
+	}
+	start := len(rs.msg)
+	rs.msg = append(rs.msg, p...)
+	ws.Cipher(rs.msg[start:], rs.frame.mask, rs.maskPos)
+	rs.maskPos += len(p)
+	if rs.msgOp == opText && !rs.msgZ && !c.srv.cfg.PassInvalidUTF8 && !rs.utf8.write(rs.msg[start:]) {
+		return &closeError{code: CloseInvalidPayload, reason: "text message is not valid UTF-8"}
+	}
+	return nil
+}
+
+// growMsg makes room for add more bytes in b: at least double its capacity (linear copying overall), never
+// beyond limit, the end of the current frame (so memory follows what the client sends, not what its headers
+// announce, up to a factor of two).
+func (c *Conn) growMsg(b []byte, add, limit int) []byte {
+	n := min(max(2*cap(b), len(b)+add, 4096), limit)
+	nb := make([]byte, len(b), n)
+	copy(nb, b)
+	c.chargeRead(int64(n - cap(b)))
+	return nb
+}
+
+// endFrame handles a frame whose payload is complete.
+func (c *Conn) endFrame() error {
+	rs := c.rs
+	rs.inFrame = false
+	h := &rs.frame
+	c.lastRead.Store(time.Now().Unix())
+	c.pinged.Store(false)
+	if h.op >= opClose {
+		ctrl := rs.ctrl
+		rs.ctrl = nil
+		c.chargeRead(-int64(cap(ctrl)))
+		c.dropIdleRead()
+		return c.control(h.op, ctrl)
+	}
+	if !h.fin {
+		return nil
+	}
+	op, data, z, checked := rs.msgOp, rs.msg, rs.msgZ, rs.utf8.n == 0
+	rs.msgOp = 0
+	err := c.deliver(op, data, z, checked)
+	rs.msg = nil // a big message's buffer goes back to the allocator
+	c.chargeRead(-int64(cap(data)))
+	c.dropIdleRead()
+	return err
+}
+
+// wholeFrame handles a control frame or a whole message that arrived in one read, in place.
+func (c *Conn) wholeFrame(h *frameHeader, payload []byte) error {
+	c.lastRead.Store(time.Now().Unix())
+	c.pinged.Store(false)
+	if h.op >= opClose {
+		return c.control(h.op, payload)
+	}
+	if c.rs != nil && c.rs.msgOp != 0 {
+		return errProtocol("new message before the previous one finished")
+	}
+	return c.deliver(h.op, payload, h.compressed, false)
 }
 
 func (c *Conn) checkHeader(h *frameHeader) error {
@@ -512,53 +670,36 @@ func (c *Conn) checkHeader(h *frameHeader) error {
 	return nil
 }
 
-// frame handles one complete, unmasked frame.
-func (c *Conn) frame(h *frameHeader, payload []byte) error {
-	c.lastRead.Store(time.Now().Unix())
-	c.pinged.Store(false)
-	switch h.op {
+// pendingMessageLen is the size of the unfinished message.
+func (c *Conn) pendingMessageLen() int64 {
+	if c.rs == nil || c.rs.msgOp == 0 {
+		return 0
+	}
+	return int64(len(c.rs.msg))
+}
+
+// control handles a complete control frame.
+func (c *Conn) control(op byte, payload []byte) error {
+	switch op {
 	case opPing:
 		return ignoreClosed(c.sendControl(opPong, payload))
 	case opPong:
 		return nil
-	case opClose:
+	default:
 		return c.closeFrame(payload)
-	case opContinuation:
-		rs := c.rs
-		if rs == nil || rs.msgOp == 0 {
-			return errProtocol("continuation frame without a message to continue")
-		}
-		rs.msg = append(rs.msg, payload...)
-		if !h.fin {
-			return nil
-		}
-		op, data, z := rs.msgOp, rs.msg, rs.msgZ
-		rs.msg, rs.msgOp, rs.msgZ = nil, 0, false
-		return c.deliver(op, data, z)
-	default: // text or binary
-		if c.rs != nil && c.rs.msgOp != 0 {
-			return errProtocol("new message before the previous one finished")
-		}
-		if !h.fin {
-			if c.rs == nil {
-				c.rs = &readState{}
-			}
-			c.rs.msgOp, c.rs.msgZ = h.op, h.compressed
-			c.rs.msg = append(make([]byte, 0, len(payload)*2), payload...)
-			return nil
-		}
-		return c.deliver(h.op, payload, h.compressed)
 	}
 }
 
-func (c *Conn) deliver(op byte, data []byte, compressed bool) error {
+// deliver hands a complete message to the handler. checked says that its text was validated as it arrived.
+func (c *Conn) deliver(op byte, data []byte, compressed, checked bool) error {
 	if compressed {
 		var err error
 		if data, err = decompress(data, c.srv.cfg.MaxMessageSize); err != nil {
 			return err
 		}
+		checked = false
 	}
-	invalid := op == opText && !utf8.Valid(data)
+	invalid := op == opText && !(checked && !c.srv.cfg.PassInvalidUTF8) && !utf8.Valid(data)
 	if invalid && !c.srv.cfg.PassInvalidUTF8 {
 		return &closeError{code: CloseInvalidPayload, reason: "text message is not valid UTF-8"}
 	}

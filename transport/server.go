@@ -35,12 +35,25 @@ type Handler interface {
 type Config struct {
 	// Path is the WebSocket path; "" means "/ws". Other paths get 404.
 	Path string
-	// MaxFrameSize bounds one frame's payload; 0 means 1 MiB. Bigger: close 1009.
+	// MaxFrameSize bounds one frame's payload; 0 means 256 KiB. Bigger: close 1009.
 	MaxFrameSize int
-	// MaxMessageSize bounds a reassembled message; 0 means 1 MiB. Bigger: close 1009.
+	// MaxMessageSize bounds a reassembled message; 0 means 256 KiB (Mojolicious' max_websocket_size, which
+	// the Perl proxy ran with). Bigger: close 1009.
 	MaxMessageSize int
-	// WriteQueueBytes bounds the bytes queued for one client; 0 means 4 MiB. Over it: close 1008.
+	// WriteQueueBytes bounds the bytes queued for one client; 0 means 1 MiB (three replies of the gateway's
+	// largest, 320 KB). Over it: close 1008.
 	WriteQueueBytes int
+	// BufferBudget bounds the bytes that all connections together hold in read buffers (unfinished frames
+	// and messages) and write queues; 0 means 512 MiB. The per-connection limits alone allow 20,000 × 1.25 MiB
+	// = 25 GiB; 512 MiB is 26 KiB per connection at 20,000, far above what a well-behaved one holds (an idle
+	// connection holds nothing), so only outliers are cut. Over it, the connections that hold the most are
+	// closed until the total is back under it: 1009 if most of what one holds is an unfinished message, 1013
+	// (try again later) if it is unread replies.
+	BufferBudget int
+	// MessageTimeout bounds the time from the first byte of a frame or fragmented message to its last; 0 means
+	// 30 s (a 256 KiB message at under 10 KiB/s). Past it: close 1008. Checked on the keepalive tick, so it
+	// fires up to a quarter of min(IdleTimeout, WriteTimeout) late.
+	MessageTimeout time.Duration
 	// WriteTimeout closes a connection whose socket has refused writes for this long; 0 means 10 s.
 	WriteTimeout time.Duration
 	// HandshakeTimeout bounds the upgrade request; 0 means 5 s.
@@ -88,9 +101,11 @@ func (c *Config) setDefaults() {
 	if c.Path == "" {
 		c.Path = "/ws"
 	}
-	def(&c.MaxFrameSize, 1<<20)
-	def(&c.MaxMessageSize, 1<<20)
-	def(&c.WriteQueueBytes, 4<<20)
+	def(&c.MaxFrameSize, 256<<10)
+	def(&c.MaxMessageSize, 256<<10)
+	def(&c.WriteQueueBytes, 1<<20)
+	def(&c.BufferBudget, 512<<20)
+	defDur(&c.MessageTimeout, 30*time.Second)
 	def(&c.MaxHandshakes, 1024)
 	def(&c.ReadWorkers, 4*runtime.GOMAXPROCS(0))
 	def(&c.ReadBudget, 256<<10)
@@ -108,12 +123,12 @@ func (c *Config) Validate() error {
 	for name, v := range map[string]int{"MaxFrameSize": c.MaxFrameSize, "MaxMessageSize": c.MaxMessageSize,
 		"WriteQueueBytes": c.WriteQueueBytes, "MaxHandshakes": c.MaxHandshakes, "MaxConnections": c.MaxConnections,
 		"MaxConnectionsPerIP": c.MaxConnectionsPerIP, "CompressMinSize": c.CompressMinSize,
-		"ReadWorkers": c.ReadWorkers, "ReadBudget": c.ReadBudget} {
+		"ReadWorkers": c.ReadWorkers, "ReadBudget": c.ReadBudget, "BufferBudget": c.BufferBudget} {
 		if v < 0 {
 			return fmt.Errorf("transport: %s must not be negative", name)
 		}
 	}
-	if c.WriteTimeout < 0 || c.HandshakeTimeout < 0 || c.IdleTimeout < 0 {
+	if c.WriteTimeout < 0 || c.HandshakeTimeout < 0 || c.IdleTimeout < 0 || c.MessageTimeout < 0 {
 		return errors.New("transport: timeouts must not be negative")
 	}
 	if c.Path != "" && c.Path[0] != '/' {
@@ -131,10 +146,15 @@ type Stats struct {
 	WriteTimeouts  uint64
 	ProtocolErrors uint64
 	ReadPauses     uint64 // times a handler paused reading from a connection (backpressure)
+	// Buffered is the bytes held now in read buffers and write queues, against Config.BufferBudget.
+	Buffered        int64
+	BudgetEvictions uint64 // connections closed to bring Buffered under the budget
+	MessageTimeouts uint64 // connections closed for not finishing a frame or message within MessageTimeout
 }
 
 type stats struct {
 	accepted, rejected, slowConsumers, writeTimeouts, protocolErrors, pauses atomic.Uint64
+	budgetEvictions, messageTimeouts                                         atomic.Uint64
 }
 
 // readEvents is the epoll interest of an idle connection: readable, one-shot, level-triggered.
@@ -163,6 +183,9 @@ type Server struct {
 	hsSlots  chan struct{}
 	stats    stats
 
+	buffered   atomic.Int64  // bytes held in read buffers and write queues (see budget.go)
+	overBudget chan struct{} // wakes the keepalive goroutine to enforce the budget
+
 	mu        sync.Mutex
 	conns     map[*Conn]struct{}
 	perIP     map[netip.Addr]int
@@ -186,13 +209,14 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	cfg.setDefaults()
 	s := &Server{
 		cfg: cfg, handler: h, log: cfg.Logger.With("component", "transport"),
-		ready:     make(chan *Conn, 4096),
-		writable:  make(chan *Conn, 1024),
-		hsSlots:   make(chan struct{}, cfg.MaxHandshakes),
-		conns:     make(map[*Conn]struct{}),
-		perIP:     make(map[netip.Addr]int),
-		listeners: make(map[net.Listener]struct{}),
-		stop:      make(chan struct{}),
+		ready:      make(chan *Conn, 4096),
+		writable:   make(chan *Conn, 1024),
+		hsSlots:    make(chan struct{}, cfg.MaxHandshakes),
+		overBudget: make(chan struct{}, 1),
+		conns:      make(map[*Conn]struct{}),
+		perIP:      make(map[netip.Addr]int),
+		listeners:  make(map[net.Listener]struct{}),
+		stop:       make(chan struct{}),
 	}
 	ecfg := &netpoll.EpollConfig{OnWaitError: func(err error) { s.log.Error("epoll wait failed", "err", err) }}
 	var err error
@@ -216,7 +240,9 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 func (s *Server) Stats() Stats {
 	return Stats{Connections: int64(s.Len()), Accepted: s.stats.accepted.Load(), Rejected: s.stats.rejected.Load(),
 		SlowConsumers: s.stats.slowConsumers.Load(), WriteTimeouts: s.stats.writeTimeouts.Load(),
-		ProtocolErrors: s.stats.protocolErrors.Load(), ReadPauses: s.stats.pauses.Load()}
+		ProtocolErrors: s.stats.protocolErrors.Load(), ReadPauses: s.stats.pauses.Load(),
+		Buffered: s.buffered.Load(), BudgetEvictions: s.stats.budgetEvictions.Load(),
+		MessageTimeouts: s.stats.messageTimeouts.Load()}
 }
 
 // Len is the number of open connections.
@@ -440,7 +466,8 @@ func (s *Server) readWorker() {
 }
 
 // keepalive pings connections that have been quiet for half the idle timeout and closes those quiet for all
-// of it.
+// of it, those that did not finish a message within MessageTimeout, and, woken by charge, the biggest holders
+// when the buffer budget is exceeded.
 func (s *Server) keepalive() {
 	defer s.wg.Done()
 	every := max(min(s.cfg.IdleTimeout, s.cfg.WriteTimeout)/4, 100*time.Millisecond)
@@ -450,10 +477,13 @@ func (s *Server) keepalive() {
 	writeTimeout := max(int64(s.cfg.WriteTimeout/time.Second), 1)
 	var batch []*Conn
 	for {
+		tick := false
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
+			tick = true
+		case <-s.overBudget:
 		}
 		now := time.Now().Unix()
 		batch = batch[:0]
@@ -462,7 +492,15 @@ func (s *Server) keepalive() {
 			batch = append(batch, c)
 		}
 		s.mu.Unlock()
+		s.enforceBudget(batch)
+		if !tick {
+			clear(batch)
+			continue
+		}
 		for _, c := range batch {
+			if s.checkMessageDeadline(c, now) {
+				continue
+			}
 			quiet := now - c.lastRead.Load()
 			if b := c.blocked.Load(); b != 0 && now-b >= writeTimeout {
 				s.stats.writeTimeouts.Add(1)
