@@ -23,6 +23,8 @@ func (f *fakeConn) SetReadPaused(p bool) {
 	f.calls.Add(1)
 }
 
+func (f *fakeConn) ChargeBuffer(int) {}
+
 // TestBacklogPauseFollowsTheCount races messages in (OnMessage) against messages handled (Handled, from the
 // session's goroutine) around the pause and resume thresholds: once everything is handled, the connection
 // must be reading, and while it is paused the count must be at or above the resume threshold.
@@ -39,7 +41,7 @@ func TestBacklogPauseFollowsTheCount(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := 0; i < perProducer; i++ {
-					cs.addBacklog(1)
+					cs.addBacklog(1, 100)
 					inbox <- struct{}{}
 				}
 			}()
@@ -49,7 +51,7 @@ func TestBacklogPauseFollowsTheCount(t *testing.T) {
 			defer close(done)
 			for i := 0; i < producers*perProducer; i++ {
 				<-inbox
-				cs.Handled()
+				(&inboundDone{cs, 100}).Handled()
 			}
 		}()
 		wg.Wait()

@@ -97,8 +97,8 @@ func TestBufferBudgetClosesTheBiggestHolder(t *testing.T) {
 	if got := readClose(t, big); got != CloseMessageTooBig {
 		t.Fatalf("close code %d, want %d", got, CloseMessageTooBig)
 	}
-	st := s.Stats()
-	if st.BudgetEvictions != 1 || st.Buffered > 1<<20 {
+	testutil.WaitFor(t, func() bool { return s.Len() == 2 })
+	if st := s.Stats(); st.BudgetEvictions != 1 || st.Buffered > 1<<20 {
 		t.Fatalf("after the eviction: %+v", st)
 	}
 	for _, c := range []net.Conn{small, medium} { // finish the held messages: both are still served

@@ -42,16 +42,20 @@ type Message struct {
 // connection is not closed, so a closed descriptor number can never be reused under it.
 type Conn struct {
 	srv    *Server
+	id     uint64 // order of acceptance, 1 for the first
 	fd     int
 	remote netip.AddrPort
 	value  any // set in OnOpen, before the connection is registered with epoll
 
 	// rs is the read state: nil while the connection has no unfinished frame or message, so that an idle
 	// connection holds no read buffer. Only the pool worker handling the connection's readiness touches it,
-	// and epoll one-shot guarantees there is at most one at a time.
+	// and epoll one-shot guarantees there is at most one at a time; teardown drops it, under mu, when no
+	// worker holds the connection (armed), so that a closed connection's buffers do not wait for the last
+	// reference to the Conn to go.
 	rs *readState
 
-	rbuf         atomic.Int64 // bytes of rs charged to the server's budget; rbufClosed once torn down
+	rbuf         atomic.Int64 // bytes of rs charged to the server's budget; chargeClosed once torn down
+	hbuf         atomic.Int64 // bytes the handler charged (ChargeBuffer); chargeClosed once torn down
 	pendingSince atomic.Int64 // unix seconds when the unfinished frame or message began, 0 if none
 
 	lastRead atomic.Int64 // unix seconds of the last frame read
@@ -60,7 +64,9 @@ type Conn struct {
 
 	mu         sync.Mutex
 	out        [][]byte // queued frames (header and payload slices)
-	outBytes   int
+	outBytes   int      // bytes queued (the limit of WriteQueueBytes)
+	outCharged int      // memory of the queued buffers (their capacity), charged to the server's budget
+	outHeadCut int      // bytes written of out[0], which slicing took off its capacity
 	state      uint8
 	writeArmed bool // fd is registered with the write poller
 	deflate    bool // permessage-deflate was negotiated
@@ -136,11 +142,16 @@ func (c *Conn) enqueue(hdr, payload []byte) error {
 		c.out = append(c.out, payload)
 	}
 	c.outBytes += size
-	c.srv.charge(int64(size))
+	mem := cap(hdr) + cap(payload) // what the queue holds alive, as the caller may have over-allocated
+	c.outCharged += mem
+	over := c.srv.charge(int64(mem))
 	err := c.flushLocked()
 	c.mu.Unlock()
 	if err != nil {
 		c.teardown(err)
+	}
+	if over {
+		c.srv.enforceBudget(c)
 	}
 	return nil
 }
@@ -157,7 +168,8 @@ func (c *Conn) Close(code uint16, reason string) error {
 	payload := closePayload(code, reason)
 	c.out = append(c.out, append(appendHeader(make([]byte, 0, 4+len(payload)), true, opClose, len(payload)), payload...))
 	c.outBytes += 4 + len(payload)
-	c.srv.charge(int64(4 + len(payload)))
+	c.outCharged += cap(c.out[len(c.out)-1])
+	c.srv.charge(int64(cap(c.out[len(c.out)-1])))
 	err := c.flushLocked()
 	c.mu.Unlock()
 	if err != nil {
@@ -244,16 +256,21 @@ func (c *Conn) writeNonBlockingLocked() (drained bool, err error) {
 
 func (c *Conn) consumeOut(n int) {
 	c.outBytes -= n
-	c.srv.charge(-int64(n))
+	freed := 0
 	for n > 0 {
 		if n < len(c.out[0]) {
 			c.out[0] = c.out[0][n:]
-			return
+			c.outHeadCut += n
+			break
 		}
 		n -= len(c.out[0])
+		freed += cap(c.out[0]) + c.outHeadCut
+		c.outHeadCut = 0
 		c.out[0] = nil
 		c.out = c.out[1:]
 	}
+	c.outCharged -= freed
+	c.srv.charge(-int64(freed))
 }
 
 // teardown closes the socket at once and reports the end of the connection to the handler, once.
@@ -264,9 +281,13 @@ func (c *Conn) teardown(cause error) {
 		return
 	}
 	c.state = stateClosed
-	c.srv.charge(-int64(c.outBytes))
-	c.out, c.outBytes = nil, 0
-	c.refundRead()
+	c.srv.charge(-int64(c.outCharged))
+	c.out, c.outBytes, c.outCharged, c.outHeadCut = nil, 0, 0, 0
+	c.refundAll()
+	if c.armed { // no worker holds the connection, and none will: its read buffers can go now
+		c.armed = false
+		c.rs = nil
+	}
 	_ = c.srv.poller.Del(c.fd)
 	if c.writeArmed {
 		_ = c.srv.wpoller.Del(c.fd)
@@ -385,11 +406,21 @@ func (c *Conn) onReadable(buf []byte) {
 	if c.pausedOnEntry() {
 		return
 	}
+	if !c.readAvailable(buf) {
+		c.releaseRead() // the connection is closing or closed: no worker reads it again
+		return
+	}
+	c.rearm() // level-triggered: if bytes remain (budget spent), epoll fires again at once
+}
+
+// readAvailable reads and parses what the kernel holds, up to ReadBudget bytes; it reports whether the
+// connection is still open for reading.
+func (c *Conn) readAvailable(buf []byte) bool {
 	budget := c.srv.cfg.ReadBudget
 	for budget > 0 {
 		n, rerr := c.read(buf)
 		if rerr == ErrClosed {
-			return
+			return false
 		}
 		if rerr == unix.EAGAIN {
 			break
@@ -399,26 +430,26 @@ func (c *Conn) onReadable(buf []byte) {
 		}
 		if rerr != nil {
 			c.teardown(rerr)
-			return
+			return false
 		}
 		if n <= 0 {
 			c.teardown(io.EOF)
-			return
+			return false
 		}
 		budget -= n
 		if err := c.consume(buf[:n]); err != nil {
 			c.fail(err)
-			return
+			return false
 		}
 		closing, paused := c.readStatus()
 		if closing {
-			return
+			return false
 		}
 		if paused {
 			break // leave the rest in the kernel's buffer
 		}
 	}
-	c.rearm() // level-triggered: if bytes remain (budget spent), epoll fires again at once
+	return true
 }
 
 // readStatus reports, under one lock, whether the connection is closing (or closed) and whether reading is
@@ -580,7 +611,9 @@ func (c *Conn) payload(p []byte) error {
 		return nil
 	}
 	if cap(rs.msg)-len(rs.msg) < len(p) {
-		rs.msg = c.growMsg(rs.msg, len(p), len(rs.msg)+len(p)+int(rs.left))
+		if rs.msg = c.growMsg(rs.msg, len(p), len(rs.msg)+len(p)+int(rs.left)); c.rbuf.Load() < 0 {
+			return errEvicted // the growth went over the budget, and this connection was the biggest holder
+		}
 	}
 	start := len(rs.msg)
 	rs.msg = append(rs.msg, p...)
@@ -592,14 +625,19 @@ func (c *Conn) payload(p []byte) error {
 	return nil
 }
 
-// growMsg makes room for add more bytes in b: at least double its capacity (linear copying overall), never
-// beyond limit, the end of the current frame (so memory follows what the client sends, not what its headers
-// announce, up to a factor of two).
+// growMsg makes room for add more bytes in b, which must hold at least limit bytes by the end of the
+// current frame: once a frame's header is known, its whole payload gets room in one allocation (so a big
+// frame is copied once, and churns no intermediate buffers; the budget is charged before the allocation, so
+// that a connection closed for the budget never allocates), and a message of many fragments at least
+// doubles the buffer each time (linear copying overall), never beyond MaxMessageSize.
 func (c *Conn) growMsg(b []byte, add, limit int) []byte {
-	n := min(max(2*cap(b), len(b)+add, 4096), limit)
+	n := max(limit, min(2*cap(b), c.srv.cfg.MaxMessageSize), len(b)+add)
+	c.chargeRead(int64(n - cap(b))) // before allocating: over the budget, the connection may be closed
+	if c.rbuf.Load() < 0 {
+		return b // closed to stay within the budget: the caller stops (payload checks rbuf)
+	}
 	nb := make([]byte, len(b), n)
 	copy(nb, b)
-	c.chargeRead(int64(n - cap(b)))
 	return nb
 }
 

@@ -183,8 +183,9 @@ type Server struct {
 	hsSlots  chan struct{}
 	stats    stats
 
-	buffered   atomic.Int64  // bytes held in read buffers and write queues (see budget.go)
-	overBudget chan struct{} // wakes the keepalive goroutine to enforce the budget
+	buffered  atomic.Int64 // bytes held in read buffers and write queues (see budget.go)
+	enforceMu sync.Mutex   // one budget enforcement at a time
+	lastID    atomic.Uint64
 
 	mu        sync.Mutex
 	conns     map[*Conn]struct{}
@@ -209,14 +210,13 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	cfg.setDefaults()
 	s := &Server{
 		cfg: cfg, handler: h, log: cfg.Logger.With("component", "transport"),
-		ready:      make(chan *Conn, 4096),
-		writable:   make(chan *Conn, 1024),
-		hsSlots:    make(chan struct{}, cfg.MaxHandshakes),
-		overBudget: make(chan struct{}, 1),
-		conns:      make(map[*Conn]struct{}),
-		perIP:      make(map[netip.Addr]int),
-		listeners:  make(map[net.Listener]struct{}),
-		stop:       make(chan struct{}),
+		ready:     make(chan *Conn, 4096),
+		writable:  make(chan *Conn, 1024),
+		hsSlots:   make(chan struct{}, cfg.MaxHandshakes),
+		conns:     make(map[*Conn]struct{}),
+		perIP:     make(map[netip.Addr]int),
+		listeners: make(map[net.Listener]struct{}),
+		stop:      make(chan struct{}),
 	}
 	ecfg := &netpoll.EpollConfig{OnWaitError: func(err error) { s.log.Error("epoll wait failed", "err", err) }}
 	var err error
@@ -408,6 +408,7 @@ func (s *Server) register(nc net.Conn, deflate bool) error {
 		unix.Close(fd)
 		return errors.New("transport: shutting down")
 	}
+	c.id = s.lastID.Add(1)
 	s.conns[c] = struct{}{}
 	s.perIP[c.remote.Addr()]++
 	s.mu.Unlock()
@@ -466,8 +467,7 @@ func (s *Server) readWorker() {
 }
 
 // keepalive pings connections that have been quiet for half the idle timeout and closes those quiet for all
-// of it, those that did not finish a message within MessageTimeout, and, woken by charge, the biggest holders
-// when the buffer budget is exceeded.
+// of it, and those that did not finish a message within MessageTimeout.
 func (s *Server) keepalive() {
 	defer s.wg.Done()
 	every := max(min(s.cfg.IdleTimeout, s.cfg.WriteTimeout)/4, 100*time.Millisecond)
@@ -477,13 +477,10 @@ func (s *Server) keepalive() {
 	writeTimeout := max(int64(s.cfg.WriteTimeout/time.Second), 1)
 	var batch []*Conn
 	for {
-		tick := false
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
-			tick = true
-		case <-s.overBudget:
 		}
 		now := time.Now().Unix()
 		batch = batch[:0]
@@ -492,11 +489,6 @@ func (s *Server) keepalive() {
 			batch = append(batch, c)
 		}
 		s.mu.Unlock()
-		s.enforceBudget(batch)
-		if !tick {
-			clear(batch)
-			continue
-		}
 		for _, c := range batch {
 			if s.checkMessageDeadline(c, now) {
 				continue
