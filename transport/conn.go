@@ -476,6 +476,13 @@ func (c *Conn) fail(err error) {
 // into the buffer of an unfinished frame or message, once each, and that buffer grows geometrically up to the
 // size the frame headers announce: parsing is linear in the bytes read, whatever the read sizes.
 func (c *Conn) consume(data []byte) error {
+	frames := false // a frame was completed: the client is alive (one clock read per read, not per frame)
+	defer func() {
+		if frames {
+			c.lastRead.Store(time.Now().Unix())
+			c.pinged.Store(false)
+		}
+	}()
 	for len(data) > 0 {
 		rs := c.rs
 		if rs == nil || !rs.inFrame {
@@ -492,6 +499,7 @@ func (c *Conn) consume(data []byte) error {
 				payload := data[:h.length]
 				data = data[h.length:]
 				ws.Cipher(payload, h.mask, 0)
+				frames = true
 				if err := c.wholeFrame(&h, payload); err != nil {
 					return err
 				}
@@ -508,6 +516,7 @@ func (c *Conn) consume(data []byte) error {
 		}
 		data = data[k:]
 		if rs.left == 0 {
+			frames = true
 			if err := c.endFrame(); err != nil {
 				return err
 			}
@@ -646,8 +655,6 @@ func (c *Conn) endFrame() error {
 	rs := c.rs
 	rs.inFrame = false
 	h := &rs.frame
-	c.lastRead.Store(time.Now().Unix())
-	c.pinged.Store(false)
 	if h.op >= opClose {
 		ctrl := rs.ctrl
 		rs.ctrl = nil
@@ -669,8 +676,6 @@ func (c *Conn) endFrame() error {
 
 // wholeFrame handles a control frame or a whole message that arrived in one read, in place.
 func (c *Conn) wholeFrame(h *frameHeader, payload []byte) error {
-	c.lastRead.Store(time.Now().Unix())
-	c.pinged.Store(false)
 	if h.op >= opClose {
 		return c.control(h.op, payload)
 	}
