@@ -134,6 +134,7 @@ var errEvicted = errors.New("transport: closed to stay within the buffer budget 
 // evict sends a close frame if the socket takes it and tears the connection down at once, so that its
 // buffers are released now rather than after a close handshake that a greedy client may never finish.
 func (c *Conn) evict(code uint16, reason string) {
+	c.evicted.Store(true)
 	_ = c.Close(code, reason)
 	c.teardown(errEvicted)
 }

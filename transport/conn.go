@@ -57,6 +57,7 @@ type Conn struct {
 	rbuf         atomic.Int64 // bytes of rs charged to the server's budget; chargeClosed once torn down
 	hbuf         atomic.Int64 // bytes the handler charged (ChargeBuffer); chargeClosed once torn down
 	pendingSince atomic.Int64 // unix seconds when the unfinished frame or message began, 0 if none
+	evicted      atomic.Bool  // closed by the buffer budget or the message timeout
 
 	lastRead atomic.Int64 // unix seconds of the last frame read
 	pinged   atomic.Bool  // a keepalive ping is outstanding
@@ -620,7 +621,7 @@ func (c *Conn) payload(p []byte) error {
 		return nil
 	}
 	if cap(rs.msg)-len(rs.msg) < len(p) {
-		if rs.msg = c.growMsg(rs.msg, len(p), len(rs.msg)+len(p)+int(rs.left)); c.rbuf.Load() < 0 {
+		if rs.msg = c.growMsg(rs.msg, len(p), len(rs.msg)+len(p)+int(rs.left)); c.evicted.Load() {
 			return errEvicted // the growth went over the budget, and this connection was the biggest holder
 		}
 	}
@@ -642,8 +643,8 @@ func (c *Conn) payload(p []byte) error {
 func (c *Conn) growMsg(b []byte, add, limit int) []byte {
 	n := max(limit, min(2*cap(b), c.srv.cfg.MaxMessageSize), len(b)+add)
 	c.chargeRead(int64(n - cap(b))) // before allocating: over the budget, the connection may be closed
-	if c.rbuf.Load() < 0 {
-		return b // closed to stay within the budget: the caller stops (payload checks rbuf)
+	if c.evicted.Load() {
+		return b // closed to stay within the budget: the caller stops (payload checks evicted)
 	}
 	nb := make([]byte, len(b), n)
 	copy(nb, b)
