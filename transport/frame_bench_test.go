@@ -1,7 +1,9 @@
 package transport
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"testing"
 )
 
@@ -66,5 +68,51 @@ func BenchmarkSmallFrames(b *testing.B) {
 	}
 	if h.messages != b.N*perRead {
 		b.Fatalf("%d messages, want %d", h.messages, b.N*perRead)
+	}
+}
+
+// signalHandler tells a channel about every message.
+type signalHandler struct{ got chan int }
+
+func (h *signalHandler) OnOpen(*Conn)                 {}
+func (h *signalHandler) OnMessage(_ *Conn, m Message) { h.got <- len(m.Data) }
+func (h *signalHandler) OnClose(*Conn, error)         {}
+
+// BenchmarkLargeFrameOverSocket sends one binary frame over loopback to a running server and waits for its
+// delivery: socket reads, parsing and delivery together, as a client sees them.
+func BenchmarkLargeFrameOverSocket(b *testing.B) {
+	for _, size := range []int{1 << 20, 16 << 20} {
+		b.Run(fmt.Sprintf("size=%dMiB", size>>20), func(b *testing.B) {
+			h := &signalHandler{got: make(chan int, 1)}
+			s, err := NewServer(Config{MaxFrameSize: 64 << 20, MaxMessageSize: 64 << 20, Logger: quiet}, h)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				s.Serve(ln)
+			}()
+			defer func() {
+				s.Shutdown(context.Background())
+				<-done
+			}()
+			conn := dial(b, ln.Addr().String())
+			frame := rawFrame(0x82, true, make([]byte, size))
+			b.SetBytes(int64(size))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := conn.Write(frame); err != nil {
+					b.Fatal(err)
+				}
+				if n := <-h.got; n != size {
+					b.Fatalf("got %d bytes", n)
+				}
+			}
+		})
 	}
 }
