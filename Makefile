@@ -2,7 +2,7 @@
 GO       ?= go
 PKGS     := ./...
 
-.PHONY: run build test test-race vet redis-server bench clean
+.PHONY: run build test test-race test-attack vet redis-server bench clean
 
 run:
 	$(GO) run ./cmd/wsgate dev
@@ -27,6 +27,11 @@ vet:
 # Every package runs under the race detector: nearly all of them are concurrent.
 test: redis-server vet
 	$(GO) test -count=1 -race -timeout 10m $(PKGS)
+
+# The memory attack of issue 10 at full size (1,500 fragment holders, 300 clients that never read) against
+# a gateway process; `make test` runs a small version of it.
+test-attack: redis-server
+	WSGATE_ATTACK=1 $(GO) test -count=1 -v -run 'TestAttack' -timeout 10m ./server/
 
 # The load harness (see bench/RESULTS.md): several minutes on this machine. Results under bench/out.
 bench: redis-server

@@ -46,6 +46,8 @@ type File struct {
 		MaxResponseSize     int          `yaml:"max_response_size"`
 		MaxInFlight         int          `yaml:"max_in_flight"`
 		WriteQueueBytes     int          `yaml:"write_queue_bytes"`
+		BufferBudget        int          `yaml:"buffer_budget"`
+		MessageTimeout      Duration     `yaml:"message_timeout"`
 		StreamTimeout       Duration     `yaml:"stream_timeout"`
 		HandshakeTimeout    Duration     `yaml:"handshake_timeout"`
 		MaxHandshakes       int          `yaml:"max_handshakes"`
@@ -308,6 +310,8 @@ func (f *File) Config() (Config, error) {
 	cfg.Transport.MaxFrameSize = f.Limits.MaxFrameSize
 	cfg.Transport.MaxMessageSize = f.Limits.MaxMessageSize
 	cfg.Transport.WriteQueueBytes = f.Limits.WriteQueueBytes
+	cfg.Transport.BufferBudget = f.Limits.BufferBudget
+	cfg.Transport.MessageTimeout = time.Duration(f.Limits.MessageTimeout)
 	cfg.Transport.IdleTimeout = time.Duration(f.Limits.StreamTimeout)
 	cfg.Transport.HandshakeTimeout = time.Duration(f.Limits.HandshakeTimeout)
 	cfg.Transport.MaxHandshakes = f.Limits.MaxHandshakes

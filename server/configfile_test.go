@@ -27,6 +27,9 @@ func TestExampleConfigFileLoads(t *testing.T) {
 	if cfg.RateLimit == nil || cfg.RateLimit.PerSecond != 20 || !cfg.Transport.Compression {
 		t.Fatalf("limits: %+v", cfg)
 	}
+	if tc := cfg.Transport; tc.BufferBudget != 512<<20 || tc.MessageTimeout != 30*time.Second || tc.MaxMessageSize != 256<<10 {
+		t.Fatalf("memory limits: %+v", tc)
+	}
 }
 
 func TestConfigFileErrorsNameTheLine(t *testing.T) {

@@ -254,25 +254,60 @@ func (s rpcSubmitter) Submit(jobID, method string, params []byte) error {
 // wsHandler connects transport events to session actors.
 type wsHandler struct{ g *Gateway }
 
-// Backpressure: a connection stops being read when this many of its messages wait for its session, and is
-// read again when the session has caught up to half of it. The session's mailbox stays bounded.
+// Backpressure: a connection stops being read when this many of its messages, or this many bytes, wait for
+// its session, and is read again when the session has caught up to half of both. The session's mailbox stays
+// bounded, and the bytes waiting count against the transport's buffer budget (Conn.ChargeBuffer).
 const (
-	maxInboundBacklog    = 64
-	resumeInboundBacklog = maxInboundBacklog / 2
+	maxInboundBacklog      = 64
+	resumeInboundBacklog   = maxInboundBacklog / 2
+	maxInboundBacklogBytes = 1 << 20
+	resumeInboundBytes     = maxInboundBacklogBytes / 2
 )
 
 // connState is what the gateway keeps on a transport connection.
 type connState struct {
-	pid     *actor.PID
-	conn    *transport.Conn
-	backlog atomic.Int32 // messages sent to the session and not handled yet
+	pid  *actor.PID
+	conn backlogConn
+
+	mu      sync.Mutex
+	backlog int  // messages sent to the session and not handled yet
+	bytes   int  // their size
+	paused  bool // what conn was last told
 }
 
-// Handled implements actors.InboundDone: the session has handled one message.
-func (cs *connState) Handled() {
-	if cs.backlog.Add(-1) == resumeInboundBacklog {
-		cs.conn.ResumeReading()
+// backlogConn is the part of *transport.Conn that backpressure uses.
+type backlogConn interface {
+	SetReadPaused(paused bool)
+	ChargeBuffer(delta int)
+}
+
+// addBacklog counts messages in (n=1) or handled (n=-1), of size bytes, and pauses or resumes reading at the
+// thresholds. The count and the call to the transport share one lock, so the connection's state always
+// follows the count, whatever the order in which OnMessage and Handled run.
+func (cs *connState) addBacklog(n, bytes int) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.backlog += n
+	cs.bytes += bytes
+	switch {
+	case !cs.paused && (cs.backlog >= maxInboundBacklog || cs.bytes >= maxInboundBacklogBytes):
+		cs.paused = true
+		cs.conn.SetReadPaused(true)
+	case cs.paused && cs.backlog <= resumeInboundBacklog && cs.bytes <= resumeInboundBytes:
+		cs.paused = false
+		cs.conn.SetReadPaused(false)
 	}
+}
+
+// inboundDone implements actors.InboundDone for one message: the session has handled it.
+type inboundDone struct {
+	cs *connState
+	n  int
+}
+
+func (d *inboundDone) Handled() {
+	d.cs.conn.ChargeBuffer(-d.n)
+	d.cs.addBacklog(-1, -d.n)
 }
 
 func (h wsHandler) OnOpen(c *transport.Conn) {
@@ -288,10 +323,10 @@ func (h wsHandler) OnMessage(c *transport.Conn, m transport.Message) {
 	}
 	data := make([]byte, len(m.Data)) // the transport reuses its buffer; the session owns this copy
 	copy(data, m.Data)
-	if cs.backlog.Add(1) == maxInboundBacklog {
-		c.PauseReading()
-	}
-	h.g.root.Send(cs.pid, &actors.Inbound{Data: data, Binary: m.Binary, InvalidUTF8: m.InvalidUTF8, Done: cs})
+	c.ChargeBuffer(len(data))
+	cs.addBacklog(1, len(data))
+	h.g.root.Send(cs.pid, &actors.Inbound{Data: data, Binary: m.Binary, InvalidUTF8: m.InvalidUTF8,
+		Done: &inboundDone{cs, len(data)}})
 }
 
 func (h wsHandler) OnClose(c *transport.Conn, err error) {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 	"github.com/mailru/easygo/netpoll"
@@ -41,14 +42,22 @@ type Message struct {
 // connection is not closed, so a closed descriptor number can never be reused under it.
 type Conn struct {
 	srv    *Server
+	id     uint64 // order of acceptance, 1 for the first
 	fd     int
 	remote netip.AddrPort
 	value  any // set in OnOpen, before the connection is registered with epoll
 
 	// rs is the read state: nil while the connection has no unfinished frame or message, so that an idle
 	// connection holds no read buffer. Only the pool worker handling the connection's readiness touches it,
-	// and epoll one-shot guarantees there is at most one at a time.
+	// and epoll one-shot guarantees there is at most one at a time; teardown drops it, under mu, when no
+	// worker holds the connection (armed), so that a closed connection's buffers do not wait for the last
+	// reference to the Conn to go.
 	rs *readState
+
+	rbuf         atomic.Int64 // bytes of rs charged to the server's budget; chargeClosed once torn down
+	hbuf         atomic.Int64 // bytes the handler charged (ChargeBuffer); chargeClosed once torn down
+	pendingSince atomic.Int64 // unix seconds when the unfinished frame or message began, 0 if none
+	evicted      atomic.Bool  // closed by the buffer budget or the message timeout
 
 	lastRead atomic.Int64 // unix seconds of the last frame read
 	pinged   atomic.Bool  // a keepalive ping is outstanding
@@ -56,21 +65,35 @@ type Conn struct {
 
 	mu         sync.Mutex
 	out        [][]byte // queued frames (header and payload slices)
-	outBytes   int
+	outBytes   int      // bytes queued (the limit of WriteQueueBytes)
+	outCharged int      // memory of the queued buffers (their capacity), charged to the server's budget
+	outHeadCut int      // bytes written of out[0], which slicing took off its capacity
 	state      uint8
 	writeArmed bool // fd is registered with the write poller
 	deflate    bool // permessage-deflate was negotiated
-	paused     bool // PauseReading: do not re-arm read interest
-	disarmed   bool // read interest is off (epoll one-shot fired and was not re-armed)
+	paused     bool // PauseReading: re-arm for hang-up only, not for reading
+	armed      bool // a one-shot epoll registration is pending (it has not fired yet)
+	watching   bool // the pending registration is for hang-up only (the connection is paused)
+	hangup     bool // epoll reported a hang-up or an error
 }
 
-// readState holds what a connection has read of unfinished frames and messages.
+// readState holds what a connection has read of an unfinished frame or message.
 type readState struct {
-	partial []byte // bytes of an unfinished frame
-	msg     []byte // fragments of an unfinished message
+	hdr     [maxHeaderSize]byte // the bytes of an incomplete frame header
+	hdrLen  int
+	frame   frameHeader // the frame whose payload is being read, while inFrame
+	inFrame bool
+	left    int64  // payload bytes of frame still to come
+	maskPos int    // payload bytes of frame read so far (the mask's offset)
+	ctrl    []byte // payload of a control frame that came in pieces
+	msg     []byte // the unfinished message: earlier fragments and what came of the current frame's payload
 	msgOp   byte   // opcode of the unfinished message, 0 if none
 	msgZ    bool   // the unfinished message is compressed
+	utf8    utf8Stream
 }
+
+// readStateSize is what a read state costs besides its buffers, as charged to the budget.
+const readStateSize = int64(unsafe.Sizeof(readState{}))
 
 // SetValue stores the handler's per-connection value (the server keeps the session's PID here). Call it only
 // from OnOpen: it is not synchronised with the other callbacks.
@@ -120,10 +143,16 @@ func (c *Conn) enqueue(hdr, payload []byte) error {
 		c.out = append(c.out, payload)
 	}
 	c.outBytes += size
+	mem := cap(hdr) + cap(payload) // what the queue holds alive, as the caller may have over-allocated
+	c.outCharged += mem
+	over := c.srv.charge(int64(mem))
 	err := c.flushLocked()
 	c.mu.Unlock()
 	if err != nil {
 		c.teardown(err)
+	}
+	if over {
+		c.srv.enforceBudget(c)
 	}
 	return nil
 }
@@ -140,6 +169,8 @@ func (c *Conn) Close(code uint16, reason string) error {
 	payload := closePayload(code, reason)
 	c.out = append(c.out, append(appendHeader(make([]byte, 0, 4+len(payload)), true, opClose, len(payload)), payload...))
 	c.outBytes += 4 + len(payload)
+	c.outCharged += cap(c.out[len(c.out)-1])
+	c.srv.charge(int64(cap(c.out[len(c.out)-1])))
 	err := c.flushLocked()
 	c.mu.Unlock()
 	if err != nil {
@@ -226,15 +257,21 @@ func (c *Conn) writeNonBlockingLocked() (drained bool, err error) {
 
 func (c *Conn) consumeOut(n int) {
 	c.outBytes -= n
+	freed := 0
 	for n > 0 {
 		if n < len(c.out[0]) {
 			c.out[0] = c.out[0][n:]
-			return
+			c.outHeadCut += n
+			break
 		}
 		n -= len(c.out[0])
+		freed += cap(c.out[0]) + c.outHeadCut
+		c.outHeadCut = 0
 		c.out[0] = nil
 		c.out = c.out[1:]
 	}
+	c.outCharged -= freed
+	c.srv.charge(-int64(freed))
 }
 
 // teardown closes the socket at once and reports the end of the connection to the handler, once.
@@ -245,7 +282,13 @@ func (c *Conn) teardown(cause error) {
 		return
 	}
 	c.state = stateClosed
-	c.out, c.outBytes = nil, 0
+	c.srv.charge(-int64(c.outCharged))
+	c.out, c.outBytes, c.outCharged, c.outHeadCut = nil, 0, 0, 0
+	c.refundAll()
+	if c.armed { // no worker holds the connection, and none will: its read buffers can go now
+		c.armed = false
+		c.rs = nil
+	}
 	_ = c.srv.poller.Del(c.fd)
 	if c.writeArmed {
 		_ = c.srv.wpoller.Del(c.fd)
@@ -273,59 +316,112 @@ func (c *Conn) read(buf []byte) (int, error) {
 	return n, err
 }
 
-// rearm asks epoll for the next readiness event (one-shot), unless the connection is closed.
+// rearm asks epoll for the next readiness event (one-shot), unless the connection is closed. A paused
+// connection is armed for hang-up only, so that a client that leaves while paused is noticed at once.
 func (c *Conn) rearm() {
 	c.mu.Lock()
-	if c.paused {
-		c.disarmed = true // ResumeReading re-arms
-		c.mu.Unlock()
-		return
-	}
 	c.armReadLocked()
 }
 
-// armReadLocked re-arms read interest and unlocks mu.
+// armReadLocked re-arms read (or, paused, hang-up) interest and unlocks mu.
 func (c *Conn) armReadLocked() {
-	c.disarmed = false
-	if c.state != stateClosed {
-		if err := c.srv.poller.Mod(c.fd, readEvents); err != nil {
-			c.mu.Unlock()
-			c.teardown(err)
-			return
-		}
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return
 	}
-	c.mu.Unlock()
-}
-
-// PauseReading stops reading from the connection after what is being read now, until ResumeReading: the
-// kernel's buffer fills and TCP pushes back on the client. The handler uses it when it cannot keep up.
-func (c *Conn) PauseReading() {
-	c.mu.Lock()
-	if !c.paused {
-		c.paused = true
-		c.srv.stats.pauses.Add(1)
+	var events netpoll.EpollEvent = readEvents
+	if c.paused {
+		events = hangupEvents
 	}
-	c.mu.Unlock()
-}
-
-// ResumeReading undoes PauseReading.
-func (c *Conn) ResumeReading() {
-	c.mu.Lock()
-	c.paused = false
-	if c.disarmed {
-		c.armReadLocked()
+	c.armed, c.watching = true, c.paused
+	if err := c.srv.poller.Mod(c.fd, events); err != nil {
+		c.mu.Unlock()
+		c.teardown(err)
 		return
 	}
 	c.mu.Unlock()
+}
+
+// fired takes the pending epoll registration when it reports ev, and says whether a worker should handle it.
+// An event with no pending registration is stale (ResumeReading changed the interest of a registration that
+// had just fired): dropping it keeps to at most one worker per connection.
+func (c *Conn) fired(ev netpoll.EpollEvent) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.armed {
+		return false
+	}
+	c.armed = false
+	if ev&(netpoll.EPOLLRDHUP|netpoll.EPOLLHUP|netpoll.EPOLLERR) != 0 {
+		c.hangup = true
+	}
+	return true
+}
+
+// PauseReading stops reading from the connection after what is being read now, until ResumeReading: the
+// kernel's buffer fills and TCP pushes back on the client. The handler uses it when it cannot keep up. A
+// paused connection still notices a hang-up (and is then closed).
+func (c *Conn) PauseReading() { c.SetReadPaused(true) }
+
+// ResumeReading undoes PauseReading.
+func (c *Conn) ResumeReading() { c.SetReadPaused(false) }
+
+// SetReadPaused pauses or resumes reading under the connection's lock: when several goroutines decide the
+// state, the last call wins, whatever the order in which they reached it.
+func (c *Conn) SetReadPaused(paused bool) {
+	c.mu.Lock()
+	if paused == c.paused {
+		c.mu.Unlock()
+		return
+	}
+	c.paused = paused
+	if paused {
+		c.srv.stats.pauses.Add(1)
+	}
+	if !paused && c.armed && c.watching {
+		c.armReadLocked() // widen the pending hang-up registration to reading
+		return
+	}
+	c.mu.Unlock() // a worker holds or will hold the event, and re-arms by the new state
+}
+
+// pausedOnEntry handles a readiness event of a paused connection: a hang-up closes it, anything else
+// re-arms it for hang-up only. It reports whether the connection was paused.
+func (c *Conn) pausedOnEntry() bool {
+	c.mu.Lock()
+	if !c.paused {
+		c.mu.Unlock()
+		return false
+	}
+	if c.hangup {
+		c.mu.Unlock()
+		c.teardown(io.EOF)
+		return true
+	}
+	c.armReadLocked()
+	return true
 }
 
 // onReadable runs on a pool worker: it reads what the kernel holds without blocking, parses it, and re-arms.
 func (c *Conn) onReadable(buf []byte) {
+	if c.pausedOnEntry() {
+		return
+	}
+	if !c.readAvailable(buf) {
+		c.releaseRead() // the connection is closing or closed: no worker reads it again
+		return
+	}
+	c.rearm() // level-triggered: if bytes remain (budget spent), epoll fires again at once
+}
+
+// readAvailable reads and parses what the kernel holds, up to ReadBudget bytes; it reports whether the
+// connection is still open for reading.
+func (c *Conn) readAvailable(buf []byte) bool {
 	budget := c.srv.cfg.ReadBudget
 	for budget > 0 {
 		n, rerr := c.read(buf)
 		if rerr == ErrClosed {
-			return
+			return false
 		}
 		if rerr == unix.EAGAIN {
 			break
@@ -335,26 +431,26 @@ func (c *Conn) onReadable(buf []byte) {
 		}
 		if rerr != nil {
 			c.teardown(rerr)
-			return
+			return false
 		}
 		if n <= 0 {
 			c.teardown(io.EOF)
-			return
+			return false
 		}
 		budget -= n
 		if err := c.consume(buf[:n]); err != nil {
 			c.fail(err)
-			return
+			return false
 		}
 		closing, paused := c.readStatus()
 		if closing {
-			return
+			return false
 		}
 		if paused {
 			break // leave the rest in the kernel's buffer
 		}
 	}
-	c.rearm() // level-triggered: if bytes remain (budget spent), epoll fires again at once
+	return true
 }
 
 // readStatus reports, under one lock, whether the connection is closing (or closed) and whether reading is
@@ -365,8 +461,9 @@ func (c *Conn) readStatus() (closing, paused bool) {
 	return c.state != stateOpen, c.paused
 }
 
-// fail closes the connection for a protocol error.
+// fail closes the connection for a protocol error, and lets go of what it was reading.
 func (c *Conn) fail(err error) {
+	c.releaseRead()
 	var ce *closeError
 	if errors.As(err, &ce) {
 		c.srv.stats.protocolErrors.Add(1)
@@ -376,67 +473,217 @@ func (c *Conn) fail(err error) {
 	c.teardown(err)
 }
 
-// consume parses data (which it may modify) as a continuation of the bytes it kept last time.
+// consume parses data (which it may modify) as a continuation of what it read before. Bytes are copied only
+// into the buffer of an unfinished frame or message, once each, and that buffer grows geometrically up to the
+// size the frame headers announce: parsing is linear in the bytes read, whatever the read sizes.
 func (c *Conn) consume(data []byte) error {
-	rs := c.rs
-	fromPartial := rs != nil && len(rs.partial) > 0
-	if fromPartial {
-		rs.partial = append(rs.partial, data...)
-		data = rs.partial
-	}
+	frames := false // a frame was completed: the client is alive (one clock read per read, not per frame)
+	defer func() {
+		if frames {
+			c.lastRead.Store(time.Now().Unix())
+			c.pinged.Store(false)
+		}
+	}()
 	for len(data) > 0 {
-		h, hn, err := parseHeader(data)
-		if err == errShortHeader {
-			break
+		rs := c.rs
+		if rs == nil || !rs.inFrame {
+			var h frameHeader
+			var err error
+			if data, h, err = c.nextHeader(data); err != nil || data == nil {
+				return err // data == nil: the header is not all here yet, and kept
+			}
+			if err := c.checkHeader(&h); err != nil {
+				return err
+			}
+			// Fast path: a control frame or a whole message that is all in data is handled in place.
+			if int64(len(data)) >= h.length && (h.op >= opClose || (h.fin && h.op != opContinuation)) {
+				payload := data[:h.length]
+				data = data[h.length:]
+				ws.Cipher(payload, h.mask, 0)
+				frames = true
+				if err := c.wholeFrame(&h, payload); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := c.startFrame(&h); err != nil {
+				return err
+			}
+			rs = c.rs
 		}
-		if err != nil {
+		k := int(min(int64(len(data)), rs.left))
+		if err := c.payload(data[:k]); err != nil {
 			return err
 		}
-		if err := c.checkHeader(&h); err != nil {
-			return err
+		data = data[k:]
+		if rs.left == 0 {
+			frames = true
+			if err := c.endFrame(); err != nil {
+				return err
+			}
 		}
-		if int64(len(data)-hn) < h.length {
-			break // the payload is not all here yet
-		}
-		end := hn + int(h.length)
-		payload := data[hn:end]
-		ws.Cipher(payload, h.mask, 0)
-		if err := c.frame(&h, payload); err != nil {
-			return err
-		}
-		data = data[end:]
 	}
-	c.keep(data, fromPartial)
+	c.dropIdleRead()
 	return nil
 }
 
-// keep saves the bytes of an unfinished frame, in memory that the connection owns, and drops the read state
-// when nothing is unfinished. inPartial says that rest lies inside rs.partial already.
-func (c *Conn) keep(rest []byte, inPartial bool) {
-	switch {
-	case len(rest) == 0:
-		if c.rs != nil {
-			c.rs.partial = nil
-			if c.rs.msgOp == 0 {
-				c.rs = nil // an idle connection holds no read buffer
-			}
+// nextHeader parses the next frame header, from the bytes kept of an incomplete one and data. It returns the
+// rest of data, or nil data once it kept an incomplete header.
+func (c *Conn) nextHeader(data []byte) ([]byte, frameHeader, error) {
+	rs := c.rs
+	if rs == nil || rs.hdrLen == 0 {
+		h, hn, err := parseHeader(data)
+		if err == errShortHeader {
+			rs = c.readState()
+			rs.hdrLen = copy(rs.hdr[:], data)
+			return nil, h, nil
 		}
-	case inPartial:
-		c.rs.partial = append(c.rs.partial[:0], rest...) // copy down; copy handles the overlap
-	default:
-		if c.rs == nil {
-			c.rs = &readState{}
+		if err != nil {
+			return nil, h, err
 		}
-		c.rs.partial = append(make([]byte, 0, len(rest)), rest...)
+		return data[hn:], h, nil
 	}
+	k := copy(rs.hdr[rs.hdrLen:], data) // k < len(data) only when hdr is full, and then parses
+	h, hn, err := parseHeader(rs.hdr[:rs.hdrLen+k])
+	if err == errShortHeader {
+		rs.hdrLen += k
+		return nil, h, nil
+	}
+	if err != nil {
+		return nil, h, err
+	}
+	used := hn - rs.hdrLen
+	rs.hdrLen = 0
+	return data[used:], h, nil
 }
 
-// pendingMessageLen is the size of the unfinished message.
-func (c *Conn) pendingMessageLen() int64 {
+// readState returns the connection's read state, making it (and charging the budget for it) if need be. The
+// first unfinished byte starts the clock of Config.MessageTimeout.
+func (c *Conn) readState() *readState {
 	if c.rs == nil {
-		return 0
+		c.rs = &readState{}
+		c.chargeRead(readStateSize)
+		c.pendingSince.CompareAndSwap(0, time.Now().Unix())
 	}
-	return int64(len(c.rs.msg))
+	return c.rs
+}
+
+// dropIdleRead lets the read state go when nothing is unfinished, so that an idle connection holds no read
+// memory; the MessageTimeout clock stops.
+func (c *Conn) dropIdleRead() {
+	rs := c.rs
+	if rs == nil || rs.inFrame || rs.hdrLen > 0 || rs.msgOp != 0 {
+		return
+	}
+	c.releaseRead()
+}
+
+// releaseRead lets every read buffer go and refunds the budget.
+func (c *Conn) releaseRead() {
+	if rs := c.rs; rs != nil {
+		c.chargeRead(-int64(cap(rs.msg)) - int64(cap(rs.ctrl)) - readStateSize)
+		c.rs = nil
+	}
+	c.pendingSince.Store(0)
+}
+
+// startFrame begins reading the payload of a frame that did not arrive whole.
+func (c *Conn) startFrame(h *frameHeader) error {
+	rs := c.readState()
+	switch h.op {
+	case opText, opBinary:
+		if rs.msgOp != 0 {
+			return errProtocol("new message before the previous one finished")
+		}
+		rs.msgOp, rs.msgZ, rs.utf8 = h.op, h.compressed, utf8Stream{}
+	case opContinuation:
+		if rs.msgOp == 0 {
+			return errProtocol("continuation frame without a message to continue")
+		}
+	default: // control frame: at most 125 bytes
+		rs.ctrl = make([]byte, 0, h.length)
+		c.chargeRead(h.length)
+	}
+	rs.frame, rs.inFrame, rs.left, rs.maskPos = *h, true, h.length, 0
+	return nil
+}
+
+// payload takes the next bytes of the current frame's payload: into the message (or control frame) buffer,
+// unmasked, and for an uncompressed text message checked as UTF-8 at once, so that invalid text fails on the
+// fragment that brings it (the bytes of a rune cut between fragments wait for the rest).
+func (c *Conn) payload(p []byte) error {
+	rs := c.rs
+	rs.left -= int64(len(p))
+	if rs.frame.op >= opClose {
+		rs.ctrl = append(rs.ctrl, p...)
+		ws.Cipher(rs.ctrl[len(rs.ctrl)-len(p):], rs.frame.mask, rs.maskPos)
+		rs.maskPos += len(p)
+		return nil
+	}
+	if cap(rs.msg)-len(rs.msg) < len(p) {
+		if rs.msg = c.growMsg(rs.msg, len(p), len(rs.msg)+len(p)+int(rs.left)); c.evicted.Load() {
+			return errEvicted // the growth went over the budget, and this connection was the biggest holder
+		}
+	}
+	start := len(rs.msg)
+	rs.msg = append(rs.msg, p...)
+	ws.Cipher(rs.msg[start:], rs.frame.mask, rs.maskPos)
+	rs.maskPos += len(p)
+	if rs.msgOp == opText && !rs.msgZ && !c.srv.cfg.PassInvalidUTF8 && !rs.utf8.write(rs.msg[start:]) {
+		return &closeError{code: CloseInvalidPayload, reason: "text message is not valid UTF-8"}
+	}
+	return nil
+}
+
+// growMsg makes room for add more bytes in b, which must hold at least limit bytes by the end of the
+// current frame: once a frame's header is known, its whole payload gets room in one allocation (so a big
+// frame is copied once, and churns no intermediate buffers; the budget is charged before the allocation, so
+// that a connection closed for the budget never allocates), and a message of many fragments at least
+// doubles the buffer each time (linear copying overall), never beyond MaxMessageSize.
+func (c *Conn) growMsg(b []byte, add, limit int) []byte {
+	n := max(limit, min(2*cap(b), c.srv.cfg.MaxMessageSize), len(b)+add)
+	c.chargeRead(int64(n - cap(b))) // before allocating: over the budget, the connection may be closed
+	if c.evicted.Load() {
+		return b // closed to stay within the budget: the caller stops (payload checks evicted)
+	}
+	nb := make([]byte, len(b), n)
+	copy(nb, b)
+	return nb
+}
+
+// endFrame handles a frame whose payload is complete.
+func (c *Conn) endFrame() error {
+	rs := c.rs
+	rs.inFrame = false
+	h := &rs.frame
+	if h.op >= opClose {
+		ctrl := rs.ctrl
+		rs.ctrl = nil
+		c.chargeRead(-int64(cap(ctrl)))
+		c.dropIdleRead()
+		return c.control(h.op, ctrl)
+	}
+	if !h.fin {
+		return nil
+	}
+	op, data, z, checked := rs.msgOp, rs.msg, rs.msgZ, rs.utf8.n == 0
+	rs.msgOp = 0
+	err := c.deliver(op, data, z, checked)
+	rs.msg = nil // a big message's buffer goes back to the allocator
+	c.chargeRead(-int64(cap(data)))
+	c.dropIdleRead()
+	return err
+}
+
+// wholeFrame handles a control frame or a whole message that arrived in one read, in place.
+func (c *Conn) wholeFrame(h *frameHeader, payload []byte) error {
+	if h.op >= opClose {
+		return c.control(h.op, payload)
+	}
+	if c.rs != nil && c.rs.msgOp != 0 {
+		return errProtocol("new message before the previous one finished")
+	}
+	return c.deliver(h.op, payload, h.compressed, false)
 }
 
 func (c *Conn) checkHeader(h *frameHeader) error {
@@ -467,53 +714,36 @@ func (c *Conn) checkHeader(h *frameHeader) error {
 	return nil
 }
 
-// frame handles one complete, unmasked frame.
-func (c *Conn) frame(h *frameHeader, payload []byte) error {
-	c.lastRead.Store(time.Now().Unix())
-	c.pinged.Store(false)
-	switch h.op {
+// pendingMessageLen is the size of the unfinished message.
+func (c *Conn) pendingMessageLen() int64 {
+	if c.rs == nil || c.rs.msgOp == 0 {
+		return 0
+	}
+	return int64(len(c.rs.msg))
+}
+
+// control handles a complete control frame.
+func (c *Conn) control(op byte, payload []byte) error {
+	switch op {
 	case opPing:
 		return ignoreClosed(c.sendControl(opPong, payload))
 	case opPong:
 		return nil
-	case opClose:
+	default:
 		return c.closeFrame(payload)
-	case opContinuation:
-		rs := c.rs
-		if rs == nil || rs.msgOp == 0 {
-			return errProtocol("continuation frame without a message to continue")
-		}
-		rs.msg = append(rs.msg, payload...)
-		if !h.fin {
-			return nil
-		}
-		op, data, z := rs.msgOp, rs.msg, rs.msgZ
-		rs.msg, rs.msgOp, rs.msgZ = nil, 0, false
-		return c.deliver(op, data, z)
-	default: // text or binary
-		if c.rs != nil && c.rs.msgOp != 0 {
-			return errProtocol("new message before the previous one finished")
-		}
-		if !h.fin {
-			if c.rs == nil {
-				c.rs = &readState{}
-			}
-			c.rs.msgOp, c.rs.msgZ = h.op, h.compressed
-			c.rs.msg = append(make([]byte, 0, len(payload)*2), payload...)
-			return nil
-		}
-		return c.deliver(h.op, payload, h.compressed)
 	}
 }
 
-func (c *Conn) deliver(op byte, data []byte, compressed bool) error {
+// deliver hands a complete message to the handler. checked says that its text was validated as it arrived.
+func (c *Conn) deliver(op byte, data []byte, compressed, checked bool) error {
 	if compressed {
 		var err error
 		if data, err = decompress(data, c.srv.cfg.MaxMessageSize); err != nil {
 			return err
 		}
+		checked = false
 	}
-	invalid := op == opText && !utf8.Valid(data)
+	invalid := op == opText && !(checked && !c.srv.cfg.PassInvalidUTF8) && !utf8.Valid(data)
 	if invalid && !c.srv.cfg.PassInvalidUTF8 {
 		return &closeError{code: CloseInvalidPayload, reason: "text message is not valid UTF-8"}
 	}

@@ -4,9 +4,18 @@
 // costs no goroutine and no read buffer.
 //
 // When a socket becomes readable, one worker of a bounded pool reads what the kernel has without blocking and
-// feeds it to the connection's incremental frame parser, which keeps only the bytes of an unfinished frame; a
-// client that sends half a frame and stops therefore pins nothing. Control frames are answered here (ping,
-// close handshake with RFC 6455 codes); fragmented messages are reassembled up to a limit; text must be UTF-8.
+// feeds it to the connection's incremental frame parser, which keeps only an unfinished frame or message; a
+// client that sends half a frame and stops therefore pins no worker. A frame's payload is copied once, into a
+// buffer sized from its header (parsing is linear in the bytes read), and the buffer goes back to the
+// allocator when the message is delivered: an idle connection holds no read memory. Control frames are
+// answered here (ping, close handshake with RFC 6455 codes); fragmented messages are reassembled up to a
+// limit; text must be UTF-8, checked fragment by fragment so that invalid text fails at once (1007).
+//
+// Memory has an overall bound: read buffers, write queues and what the handler declares (Conn.ChargeBuffer)
+// are charged to one counter against Config.BufferBudget, and the charge that goes over it closes the
+// connections that hold the most (1009 for an unfinished message, 1013 for unread replies or waiting
+// requests). A frame or fragmented message must also be complete within Config.MessageTimeout (1008), so
+// that empty continuation frames cannot keep a partial message alive.
 //
 // Writes go through a per-connection queue capped in bytes: Send appends and tries a non-blocking writev of
 // everything queued. A connection whose socket is full waits on a second epoll instance for writability (no
@@ -18,8 +27,9 @@
 // offer it cannot honour or parse (server_max_window_bits below 15, unknown parameters) is declined, and the
 // connection proceeds uncompressed.
 //
-// A handler that cannot keep up calls Conn.PauseReading: the connection's epoll interest is not re-armed, the
-// kernel's buffer fills and TCP pushes back on the client, until Conn.ResumeReading.
+// A handler that cannot keep up calls Conn.PauseReading (or SetReadPaused): the connection's epoll interest
+// is narrowed to hang-up, the kernel's buffer fills and TCP pushes back on the client, until
+// Conn.ResumeReading; a client that leaves meanwhile is still noticed and unregistered at once.
 //
 // Admission: a handshake holds one of MaxHandshakes slots and one of its address's MaxHandshakesPerIP for at
 // most HandshakeTimeout; a socket over either bound is closed at once. The descriptor a connection will own

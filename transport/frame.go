@@ -3,6 +3,7 @@ package transport
 import (
 	"encoding/binary"
 	"errors"
+	"unicode/utf8"
 )
 
 // Opcodes (RFC 6455 section 5.2).
@@ -42,6 +43,9 @@ type frameHeader struct {
 	length     int64
 	mask       [4]byte
 }
+
+// maxHeaderSize is the size of the longest client frame header: 2 bytes, 8 of length, 4 of mask.
+const maxHeaderSize = 14
 
 var errShortHeader = errors.New("transport: incomplete frame header")
 
@@ -129,4 +133,45 @@ func closePayload(code uint16, reason string) []byte {
 	}
 	b := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(reason)), code)
 	return append(b, reason...)
+}
+
+// utf8Stream validates UTF-8 text that arrives in pieces: a rune cut at the end of a piece waits (up to 3
+// bytes) for the next one, and a piece fails as soon as its bytes cannot begin valid text.
+type utf8Stream struct {
+	tail [utf8.UTFMax]byte
+	n    int // bytes in tail: a valid, incomplete beginning of a rune
+}
+
+// write checks the next piece of text and reports whether everything so far can still be valid UTF-8. The
+// text is complete and valid when, in addition, n is 0.
+func (u *utf8Stream) write(p []byte) bool {
+	if u.n > 0 {
+		k := copy(u.tail[u.n:], p)
+		r := u.tail[:u.n+k]
+		if !utf8.FullRune(r) { // still the beginning of a rune (FullRune is true for an invalid one)
+			u.n += k
+			return true
+		}
+		c, size := utf8.DecodeRune(r)
+		if c == utf8.RuneError && size == 1 {
+			return false
+		}
+		p = p[size-u.n:]
+		u.n = 0
+	}
+	// A rune cut at the end starts at one of the last three bytes.
+	for i := len(p) - 1; i >= 0 && i >= len(p)-(utf8.UTFMax-1); i-- {
+		if !utf8.RuneStart(p[i]) {
+			continue
+		}
+		if utf8.FullRune(p[i:]) {
+			break
+		}
+		if !utf8.Valid(p[:i]) {
+			return false
+		}
+		u.n = copy(u.tail[:], p[i:])
+		return true
+	}
+	return utf8.Valid(p)
 }

@@ -101,11 +101,14 @@ func FuzzFrameReader(f *testing.F) {
 				t.Fatalf("message %d differs when split at %d", i, at)
 			}
 		}
-		if err1 == nil && c1.rs != nil && len(c1.rs.partial) > len(stream) {
-			t.Fatalf("kept %d bytes of a %d-byte stream", len(c1.rs.partial), len(stream))
+		if rs := c1.rs; err1 == nil && rs != nil && cap(rs.msg) > c1.srv.cfg.MaxMessageSize {
+			t.Fatalf("holds %d bytes, over the message size limit", cap(rs.msg))
 		}
-		if err1 == nil && c1.rs != nil && len(c1.rs.partial) == 0 && c1.rs.msgOp == 0 {
+		if rs := c1.rs; err1 == nil && rs != nil && !rs.inFrame && rs.hdrLen == 0 && rs.msgOp == 0 {
 			t.Fatal("read state kept although nothing is unfinished")
+		}
+		if err1 == nil && c1.rs == nil && c1.rbuf.Load() > 0 {
+			t.Fatalf("no read state, but %d bytes charged to the budget", c1.rbuf.Load())
 		}
 	})
 }

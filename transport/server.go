@@ -33,12 +33,25 @@ type Handler interface {
 type Config struct {
 	// Path is the WebSocket path; "" means "/ws". Other paths get 404.
 	Path string
-	// MaxFrameSize bounds one frame's payload; 0 means 1 MiB. Bigger: close 1009.
+	// MaxFrameSize bounds one frame's payload; 0 means 256 KiB. Bigger: close 1009.
 	MaxFrameSize int
-	// MaxMessageSize bounds a reassembled message; 0 means 1 MiB. Bigger: close 1009.
+	// MaxMessageSize bounds a reassembled message; 0 means 256 KiB (Mojolicious' max_websocket_size, which
+	// the Perl proxy ran with). Bigger: close 1009.
 	MaxMessageSize int
-	// WriteQueueBytes bounds the bytes queued for one client; 0 means 4 MiB. Over it: close 1008.
+	// WriteQueueBytes bounds the bytes queued for one client; 0 means 1 MiB (three replies of the gateway's
+	// largest, 320 KB). Over it: close 1008.
 	WriteQueueBytes int
+	// BufferBudget bounds the bytes that all connections together hold in read buffers (unfinished frames
+	// and messages) and write queues; 0 means 512 MiB. The per-connection limits alone allow 20,000 × 1.25 MiB
+	// = 25 GiB; 512 MiB is 26 KiB per connection at 20,000, far above what a well-behaved one holds (an idle
+	// connection holds nothing), so only outliers are cut. Over it, the connections that hold the most are
+	// closed until the total is back under it: 1009 if most of what one holds is an unfinished message, 1013
+	// (try again later) if it is unread replies.
+	BufferBudget int
+	// MessageTimeout bounds the time from the first byte of a frame or fragmented message to its last; 0 means
+	// 30 s (a 256 KiB message at under 10 KiB/s). Past it: close 1008. Checked on the keepalive tick, so it
+	// fires up to a quarter of min(IdleTimeout, WriteTimeout) late.
+	MessageTimeout time.Duration
 	// WriteTimeout closes a connection whose socket has refused writes for this long; 0 means 10 s.
 	WriteTimeout time.Duration
 	// HandshakeTimeout bounds the upgrade, from accept to the 101; 0 means 5 s. The socket of a client that has
@@ -98,9 +111,11 @@ func (c *Config) setDefaults() {
 	if c.Path == "" {
 		c.Path = "/ws"
 	}
-	def(&c.MaxFrameSize, 1<<20)
-	def(&c.MaxMessageSize, 1<<20)
-	def(&c.WriteQueueBytes, 4<<20)
+	def(&c.MaxFrameSize, 256<<10)
+	def(&c.MaxMessageSize, 256<<10)
+	def(&c.WriteQueueBytes, 1<<20)
+	def(&c.BufferBudget, 512<<20)
+	defDur(&c.MessageTimeout, 30*time.Second)
 	def(&c.MaxHandshakes, 1024)
 	def(&c.MaxHandshakesPerIP, 64)
 	def(&c.FDReserve, 256)
@@ -121,12 +136,12 @@ func (c *Config) Validate() error {
 		"WriteQueueBytes": c.WriteQueueBytes, "MaxHandshakes": c.MaxHandshakes,
 		"MaxHandshakesPerIP": c.MaxHandshakesPerIP, "MaxConnections": c.MaxConnections,
 		"MaxConnectionsPerIP": c.MaxConnectionsPerIP, "CompressMinSize": c.CompressMinSize,
-		"ReadWorkers": c.ReadWorkers, "ReadBudget": c.ReadBudget} {
+		"ReadWorkers": c.ReadWorkers, "ReadBudget": c.ReadBudget, "BufferBudget": c.BufferBudget} {
 		if v < 0 {
 			return fmt.Errorf("transport: %s must not be negative", name)
 		}
 	}
-	if c.WriteTimeout < 0 || c.HandshakeTimeout < 0 || c.IdleTimeout < 0 {
+	if c.WriteTimeout < 0 || c.HandshakeTimeout < 0 || c.IdleTimeout < 0 || c.MessageTimeout < 0 {
 		return errors.New("transport: timeouts must not be negative")
 	}
 	if c.Path != "" && c.Path[0] != '/' {
@@ -145,14 +160,23 @@ type Stats struct {
 	WriteTimeouts  uint64
 	ProtocolErrors uint64
 	ReadPauses     uint64 // times a handler paused reading from a connection (backpressure)
+	// Buffered is the bytes held now in read buffers and write queues, against Config.BufferBudget.
+	Buffered        int64
+	BudgetEvictions uint64 // connections closed to bring Buffered under the budget
+	MessageTimeouts uint64 // connections closed for not finishing a frame or message within MessageTimeout
 }
 
 type stats struct {
 	accepted, rejected, slowConsumers, writeTimeouts, protocolErrors, pauses atomic.Uint64
+	budgetEvictions, messageTimeouts                                         atomic.Uint64
 }
 
 // readEvents is the epoll interest of an idle connection: readable, one-shot, level-triggered.
 const readEvents = netpoll.EPOLLIN | netpoll.EPOLLRDHUP | netpoll.EPOLLONESHOT
+
+// hangupEvents is the interest of a paused connection: only the peer's hang-up (EPOLLHUP and EPOLLERR are
+// always reported).
+const hangupEvents = netpoll.EPOLLRDHUP | netpoll.EPOLLONESHOT
 
 // writeEvents is the interest of a backed-up connection on the write poller: writable, one-shot.
 const writeEvents = netpoll.EPOLLOUT | netpoll.EPOLLONESHOT
@@ -172,6 +196,10 @@ type Server struct {
 	writable chan *Conn
 	hsSlots  chan struct{}
 	stats    stats
+
+	buffered  atomic.Int64 // bytes held in read buffers and write queues (see budget.go)
+	enforceMu sync.Mutex   // one budget enforcement at a time
+	lastID    atomic.Uint64
 
 	mu        sync.Mutex
 	conns     map[*Conn]struct{}
@@ -237,7 +265,9 @@ func (s *Server) Stats() Stats {
 	return Stats{Connections: int64(s.Len()), Accepted: s.stats.accepted.Load(), Rejected: s.stats.rejected.Load(),
 		NoFDs:         s.noFDs.Load(),
 		SlowConsumers: s.stats.slowConsumers.Load(), WriteTimeouts: s.stats.writeTimeouts.Load(),
-		ProtocolErrors: s.stats.protocolErrors.Load(), ReadPauses: s.stats.pauses.Load()}
+		ProtocolErrors: s.stats.protocolErrors.Load(), ReadPauses: s.stats.pauses.Load(),
+		Buffered: s.buffered.Load(), BudgetEvictions: s.stats.budgetEvictions.Load(),
+		MessageTimeouts: s.stats.messageTimeouts.Load()}
 }
 
 // Len is the number of open connections.
@@ -462,6 +492,7 @@ func (s *Server) register(nc net.Conn, fd int, deflate bool) error {
 		unix.Close(fd)
 		return errors.New("transport: shutting down")
 	}
+	c.id = s.lastID.Add(1)
 	s.conns[c] = struct{}{}
 	s.perIP[c.remote.Addr()]++
 	s.mu.Unlock()
@@ -473,8 +504,9 @@ func (s *Server) register(nc net.Conn, fd int, deflate bool) error {
 	if c.state == stateClosed {
 		return nil
 	}
+	c.armed = true
 	if err := s.poller.Add(c.fd, readEvents, func(ev netpoll.EpollEvent) {
-		if ev&epollClosed == 0 {
+		if ev&epollClosed == 0 && c.fired(ev) {
 			s.ready <- c
 		}
 	}); err != nil {
@@ -519,7 +551,7 @@ func (s *Server) readWorker() {
 }
 
 // keepalive pings connections that have been quiet for half the idle timeout and closes those quiet for all
-// of it.
+// of it, and those that did not finish a message within MessageTimeout.
 func (s *Server) keepalive() {
 	defer s.wg.Done()
 	every := max(min(s.cfg.IdleTimeout, s.cfg.WriteTimeout)/4, 100*time.Millisecond)
@@ -542,6 +574,9 @@ func (s *Server) keepalive() {
 		}
 		s.mu.Unlock()
 		for _, c := range batch {
+			if s.checkMessageDeadline(c, now) {
+				continue
+			}
 			quiet := now - c.lastRead.Load()
 			if b := c.blocked.Load(); b != 0 && now-b >= writeTimeout {
 				s.stats.writeTimeouts.Add(1)

@@ -395,7 +395,8 @@ func TestShutdownSendsGoingAway(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	for _, c := range []Config{{MaxFrameSize: -1}, {IdleTimeout: -1}, {Path: "ws"}} {
+	for _, c := range []Config{{MaxFrameSize: -1}, {IdleTimeout: -1}, {Path: "ws"}, {MessageTimeout: -1},
+		{BufferBudget: -1}} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("Validate accepted %+v", c)
 		}

@@ -228,6 +228,16 @@ func settings() []setting {
 			o.cfg.SessionWorkers = n
 			return err
 		}, "0"},
+		{"buffer-budget", "WSGATE_BUFFER_BUDGET", "bytes all connections may hold in unfinished messages and write queues (over it the biggest holders are closed)", func(o *options, v string) error {
+			n, err := strconv.Atoi(v)
+			o.cfg.Transport.BufferBudget = n
+			return err
+		}, "536870912"},
+		{"message-timeout", "WSGATE_MESSAGE_TIMEOUT", "time a client has to finish a frame or fragmented message (1008 after it)", func(o *options, v string) error {
+			d, err := time.ParseDuration(v)
+			o.cfg.Transport.MessageTimeout = d
+			return err
+		}, "30s"},
 		{"compression", "WSGATE_COMPRESSION", "offer permessage-deflate to clients (the Perl proxy's default)", func(o *options, v string) error {
 			b, err := strconv.ParseBool(v)
 			o.cfg.Transport.Compression = b
