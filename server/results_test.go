@@ -219,7 +219,9 @@ func TestErrorRepliesFitMaxResponseSize(t *testing.T) {
 			max = 328000 // the default
 		}
 		t.Run(fmt.Sprintf("max_response_size=%d", max), func(t *testing.T) {
-			gw := startGateway(t, srv, server.Config{MaxResponseSize: limit})
+			cfg := server.Config{MaxResponseSize: limit}
+			cfg.Transport.MaxFrameSize, cfg.Transport.MaxMessageSize = 2<<20, 2<<20 // room for the 1 MiB requests
+			gw := startGateway(t, srv, cfg)
 			c := wstest.Dial(t, gw.URL())
 			tests := []struct {
 				request, code string

@@ -255,8 +255,9 @@ func TestWorkerHelpListsWorkerFlags(t *testing.T) {
 	}{
 		{"worker", []string{"admin", "concurrency", "config", "demo", "log-format", "log-level", "mode", "orphan-timeout",
 			"prefix", "redis", redisFlags}},
-		{"serve", []string{"admin", "admin-token", "check-config", "compression", "config", "drain-timeout", "fd-reserve",
-			"handshake-timeout", "listen", "log-format", "log-level", "max-handshakes", "max-handshakes-per-ip", "mode",
+		{"serve", []string{"admin", "admin-token", "buffer-budget", "check-config", "compression", "config", "drain-timeout",
+			"fd-reserve", "handshake-timeout", "listen", "log-format", "log-level", "max-handshakes", "max-handshakes-per-ip",
+			"message-timeout", "mode",
 			"path", "pprof", "prefix", "redis", redisFlags, "session-workers"}},
 	}
 	for _, tt := range tests {
@@ -293,6 +294,8 @@ func TestEveryFlagHasItsVariable(t *testing.T) {
 		{"serve", "WSGATE_DRAIN_TIMEOUT", "2.5", func(o *options) bool { return o.cfg.DrainTimeout == 2500*time.Millisecond }},
 		{"serve", "WSGATE_PPROF", "true", func(o *options) bool { return o.cfg.Pprof }},
 		{"serve", "WSGATE_FD_RESERVE", "99", func(o *options) bool { return o.cfg.Transport.FDReserve == 99 }},
+		{"serve", "WSGATE_BUFFER_BUDGET", "1000000", func(o *options) bool { return o.cfg.Transport.BufferBudget == 1000000 }},
+		{"serve", "WSGATE_MESSAGE_TIMEOUT", "3s", func(o *options) bool { return o.cfg.Transport.MessageTimeout == 3*time.Second }},
 		{"serve", "WSGATE_HANDSHAKE_TIMEOUT", "2s", func(o *options) bool { return o.cfg.Transport.HandshakeTimeout == 2*time.Second }},
 		{"serve", "WSGATE_MAX_HANDSHAKES", "77", func(o *options) bool { return o.cfg.Transport.MaxHandshakes == 77 }},
 		{"serve", "WSGATE_MAX_HANDSHAKES_PER_IP", "7", func(o *options) bool { return o.cfg.Transport.MaxHandshakesPerIP == 7 }},
