@@ -4,6 +4,7 @@ package wstest
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -39,12 +40,38 @@ func (c *Client) Send(msg string) {
 	}
 }
 
-// Read reads the next data message (answering pings on the way), waiting up to timeout.
+// Read reads the next data message (answering pings on the way), waiting up to timeout. A close frame ends it
+// with a wsutil.ClosedError that carries the server's code, also when the server has already gone and the
+// reply to its close frame cannot be written.
 func (c *Client) Read(timeout time.Duration) ([]byte, error) {
 	_ = c.Conn.SetReadDeadline(time.Now().Add(timeout))
 	defer c.Conn.SetReadDeadline(time.Time{})
-	b, _, err := wsutil.ReadServerData(c.Conn)
-	return b, err
+	control := func(h ws.Header, r io.Reader) error {
+		if h.OpCode != ws.OpClose {
+			return wsutil.ControlFrameHandler(c.Conn, ws.StateClientSide)(h, r)
+		}
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(r, p); err != nil {
+			return err
+		}
+		code, reason := ws.ParseCloseFrameData(p)
+		_ = wsutil.WriteClientMessage(c.Conn, ws.OpClose, ws.NewCloseFrameBody(code, "")) // the server may be gone
+		return wsutil.ClosedError{Code: code, Reason: reason}
+	}
+	rd := wsutil.Reader{Source: c.Conn, State: ws.StateClientSide, CheckUTF8: true, OnIntermediate: control}
+	for {
+		h, err := rd.NextFrame()
+		if err != nil {
+			return nil, err
+		}
+		if h.OpCode.IsControl() {
+			if err := control(h, &rd); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		return io.ReadAll(&rd)
+	}
 }
 
 // ReadJSON reads the next message as a JSON object, failing the test after timeout.
