@@ -201,11 +201,8 @@ func settings() []setting {
 		{"listen", "WSGATE_LISTEN", "WebSocket listener address", str(func(o *options) *string { return &o.cfg.Listen }), server.DefaultListen},
 		{"admin", "WSGATE_ADMIN", `admin HTTP listener address, or "off"`, str(func(o *options) *string { return &o.cfg.Admin }), server.DefaultAdmin},
 		{"path", "WSGATE_PATH", "WebSocket path", str(func(o *options) *string { return &o.cfg.Transport.Path }), "/ws"},
-		{"handshake-timeout", "WSGATE_HANDSHAKE_TIMEOUT", "time a client has to send its upgrade request (30s, or seconds)", func(o *options, v string) error {
-			d, err := parseSeconds(v)
-			o.cfg.Transport.HandshakeTimeout = d
-			return err
-		}, "5s"},
+		{"handshake-timeout", "WSGATE_HANDSHAKE_TIMEOUT", "time a client has to send its upgrade request (30s, or seconds)",
+			durationSetting(func(o *options) *time.Duration { return &o.cfg.Transport.HandshakeTimeout }), "5s"},
 		{"max-handshakes", "WSGATE_MAX_HANDSHAKES", "upgrades in progress at once; beyond it a new socket is closed", intSetting(func(o *options) *int { return &o.cfg.Transport.MaxHandshakes }), "1024"},
 		{"max-handshakes-per-ip", "WSGATE_MAX_HANDSHAKES_PER_IP", "upgrades in progress from one address (IPv6: /64); beyond it a new socket is closed", intSetting(func(o *options) *int { return &o.cfg.Transport.MaxHandshakesPerIP }), "64"},
 		{"fd-reserve", "WSGATE_FD_RESERVE", "file descriptors kept free for Redis and the admin listener; upgrades get 503 within it of RLIMIT_NOFILE (-1: off)", intSetting(func(o *options) *int { return &o.cfg.Transport.FDReserve }), "256"},
@@ -223,36 +220,42 @@ func settings() []setting {
 			o.cfg.Queues[server.DefaultQueueName] = q
 			return nil
 		}, "jobs"},
-		{"session-workers", "WSGATE_SESSION_WORKERS", "run session actors on N long-lived goroutines (0: a new one per mailbox run; see bench/RESULTS.md)", func(o *options, v string) error {
-			n, err := strconv.Atoi(v)
-			o.cfg.SessionWorkers = n
-			return err
-		}, "0"},
-		{"buffer-budget", "WSGATE_BUFFER_BUDGET", "bytes all connections may hold in unfinished messages and write queues (over it the biggest holders are closed)", func(o *options, v string) error {
-			n, err := strconv.Atoi(v)
-			o.cfg.Transport.BufferBudget = n
-			return err
-		}, "536870912"},
-		{"message-timeout", "WSGATE_MESSAGE_TIMEOUT", "time a client has to finish a frame or fragmented message (1008 after it)", func(o *options, v string) error {
-			d, err := time.ParseDuration(v)
-			o.cfg.Transport.MessageTimeout = d
-			return err
+		{"session-workers", "WSGATE_SESSION_WORKERS", "run session actors on N long-lived goroutines (0: a new one per mailbox run; see bench/RESULTS.md)",
+			intSetting(func(o *options) *int { return &o.cfg.SessionWorkers }), "0"},
+		{"buffer-budget", "WSGATE_BUFFER_BUDGET", "bytes all connections may hold in unfinished messages and write queues (over it the biggest holders are closed)",
+			intSetting(func(o *options) *int { return &o.cfg.Transport.BufferBudget }), "536870912"},
+		{"message-timeout", "WSGATE_MESSAGE_TIMEOUT", "time a client has to finish a frame or fragmented message (1008 after it)",
+			durationSetting(func(o *options) *time.Duration { return &o.cfg.Transport.MessageTimeout }), "30s"},
+		{"max-connections", "WSGATE_MAX_CONNECTIONS", "open connections at most (0: no limit); beyond it the upgrade gets 503", intSetting(func(o *options) *int { return &o.cfg.Transport.MaxConnections }), "0"},
+		{"max-connections-per-ip", "WSGATE_MAX_CONNECTIONS_PER_IP", "open connections from one address at most (0: no limit); beyond it 503", intSetting(func(o *options) *int { return &o.cfg.Transport.MaxConnectionsPerIP }), "0"},
+		{"max-frame-size", "WSGATE_MAX_FRAME_SIZE", "bytes of one frame's payload at most; bigger: close 1009", intSetting(func(o *options) *int { return &o.cfg.Transport.MaxFrameSize }), "262144"},
+		{"max-message-size", "WSGATE_MAX_MESSAGE_SIZE", "bytes of one reassembled message at most; bigger: close 1009", intSetting(func(o *options) *int { return &o.cfg.Transport.MaxMessageSize }), "262144"},
+		{"write-queue-bytes", "WSGATE_WRITE_QUEUE_BYTES", "bytes queued for one client at most; a client that does not read is closed (1008)", intSetting(func(o *options) *int { return &o.cfg.Transport.WriteQueueBytes }), "1048576"},
+		{"max-response-size", "WSGATE_MAX_RESPONSE_SIZE", "bytes of one reply at most (at least 256); bigger: ResponseTooLarge", intSetting(func(o *options) *int { return &o.cfg.MaxResponseSize }), "328000"},
+		{"max-in-flight", "WSGATE_MAX_IN_FLIGHT", "requests of one connection waiting for results at most; beyond: RateLimit", intSetting(func(o *options) *int { return &o.cfg.MaxInFlight }), "100"},
+		{"stream-timeout", "WSGATE_STREAM_TIMEOUT", "idle timeout of a connection (a ping after half of it)", durationSetting(func(o *options) *time.Duration { return &o.cfg.Transport.IdleTimeout }), "120s"},
+		{"write-timeout", "WSGATE_WRITE_TIMEOUT", "time a client may refuse writes before it is closed", durationSetting(func(o *options) *time.Duration { return &o.cfg.Transport.WriteTimeout }), "10s"},
+		{"queue-timeout", "WSGATE_QUEUE_TIMEOUT", "time a request waits for its result before RequestTimeout (also QUEUE_TIMEOUT, as in Perl)", durationSetting(func(o *options) *time.Duration { return &o.cfg.QueueTimeout }), "300s"},
+		{"queue-watch-interval", "WSGATE_QUEUE_WATCH_INTERVAL", "how often the gateway samples its queues (metrics, /readyz)", durationSetting(func(o *options) *time.Duration { return &o.cfg.QueueWatch.Interval }), "5s"},
+		{"no-worker-after", "WSGATE_NO_WORKER_AFTER", `jobs waiting this long with no live worker: a warning on the log and /readyz ("off": never)`, func(o *options, v string) error {
+			if v == "off" {
+				o.cfg.QueueWatch.NoWorkerAfter = -1
+				return nil
+			}
+			return durationSetting(func(o *options) *time.Duration { return &o.cfg.QueueWatch.NoWorkerAfter })(o, v)
 		}, "30s"},
-		{"compression", "WSGATE_COMPRESSION", "offer permessage-deflate to clients (the Perl proxy's default)", func(o *options, v string) error {
-			b, err := strconv.ParseBool(v)
-			o.cfg.Transport.Compression = b
-			return err
-		}, "true"},
-		{"drain-timeout", "WSGATE_DRAIN_TIMEOUT", "on SIGTERM, how long requests already taken may take (seconds or 10s); new ones get ServiceUnavailable", func(o *options, v string) error {
-			d, err := parseSeconds(v)
-			o.cfg.DrainTimeout = d
-			return err
-		}, "10s"},
-		{"pprof", "WSGATE_PPROF", "serve /debug/pprof/ on the admin listener", func(o *options, v string) error {
-			b, err := strconv.ParseBool(v)
-			o.cfg.Pprof = b
-			return err
-		}, "false"},
+		{"require-worker", "WSGATE_REQUIRE_WORKER", "/readyz fails while a queue has no live worker (leave off with Perl workers: they send no heartbeats)", boolSetting(func(o *options) *bool { return &o.cfg.QueueWatch.RequireWorker }), "false"},
+		{"require-result", "WSGATE_REQUIRE_RESULT", "a worker envelope without a result is WrongResponse (default: a null result, as in Perl)", boolSetting(func(o *options) *bool { return &o.cfg.RequireResult }), "false"},
+		{"close-on-invalid-utf8", "WSGATE_CLOSE_ON_INVALID_UTF8", "close (1007) a connection that sends invalid UTF-8, instead of answering BadRequest", boolSetting(func(o *options) *bool { return &o.cfg.CloseOnInvalidUTF8 }), "false"},
+		{"allowed-origins", "WSGATE_ALLOWED_ORIGINS", "comma-separated Origin values accepted (others get 403); empty: any", func(o *options, v string) error {
+			o.cfg.Transport.AllowedOrigins = splitList(v)
+			return nil
+		}, `""`},
+		{"compression", "WSGATE_COMPRESSION", "offer permessage-deflate to clients (the Perl proxy's default)",
+			boolSetting(func(o *options) *bool { return &o.cfg.Transport.Compression }), "true"},
+		{"drain-timeout", "WSGATE_DRAIN_TIMEOUT", "on SIGTERM, how long requests already taken may take (seconds or 10s); new ones get ServiceUnavailable",
+			durationSetting(func(o *options) *time.Duration { return &o.cfg.DrainTimeout }), "10s"},
+		{"pprof", "WSGATE_PPROF", "serve /debug/pprof/ on the admin listener", boolSetting(func(o *options) *bool { return &o.cfg.Pprof }), "false"},
 		{"admin-token", "WSGATE_ADMIN_TOKEN", "bearer token for /metrics and /debug/pprof/ (prefer the variable: flags show in ps)", str(func(o *options) *string { return &o.cfg.AdminToken }), `""`},
 	}
 	return append(s, redisSettings()...)
@@ -510,6 +513,35 @@ func runWorker(ctx context.Context, o *options) error {
 	}
 	o.logger.Info("wsgate worker stopped", "stop_ms", time.Since(began).Milliseconds(), "err", err)
 	return err
+}
+
+// durationSetting applies a duration (seconds, or a Go duration such as 30s) to the field p returns.
+func durationSetting(p func(o *options) *time.Duration) func(*options, string) error {
+	return func(o *options, v string) error {
+		d, err := parseSeconds(v)
+		*p(o) = d
+		return err
+	}
+}
+
+// boolSetting applies a boolean setting to the field p returns.
+func boolSetting(p func(o *options) *bool) func(*options, string) error {
+	return func(o *options, v string) error {
+		b, err := strconv.ParseBool(v)
+		*p(o) = b
+		return err
+	}
+}
+
+// splitList splits a comma-separated list, dropping blanks.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // intSetting applies an integer setting to the field p returns.

@@ -243,7 +243,7 @@ func helpOf(t *testing.T, cmd string) string {
 	return out.String()
 }
 
-var helpFlag = regexp.MustCompile(`(?m)^  -([a-z-]+)[^\n]*\n\s+([^\n]*)`)
+var helpFlag = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)[^\n]*\n\s+([^\n]*)`)
 
 // TestWorkerHelpListsWorkerFlags: worker --help has exactly the worker's flags; serve's has the gateway's.
 func TestWorkerHelpListsWorkerFlags(t *testing.T) {
@@ -255,10 +255,12 @@ func TestWorkerHelpListsWorkerFlags(t *testing.T) {
 	}{
 		{"worker", []string{"admin", "concurrency", "config", "demo", "log-format", "log-level", "mode", "orphan-timeout",
 			"prefix", "redis", redisFlags}},
-		{"serve", []string{"admin", "admin-token", "buffer-budget", "check-config", "compression", "config", "drain-timeout",
-			"fd-reserve", "handshake-timeout", "listen", "log-format", "log-level", "max-handshakes", "max-handshakes-per-ip",
-			"message-timeout", "mode",
-			"path", "pprof", "prefix", "redis", redisFlags, "session-workers"}},
+		{"serve", []string{"admin", "admin-token", "allowed-origins", "buffer-budget", "check-config",
+			"close-on-invalid-utf8", "compression", "config", "drain-timeout", "fd-reserve", "handshake-timeout", "listen",
+			"log-format", "log-level", "max-connections", "max-connections-per-ip", "max-frame-size", "max-handshakes",
+			"max-handshakes-per-ip", "max-in-flight", "max-message-size", "max-response-size", "message-timeout", "mode",
+			"no-worker-after", "path", "pprof", "prefix", "queue-timeout", "queue-watch-interval", "redis", redisFlags,
+			"require-result", "require-worker", "session-workers", "stream-timeout", "write-queue-bytes", "write-timeout"}},
 	}
 	for _, tt := range tests {
 		var got []string
@@ -294,6 +296,22 @@ func TestEveryFlagHasItsVariable(t *testing.T) {
 		{"serve", "WSGATE_DRAIN_TIMEOUT", "2.5", func(o *options) bool { return o.cfg.DrainTimeout == 2500*time.Millisecond }},
 		{"serve", "WSGATE_PPROF", "true", func(o *options) bool { return o.cfg.Pprof }},
 		{"serve", "WSGATE_FD_RESERVE", "99", func(o *options) bool { return o.cfg.Transport.FDReserve == 99 }},
+		{"serve", "WSGATE_ALLOWED_ORIGINS", "https://a, https://b", func(o *options) bool { return len(o.cfg.Transport.AllowedOrigins) == 2 }},
+		{"serve", "WSGATE_CLOSE_ON_INVALID_UTF8", "true", func(o *options) bool { return o.cfg.CloseOnInvalidUTF8 }},
+		{"serve", "WSGATE_MAX_CONNECTIONS", "5", func(o *options) bool { return o.cfg.Transport.MaxConnections == 5 }},
+		{"serve", "WSGATE_MAX_CONNECTIONS_PER_IP", "6", func(o *options) bool { return o.cfg.Transport.MaxConnectionsPerIP == 6 }},
+		{"serve", "WSGATE_MAX_FRAME_SIZE", "1000", func(o *options) bool { return o.cfg.Transport.MaxFrameSize == 1000 }},
+		{"serve", "WSGATE_MAX_MESSAGE_SIZE", "2000", func(o *options) bool { return o.cfg.Transport.MaxMessageSize == 2000 }},
+		{"serve", "WSGATE_MAX_IN_FLIGHT", "9", func(o *options) bool { return o.cfg.MaxInFlight == 9 }},
+		{"serve", "WSGATE_MAX_RESPONSE_SIZE", "4096", func(o *options) bool { return o.cfg.MaxResponseSize == 4096 }},
+		{"serve", "WSGATE_WRITE_QUEUE_BYTES", "65536", func(o *options) bool { return o.cfg.Transport.WriteQueueBytes == 65536 }},
+		{"serve", "WSGATE_STREAM_TIMEOUT", "60", func(o *options) bool { return o.cfg.Transport.IdleTimeout == time.Minute }},
+		{"serve", "WSGATE_WRITE_TIMEOUT", "3s", func(o *options) bool { return o.cfg.Transport.WriteTimeout == 3*time.Second }},
+		{"serve", "WSGATE_QUEUE_TIMEOUT", "30", func(o *options) bool { return o.cfg.QueueTimeout == 30*time.Second }},
+		{"serve", "WSGATE_QUEUE_WATCH_INTERVAL", "1s", func(o *options) bool { return o.cfg.QueueWatch.Interval == time.Second }},
+		{"serve", "WSGATE_NO_WORKER_AFTER", "off", func(o *options) bool { return o.cfg.QueueWatch.NoWorkerAfter < 0 }},
+		{"serve", "WSGATE_REQUIRE_WORKER", "true", func(o *options) bool { return o.cfg.QueueWatch.RequireWorker }},
+		{"serve", "WSGATE_REQUIRE_RESULT", "true", func(o *options) bool { return o.cfg.RequireResult }},
 		{"serve", "WSGATE_BUFFER_BUDGET", "1000000", func(o *options) bool { return o.cfg.Transport.BufferBudget == 1000000 }},
 		{"serve", "WSGATE_MESSAGE_TIMEOUT", "3s", func(o *options) bool { return o.cfg.Transport.MessageTimeout == 3*time.Second }},
 		{"serve", "WSGATE_HANDSHAKE_TIMEOUT", "2s", func(o *options) bool { return o.cfg.Transport.HandshakeTimeout == 2*time.Second }},

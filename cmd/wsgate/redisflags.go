@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"strconv"
-	"strings"
 
 	"github.com/wsgate/wsgate/server"
 )
@@ -15,13 +14,7 @@ func redisSettings() []setting {
 	}
 	list := func(p func(r *server.RedisConfig) *[]string) func(*options, string) error {
 		return func(o *options, v string) error {
-			var addrs []string
-			for _, a := range strings.Split(v, ",") {
-				if a = strings.TrimSpace(a); a != "" {
-					addrs = append(addrs, a)
-				}
-			}
-			*p(&o.cfg.RedisConfig) = addrs
+			*p(&o.cfg.RedisConfig) = splitList(v)
 			return nil
 		}
 	}
