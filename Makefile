@@ -2,7 +2,7 @@
 GO       ?= go
 PKGS     := ./...
 
-.PHONY: run build test test-race test-attack vet redis-server bench clean
+.PHONY: run build test test-race test-attack vet redis-server browser bench clean
 
 run:
 	$(GO) run ./cmd/wsgate dev
@@ -20,6 +20,16 @@ redis-server:
 	    echo "make test needs redis-server on PATH: install the redis-server package (or run make test as root)"; exit 1; \
 	  fi; }
 	@# The Debian package starts a service on 6379 when it can; the tests never use it.
+
+# Debian's chromium, for the admin console's browser test (make test skips that test without it; CI installs it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium (Debian package) for the console's browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "the console test needs chromium on PATH: install the chromium package (or run make browser as root)"; exit 1; \
+	  fi; }
 
 vet:
 	$(GO) vet $(PKGS)
