@@ -29,6 +29,9 @@ type File struct {
 	Prefix       string   `yaml:"prefix"`
 	QueueTimeout Duration `yaml:"queue_timeout"`
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// MemoryLimit is the process's soft memory limit (bytes, "auto" or "off"); the binary applies it (a
+	// process-wide setting, which the library never touches).
+	MemoryLimit string `yaml:"memory_limit"`
 	QueueWatch   struct {
 		Interval      Duration `yaml:"interval"`
 		NoWorkerAfter Duration `yaml:"no_worker_after"`

@@ -29,6 +29,9 @@ type Handler interface {
 	OnClose(c *Conn, err error)
 }
 
+// DefaultBufferBudget is Config.BufferBudget's default: 512 MiB, about 26 KiB a connection at 20,000.
+const DefaultBufferBudget = 512 << 20
+
 // Config configures a Server. Each field's zero value means the default named in its comment.
 type Config struct {
 	// Path is the WebSocket path; "" means "/ws". Other paths get 404.
@@ -114,7 +117,7 @@ func (c *Config) setDefaults() {
 	def(&c.MaxFrameSize, 256<<10)
 	def(&c.MaxMessageSize, 256<<10)
 	def(&c.WriteQueueBytes, 1<<20)
-	def(&c.BufferBudget, 512<<20)
+	def(&c.BufferBudget, DefaultBufferBudget)
 	defDur(&c.MessageTimeout, 30*time.Second)
 	def(&c.MaxHandshakes, 1024)
 	def(&c.MaxHandshakesPerIP, 64)

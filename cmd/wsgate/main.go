@@ -142,6 +142,9 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			o.logger.Warn("no actions configured: serving the demo action list (ping, echo, sleep, fail, whoami); " +
 				"list your actions under `actions:` in a --config file (see wsgate.example.yaml)")
 		}
+		if err := applyMemoryLimit(o); err != nil {
+			return err
+		}
 		gw, err := server.New(o.gatewayConfig())
 		if err != nil {
 			return err
@@ -150,6 +153,9 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case "dev":
 		o, err := parseFlags("dev", args[1:], stderr)
 		if err != nil {
+			return err
+		}
+		if err := applyMemoryLimit(o); err != nil {
 			return err
 		}
 		return server.RunDev(ctx, o.gatewayConfig(), stdout)
@@ -184,6 +190,7 @@ type options struct {
 
 	orphanTimeout time.Duration // worker: redisq.WorkerConfig.OrphanTimeout
 	queue         *queueCommand // queue: its own flags and the job IDs
+	memoryLimit   string        // serve, dev: applied by applyMemoryLimit
 }
 
 // setting is one setting that a flag, an environment variable and the config file can all give.
@@ -226,6 +233,8 @@ func settings() []setting {
 			intSetting(func(o *options) *int { return &o.cfg.Transport.BufferBudget }), "536870912"},
 		{"message-timeout", "WSGATE_MESSAGE_TIMEOUT", "time a client has to finish a frame or fragmented message (1008 after it)",
 			durationSetting(func(o *options) *time.Duration { return &o.cfg.Transport.MessageTimeout }), "30s"},
+		{"memory-limit", "WSGATE_MEMORY_LIMIT", `soft memory limit of the process in bytes; "auto": 2 × buffer budget + 256 MiB, unless GOMEMLIMIT is set; "off"`,
+			str(func(o *options) *string { return &o.memoryLimit }), "auto"},
 		{"max-connections", "WSGATE_MAX_CONNECTIONS", "open connections at most (0: no limit); beyond it the upgrade gets 503", intSetting(func(o *options) *int { return &o.cfg.Transport.MaxConnections }), "0"},
 		{"max-connections-per-ip", "WSGATE_MAX_CONNECTIONS_PER_IP", "open connections from one address at most (0: no limit); beyond it 503", intSetting(func(o *options) *int { return &o.cfg.Transport.MaxConnectionsPerIP }), "0"},
 		{"max-frame-size", "WSGATE_MAX_FRAME_SIZE", "bytes of one frame's payload at most; bigger: close 1009", intSetting(func(o *options) *int { return &o.cfg.Transport.MaxFrameSize }), "262144"},
@@ -370,6 +379,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 		if cmd == "worker" {
 			o.cfg.Admin = "" // the file's admin listener is the gateway's
 		}
+		o.memoryLimit = file.MemoryLimit
 		if file.Log.Format != "" {
 			format = file.Log.Format
 		}

@@ -258,7 +258,7 @@ func TestWorkerHelpListsWorkerFlags(t *testing.T) {
 		{"serve", []string{"admin", "admin-token", "allowed-origins", "buffer-budget", "check-config",
 			"close-on-invalid-utf8", "compression", "config", "drain-timeout", "fd-reserve", "handshake-timeout", "listen",
 			"log-format", "log-level", "max-connections", "max-connections-per-ip", "max-frame-size", "max-handshakes",
-			"max-handshakes-per-ip", "max-in-flight", "max-message-size", "max-response-size", "message-timeout", "mode",
+			"max-handshakes-per-ip", "max-in-flight", "max-message-size", "max-response-size", "memory-limit", "message-timeout", "mode",
 			"no-worker-after", "path", "pprof", "prefix", "queue-timeout", "queue-watch-interval", "redis", redisFlags,
 			"require-result", "require-worker", "session-workers", "stream-timeout", "write-queue-bytes", "write-timeout"}},
 	}
@@ -296,6 +296,7 @@ func TestEveryFlagHasItsVariable(t *testing.T) {
 		{"serve", "WSGATE_DRAIN_TIMEOUT", "2.5", func(o *options) bool { return o.cfg.DrainTimeout == 2500*time.Millisecond }},
 		{"serve", "WSGATE_PPROF", "true", func(o *options) bool { return o.cfg.Pprof }},
 		{"serve", "WSGATE_FD_RESERVE", "99", func(o *options) bool { return o.cfg.Transport.FDReserve == 99 }},
+		{"serve", "WSGATE_MEMORY_LIMIT", "off", func(o *options) bool { return o.memoryLimit == "off" }},
 		{"serve", "WSGATE_ALLOWED_ORIGINS", "https://a, https://b", func(o *options) bool { return len(o.cfg.Transport.AllowedOrigins) == 2 }},
 		{"serve", "WSGATE_CLOSE_ON_INVALID_UTF8", "true", func(o *options) bool { return o.cfg.CloseOnInvalidUTF8 }},
 		{"serve", "WSGATE_MAX_CONNECTIONS", "5", func(o *options) bool { return o.cfg.Transport.MaxConnections == 5 }},
