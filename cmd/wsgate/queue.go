@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -119,8 +120,16 @@ func runQueue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("queue: %w", err)
 	}
 	defer rdb.Close()
+	// A command-line tool answers at once: its errors are its output, not go-redis's retry log.
+	useRedisLogger(slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithTimeout(ctx, qc.timeout)
 	defer cancel()
+	pctx, pcancel := context.WithTimeout(ctx, 3*time.Second)
+	err = server.PingRedis(pctx, rdb)
+	pcancel()
+	if err != nil {
+		return fmt.Errorf("queue: cannot reach Redis (%s): %w", cfg.RedisConfig.Kind(), err)
+	}
 	return qc.run(ctx, rdb, stdout)
 }
 

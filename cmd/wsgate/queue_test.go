@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -249,6 +250,14 @@ func TestQueuePendingPurgeAnswersCallers(t *testing.T) {
 	}
 	if st := queueStats(t, srv); st.Pending != 0 {
 		t.Errorf("pending after purge: %d", st.Pending)
+	}
+}
+
+func TestQueueFailsFastWithoutRedis(t *testing.T) {
+	var out bytes.Buffer
+	err := runQueue(context.Background(), []string{"stats", "--redis", fmt.Sprintf("redis://127.0.0.1:%d", redistest.FreePort(t))}, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "cannot reach Redis") {
+		t.Fatalf("stats without Redis: %v", err)
 	}
 }
 
