@@ -5,9 +5,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +40,14 @@ func trust(t testing.TB, certs ...*redistest.Certs) *x509.CertPool {
 // startTLS runs an echo server (connRecorder) with the certificate of certs (and ClientCA when mtls).
 func startTLS(t *testing.T, cfg Config, certs *redistest.Certs, mtls bool) (*Server, *connRecorder, *CertReloader, string) {
 	t.Helper()
+	h := &connRecorder{conns: make(chan *Conn, 64)}
+	s, r, addr := startTLSWith(t, cfg, certs, mtls, h)
+	return s, h, r, addr
+}
+
+// startTLSWith runs a TLS server with handler h.
+func startTLSWith(t *testing.T, cfg Config, certs *redistest.Certs, mtls bool, h Handler) (*Server, *CertReloader, string) {
+	t.Helper()
 	files := TLSFiles{Cert: certs.ServerCert, Key: certs.ServerKey}
 	if mtls {
 		files.ClientCA = certs.CA
@@ -48,12 +60,11 @@ func startTLS(t *testing.T, cfg Config, certs *redistest.Certs, mtls bool) (*Ser
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}
-	h := &connRecorder{conns: make(chan *Conn, 64)}
 	s, err := NewServer(cfg, h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, h, r, serve(t, s)
+	return s, r, serve(t, s)
 }
 
 // dialWSS connects to a TLS server with tc; it returns the connection and the server's certificate.
@@ -391,4 +402,117 @@ func TestLimitsOverPlainAndTLS(t *testing.T) {
 			})
 		}
 	}
+}
+
+// footprintClientEnv, when set (addr,n,secure,ca), makes TestConnectionFootprint the client process.
+const footprintClientEnv = "WSGATE_TEST_FOOTPRINT_CLIENT"
+
+// TestConnectionFootprint measures what an idle connection costs the server, ws:// and wss://: heap and stack
+// in use after GC and goroutines, per connection, with the clients in a child process so that their memory is
+// not counted. The figures are logged (go test -v); the test checks the goroutine count, which is exact.
+func TestConnectionFootprint(t *testing.T) {
+	if v := os.Getenv(footprintClientEnv); v != "" {
+		footprintClients(t, v)
+		return
+	}
+	if testing.Short() {
+		t.Skip("opens 2 × 1,000 connections")
+	}
+	const n = 1000
+	certs := redistest.NewCerts(t)
+	for _, tt := range []struct {
+		name       string
+		secure     bool
+		minG, maxG float64 // goroutines per connection
+	}{
+		{"ws", false, 0, 0.02},
+		{"wss", true, 0.98, 1.02},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var s *Server
+			var addr string
+			if tt.secure {
+				s, _, addr = startTLSWith(t, Config{}, certs, false, &echoHandler{})
+			} else {
+				s, _, addr = startServer(t, Config{})
+			}
+			before := footprintSample()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestConnectionFootprint$", "-test.count=1")
+			cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d,%t,%s", footprintClientEnv, addr, n, tt.secure, certs.CA))
+			stdin, _ := cmd.StdinPipe()
+			out := &lockedBuffer{}
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Wait()
+			defer stdin.Close() // the child closes its connections and exits
+			testutil.WaitFor(t, func() bool { return strings.Contains(out.String(), "ready") })
+			if s.Len() != n {
+				t.Fatalf("%d connections, want %d; client said:\n%s", s.Len(), n, out.String())
+			}
+			after := footprintSample()
+			per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / n }
+			heap, stack := per(after.heap, before.heap), per(after.stack, before.stack)
+			g := float64(after.goroutines-before.goroutines) / n
+			t.Logf("%s: per idle connection: %.0f B heap, %.0f B stack, %.0f B total, %.2f goroutines",
+				tt.name, heap, stack, heap+stack, g)
+			if g < tt.minG || g > tt.maxG {
+				t.Errorf("%.2f goroutines per connection, want %.2f to %.2f", g, tt.minG, tt.maxG)
+			}
+		})
+	}
+}
+
+type footprint struct {
+	heap, stack uint64
+	goroutines  int
+}
+
+func footprintSample() footprint {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return footprint{heap: ms.HeapInuse, stack: ms.StackInuse, goroutines: runtime.NumGoroutine()}
+}
+
+// footprintClients is the child process of TestConnectionFootprint: it opens the connections, has each
+// answered once, says "ready" and holds them until its stdin closes.
+func footprintClients(t *testing.T, spec string) {
+	parts := strings.Split(spec, ",")
+	addr, secure, ca := parts[0], parts[2] == "true", parts[3]
+	n, _ := strconv.Atoi(parts[1])
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	d := ws.Dialer{TLSConfig: &tls.Config{RootCAs: pool}}
+	url := "ws://" + addr + "/ws"
+	if secure {
+		url = "wss://" + addr + "/ws"
+	}
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		c, _, _, err := d.Dial(context.Background(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		if err := wsutil.WriteClientText(c, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := wsutil.ReadServerText(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
 }
