@@ -176,7 +176,7 @@ func TestConfigFileTLS(t *testing.T) {
 		t.Fatalf("TLS: %+v", cfg.TLS)
 	}
 	for yaml, want := range map[string]string{
-		"listen: x\ntls:\n  cert: " + certs.ServerCert + "\n":      "cfg.yaml:2: tls.key (--tls-key): needed with tls.cert",
+		"listen: x\ntls:\n  cert: " + certs.ServerCert + "\n":       "cfg.yaml:2: tls.key (--tls-key): needed with tls.cert",
 		"tls:\n  cert: /nonexistent.pem\n  key: /nonexistent.key\n": "cfg.yaml:2: tls.cert (--tls-cert):",
 		"tls:\n  certificate: x\n":                                  `cfg.yaml:2: unknown key "tls.certificate"`,
 	} {
