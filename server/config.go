@@ -139,7 +139,7 @@ type Config struct {
 	// instead of answering BadRequest.
 	CloseOnInvalidUTF8 bool
 	// Transport tunes the WebSocket side (path, limits, timeouts, compression); its zero value is sensible.
-	// Its TLS field is set from the TLS setting below.
+	// Its TLS field, if nil, is set from the TLS setting below (an embedder may set its own instead).
 	Transport transport.Config
 	// TLS serves wss:// with a certificate from files, reloaded by ReloadTLS; its zero value means ws://.
 	TLS ListenerTLS

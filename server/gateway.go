@@ -213,7 +213,7 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		tcfg.Logger = cfg.Logger
 	}
 	tcfg.PassInvalidUTF8 = !cfg.CloseOnInvalidUTF8
-	if g.certs != nil {
+	if g.certs != nil && tcfg.TLS == nil {
 		tcfg.TLS = g.certs.TLSConfig()
 	}
 	g.ws, err = transport.NewServer(tcfg, wsHandler{g})

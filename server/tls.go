@@ -84,7 +84,7 @@ func (g *Gateway) ReloadTLS() error {
 
 // scheme is the WebSocket URL's scheme.
 func (g *Gateway) scheme() string {
-	if g.certs != nil {
+	if g.certs != nil || g.cfg.Transport.TLS != nil {
 		return "wss"
 	}
 	return "ws"
