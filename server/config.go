@@ -139,7 +139,10 @@ type Config struct {
 	// instead of answering BadRequest.
 	CloseOnInvalidUTF8 bool
 	// Transport tunes the WebSocket side (path, limits, timeouts, compression); its zero value is sensible.
+	// Its TLS field, if nil, is set from the TLS setting below (an embedder may set its own instead).
 	Transport transport.Config
+	// TLS serves wss:// with a certificate from files, reloaded by ReloadTLS; its zero value means ws://.
+	TLS ListenerTLS
 	// SessionWorkers, if positive, runs the session actors on that many long-lived goroutines
 	// (actors.PoolDispatcher) instead of protoactor's default, a new goroutine per mailbox run. Measured
 	// (bench/RESULTS.md): ~15 % less gateway CPU per request and more closed-loop throughput, but about twice
@@ -295,6 +298,9 @@ func (c Config) Validate() error {
 				return fmt.Errorf("actions[%d].rate_limit: %w", i, err)
 			}
 		}
+	}
+	if err := c.TLS.Validate(); err != nil {
+		return err
 	}
 	if err := c.Transport.Validate(); err != nil {
 		return fmt.Errorf("transport: %w", err)

@@ -75,6 +75,8 @@ type File struct {
 	ResultStash   *bool `yaml:"result_stash"`
 	// Redis is a URL string or the mapping of RedisConfig.
 	Redis RedisConfig `yaml:"redis"`
+	// TLS serves wss:// (see ListenerTLS).
+	TLS ListenerTLS `yaml:"tls"`
 }
 
 // FileAction is an action in the file; a bare string is an action with that name and no options.
@@ -305,6 +307,7 @@ func (f *File) Config() (Config, error) {
 		RequireResult: f.RequireResult, ResultStash: f.ResultStash,
 	}
 	cfg.AdminToken, cfg.Pprof = f.AdminToken, f.Pprof
+	cfg.TLS = f.TLS
 	cfg.QueueWatch = QueueWatch{Interval: time.Duration(f.QueueWatch.Interval),
 		NoWorkerAfter: time.Duration(f.QueueWatch.NoWorkerAfter), RequireWorker: f.QueueWatch.RequireWorker}
 	cfg.Transport.Path = f.Path

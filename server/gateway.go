@@ -66,6 +66,7 @@ type Gateway struct {
 	sessions  *actors.Sessions
 	clients   map[string]*redisq.Client // by queue name
 	ws        *transport.Server
+	certs     *transport.CertReloader // nil without TLS
 	gatherer  prometheus.Gatherer
 	dispatch  *actors.PoolDispatcher // nil unless Config.SessionWorkers is set
 	watch     *queueWatch
@@ -94,6 +95,9 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger.With("component", "gateway"), rdb: cfg.Redis,
 		clients: map[string]*redisq.Client{}}
+	if g.certs, err = newCertReloader(cfg.TLS); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	if g.rdb == nil {
 		if g.rdb, err = cfg.RedisConfig.NewClient(0); err != nil {
 			return nil, fmt.Errorf("server: %w", err)
@@ -209,6 +213,9 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 		tcfg.Logger = cfg.Logger
 	}
 	tcfg.PassInvalidUTF8 = !cfg.CloseOnInvalidUTF8
+	if g.certs != nil && tcfg.TLS == nil {
+		tcfg.TLS = g.certs.TLSConfig()
+	}
 	g.ws, err = transport.NewServer(tcfg, wsHandler{g})
 	if err != nil {
 		return nil, err
@@ -391,7 +398,7 @@ func (g *Gateway) path() string {
 func (g *Gateway) Addr() net.Addr { return g.ln.Addr() }
 
 // URL is the WebSocket URL clients connect to (after Start).
-func (g *Gateway) URL() string { return "ws://" + g.ln.Addr().String() + g.path() }
+func (g *Gateway) URL() string { return g.scheme() + "://" + g.ln.Addr().String() + g.path() }
 
 // AdminAddr is the admin listener's address, or "" when it is off.
 func (g *Gateway) AdminAddr() string {

@@ -75,6 +75,7 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 		counter("redis_resubscribes_total", "Pub/sub re-subscriptions after a dropped connection.",
 			func() float64 { return float64(st().Queue.Resubscribed) }),
 	}
+	collectors = append(collectors, g.tlsCollectors()...)
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -45,7 +45,8 @@ type Conn struct {
 	id     uint64 // order of acceptance, 1 for the first
 	fd     int
 	remote netip.AddrPort
-	value  any // set in OnOpen, before the connection is registered with epoll
+	value  any      // set in OnOpen, before the connection is registered with epoll
+	tls    *tlsConn // nil for a plain connection (see tls.go)
 
 	// rs is the read state: nil while the connection has no unfinished frame or message, so that an idle
 	// connection holds no read buffer. Only the pool worker handling the connection's readiness touches it,
@@ -138,15 +139,10 @@ func (c *Conn) enqueue(hdr, payload []byte) error {
 		_ = c.Close(ClosePolicyViolation, "slow consumer: write queue full")
 		return ErrSlowConsumer
 	}
-	c.out = append(c.out, hdr)
-	if len(payload) > 0 {
-		c.out = append(c.out, payload)
+	over, err := c.queueLocked(hdr, payload)
+	if err == nil {
+		err = c.flushLocked()
 	}
-	c.outBytes += size
-	mem := cap(hdr) + cap(payload) // what the queue holds alive, as the caller may have over-allocated
-	c.outCharged += mem
-	over := c.srv.charge(int64(mem))
-	err := c.flushLocked()
 	c.mu.Unlock()
 	if err != nil {
 		c.teardown(err)
@@ -167,11 +163,10 @@ func (c *Conn) Close(code uint16, reason string) error {
 	}
 	c.state = stateClosing
 	payload := closePayload(code, reason)
-	c.out = append(c.out, append(appendHeader(make([]byte, 0, 4+len(payload)), true, opClose, len(payload)), payload...))
-	c.outBytes += 4 + len(payload)
-	c.outCharged += cap(c.out[len(c.out)-1])
-	c.srv.charge(int64(cap(c.out[len(c.out)-1])))
-	err := c.flushLocked()
+	_, err := c.queueLocked(append(appendHeader(make([]byte, 0, 4+len(payload)), true, opClose, len(payload)), payload...), nil)
+	if err == nil {
+		err = c.flushLocked()
+	}
 	c.mu.Unlock()
 	if err != nil {
 		c.teardown(err)
@@ -180,6 +175,22 @@ func (c *Conn) Close(code uint16, reason string) error {
 }
 
 var errClosedBySelf = errors.New("transport: closed after close frame")
+
+// queueLocked appends a frame to the write queue (a TLS connection's: encrypted) and charges the budget; it
+// reports whether the budget is exceeded.
+func (c *Conn) queueLocked(hdr, payload []byte) (over bool, err error) {
+	if c.tls != nil {
+		return c.queueTLSLocked(hdr, payload)
+	}
+	c.out = append(c.out, hdr)
+	if len(payload) > 0 {
+		c.out = append(c.out, payload)
+	}
+	c.outBytes += len(hdr) + len(payload)
+	mem := cap(hdr) + cap(payload) // what the queue holds alive, as the caller may have over-allocated
+	c.outCharged += mem
+	return c.srv.charge(int64(mem)), nil
+}
 
 // flushLocked writes what the socket takes without blocking. When the socket is full it waits for the write
 // poller (the frames stay queued and later Sends only append); a closing connection whose queue is written
@@ -293,7 +304,11 @@ func (c *Conn) teardown(cause error) {
 	if c.writeArmed {
 		_ = c.srv.wpoller.Del(c.fd)
 	}
-	_ = unix.Close(c.fd)
+	if c.tls != nil {
+		c.closeTLS()
+	} else {
+		_ = unix.Close(c.fd)
+	}
 	c.mu.Unlock()
 	c.srv.forget(c)
 	if cause == errClosedBySelf || cause == io.EOF {
@@ -377,6 +392,13 @@ func (c *Conn) SetReadPaused(paused bool) {
 	c.paused = paused
 	if paused {
 		c.srv.stats.pauses.Add(1)
+	}
+	if c.tls != nil { // its reader goroutine checks paused after each read, and waits while it is set
+		c.mu.Unlock()
+		if !paused {
+			c.resumeTLS()
+		}
+		return
 	}
 	if !paused && c.armed && c.watching {
 		c.armReadLocked() // widen the pending hang-up registration to reading

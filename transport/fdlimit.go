@@ -94,7 +94,7 @@ var errNoFD = errors.New("transport: no file descriptor for the connection")
 // dupFD duplicates the socket's descriptor, so that the connection can own it outside the net.Conn (see
 // register). At the process's or the system's descriptor limit it fails with an error that wraps errNoFD.
 func dupFD(nc net.Conn) (int, error) {
-	sc, ok := nc.(syscall.Conn)
+	sc, ok := socketOf(nc).(syscall.Conn)
 	if !ok {
 		return -1, errors.New("transport: connection has no file descriptor")
 	}

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -96,6 +97,11 @@ type Config struct {
 	PassInvalidUTF8 bool
 	// AllowedOrigins, if not empty, is the list of Origin header values accepted; others get 403.
 	AllowedOrigins []string
+	// TLS, if set, makes the listener wss://: each connection's TLS handshake (within HandshakeTimeout) comes
+	// before the upgrade, and a plain HTTP request gets 400. nil means plain ws://. A TLS connection costs a
+	// goroutine and crypto/tls's buffers besides what a plain one costs (see tls.go); CertReloader.TLSConfig
+	// gives one whose certificate can be reloaded.
+	TLS *tls.Config
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -167,11 +173,14 @@ type Stats struct {
 	Buffered        int64
 	BudgetEvictions uint64 // connections closed to bring Buffered under the budget
 	MessageTimeouts uint64 // connections closed for not finishing a frame or message within MessageTimeout
+	// TLSHandshakeErrors counts failed TLS handshakes (also counted in Rejected): plain HTTP on the TLS port,
+	// untrusted or missing client certificates, scanners.
+	TLSHandshakeErrors uint64
 }
 
 type stats struct {
 	accepted, rejected, slowConsumers, writeTimeouts, protocolErrors, pauses atomic.Uint64
-	budgetEvictions, messageTimeouts                                         atomic.Uint64
+	budgetEvictions, messageTimeouts, tlsHandshakeErrors                     atomic.Uint64
 }
 
 // readEvents is the epoll interest of an idle connection: readable, one-shot, level-triggered.
@@ -270,7 +279,7 @@ func (s *Server) Stats() Stats {
 		SlowConsumers: s.stats.slowConsumers.Load(), WriteTimeouts: s.stats.writeTimeouts.Load(),
 		ProtocolErrors: s.stats.protocolErrors.Load(), ReadPauses: s.stats.pauses.Load(),
 		Buffered: s.buffered.Load(), BudgetEvictions: s.stats.budgetEvictions.Load(),
-		MessageTimeouts: s.stats.messageTimeouts.Load()}
+		MessageTimeouts: s.stats.messageTimeouts.Load(), TLSHandshakeErrors: s.stats.tlsHandshakeErrors.Load()}
 }
 
 // Len is the number of open connections.
@@ -366,7 +375,13 @@ func (s *Server) endHandshake(key netip.Addr) {
 func (s *Server) handshake(nc net.Conn, ip, key netip.Addr) {
 	defer s.wg.Done()
 	defer s.endHandshake(key)
+	nc = s.wrapTLS(nc)
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	if err := s.handshakeTLS(nc); err != nil {
+		s.stats.rejected.Add(1)
+		nc.Close()
+		return
+	}
 	fd := -1 // the connection's own descriptor, taken before the 101 (takeFD)
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
@@ -483,16 +498,24 @@ func (s *Server) register(nc net.Conn, fd int, deflate bool) error {
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.remote = a.AddrPort()
 	}
-	nc.Close() // the duplicate keeps the socket open
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return fmt.Errorf("transport: set non-blocking: %w", err)
+	if tc, ok := nc.(*tls.Conn); ok {
+		if err := c.adoptTLS(tc, fd); err != nil { // the net.Conn stays: its goroutine reads the records
+			return err
+		}
+	} else {
+		nc.Close() // the duplicate keeps the socket open
+		if err := unix.SetNonblock(fd, true); err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("transport: set non-blocking: %w", err)
+		}
 	}
 	c.lastRead.Store(time.Now().Unix())
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
-		unix.Close(fd)
+		if c.tls == nil {
+			unix.Close(fd)
+		} // a TLS connection's socket is closed by the caller, with its net.Conn
 		return errors.New("transport: shutting down")
 	}
 	c.id = s.lastID.Add(1)
@@ -505,6 +528,11 @@ func (s *Server) register(nc net.Conn, fd int, deflate bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state == stateClosed {
+		return nil
+	}
+	if c.tls != nil {
+		s.wg.Add(1) // the handshake goroutine holds s.wg, so this cannot race with Shutdown's Wait
+		go c.readTLS()
 		return nil
 	}
 	c.armed = true

@@ -149,6 +149,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
+		defer reloadOnSIGHUP(gw, o.logger)()
 		return gw.Run(ctx)
 	case "dev":
 		o, err := parseFlags("dev", args[1:], stderr)
@@ -267,7 +268,7 @@ func settings() []setting {
 		{"pprof", "WSGATE_PPROF", "serve /debug/pprof/ on the admin listener", boolSetting(func(o *options) *bool { return &o.cfg.Pprof }), "false"},
 		{"admin-token", "WSGATE_ADMIN_TOKEN", "bearer token for /metrics and /debug/pprof/ (prefer the variable: flags show in ps)", str(func(o *options) *string { return &o.cfg.AdminToken }), `""`},
 	}
-	return append(s, redisSettings()...)
+	return append(append(s, tlsSettings()...), redisSettings()...)
 }
 
 // workerSettings are the settings() that `wsgate worker` takes; the others are the gateway's.

@@ -260,7 +260,7 @@ func TestWorkerHelpListsWorkerFlags(t *testing.T) {
 			"log-format", "log-level", "max-connections", "max-connections-per-ip", "max-frame-size", "max-handshakes",
 			"max-handshakes-per-ip", "max-in-flight", "max-message-size", "max-response-size", "memory-limit", "message-timeout", "mode",
 			"no-worker-after", "path", "pprof", "prefix", "queue-timeout", "queue-watch-interval", "redis", redisFlags,
-			"require-result", "require-worker", "session-workers", "stream-timeout", "write-queue-bytes", "write-timeout"}},
+			"require-result", "require-worker", "session-workers", "stream-timeout", "tls-cert", "tls-client-ca", "tls-key", "write-queue-bytes", "write-timeout"}},
 	}
 	for _, tt := range tests {
 		var got []string
@@ -277,6 +277,7 @@ func TestWorkerHelpListsWorkerFlags(t *testing.T) {
 // name in capitals), and each variable does what its flag does.
 func TestEveryFlagHasItsVariable(t *testing.T) {
 	covered := map[string]bool{}
+	certs := redistest.NewCerts(t)
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "c.yaml")
 	os.WriteFile(cfgPath, []byte("path: /from-file\n"), 0o644)
@@ -319,6 +320,9 @@ func TestEveryFlagHasItsVariable(t *testing.T) {
 		{"serve", "WSGATE_MAX_HANDSHAKES", "77", func(o *options) bool { return o.cfg.Transport.MaxHandshakes == 77 }},
 		{"serve", "WSGATE_MAX_HANDSHAKES_PER_IP", "7", func(o *options) bool { return o.cfg.Transport.MaxHandshakesPerIP == 7 }},
 		{"serve", "WSGATE_CONFIG", cfgPath, func(o *options) bool { return o.cfg.Transport.Path == "/from-file" }},
+		{"serve", "WSGATE_TLS_CERT", certs.ServerCert, func(o *options) bool { return o.cfg.TLS.Cert == certs.ServerCert }},
+		{"serve", "WSGATE_TLS_KEY", certs.ServerKey, func(o *options) bool { return o.cfg.TLS.Key == certs.ServerKey }},
+		{"serve", "WSGATE_TLS_CLIENT_CA", certs.CA, func(o *options) bool { return o.cfg.TLS.ClientCA == certs.CA }},
 		{"serve", "WSGATE_LOG_FORMAT", "json", isJSON},
 		{"serve", "WSGATE_LOG_LEVEL", "error", func(o *options) bool { return !o.logger.Enabled(context.Background(), slog.LevelWarn) }},
 		{"worker", "WSGATE_CONFIG", cfgPath, func(o *options) bool { return o.cfg.Transport.Path == "/from-file" }},
@@ -334,7 +338,6 @@ func TestEveryFlagHasItsVariable(t *testing.T) {
 	}
 	// The Redis settings, which serve and worker share.
 	rc := func(o *options) server.RedisConfig { return o.cfg.RedisConfig }
-	certs := redistest.NewCerts(t)
 	for _, cmd := range []string{"serve", "worker"} {
 		tests = append(tests, []struct {
 			cmd, env, value string
@@ -358,11 +361,17 @@ func TestEveryFlagHasItsVariable(t *testing.T) {
 		"WSGATE_REDIS_TLS_CERT":        {"WSGATE_REDIS_TLS_KEY", certs.ClientKey},
 		"WSGATE_REDIS_TLS_KEY":         {"WSGATE_REDIS_TLS_CERT", certs.ClientCert},
 		"WSGATE_REDIS_CLUSTER_ADDRS":   {"WSGATE_PREFIX", "{q}"},
+		"WSGATE_TLS_CERT":              {"WSGATE_TLS_KEY", certs.ServerKey},
+		"WSGATE_TLS_KEY":               {"WSGATE_TLS_CERT", certs.ServerCert},
+		"WSGATE_TLS_CLIENT_CA":         {"WSGATE_TLS_CERT", certs.ServerCert},
 	}
 	for _, tt := range tests {
 		t.Run(tt.cmd+"/"+tt.env, func(t *testing.T) {
 			if p, ok := partner[tt.env]; ok {
 				t.Setenv(p[0], p[1])
+			}
+			if tt.env == "WSGATE_TLS_CLIENT_CA" {
+				t.Setenv("WSGATE_TLS_KEY", certs.ServerKey)
 			}
 			t.Setenv(tt.env, tt.value)
 			o, err := parseFlags(tt.cmd, nil, io.Discard)

@@ -3,6 +3,8 @@ package wstest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net"
@@ -30,6 +32,42 @@ func Dial(tb testing.TB, url string) *Client {
 	}
 	tb.Cleanup(func() { conn.Close() })
 	return &Client{tb: tb, Conn: conn}
+}
+
+// DialTLS connects to a wss:// url with cfg (whose RootCAs trust the server) and returns the client with the
+// server's certificate; it fails the test if the connection cannot be made.
+func DialTLS(tb testing.TB, url string, cfg *tls.Config) (*Client, *x509.Certificate) {
+	tb.Helper()
+	c, cert, err := TryDialTLS(tb, url, cfg)
+	if err != nil {
+		tb.Fatalf("dial %s: %v", url, err)
+	}
+	return c, cert
+}
+
+// TryDialTLS is DialTLS returning the error rather than failing the test.
+func TryDialTLS(tb testing.TB, url string, cfg *tls.Config) (*Client, *x509.Certificate, error) {
+	tb.Helper()
+	var peer *x509.Certificate
+	d := ws.Dialer{TLSClient: func(conn net.Conn, host string) net.Conn {
+		cfg := cfg.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName = host
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.Handshake(); err == nil { // else the dialer's first write fails with the same error
+			peer = tc.ConnectionState().PeerCertificates[0]
+		}
+		return tc
+	}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, _, _, err := d.Dial(ctx, url)
+	if err != nil {
+		return nil, nil, err
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return &Client{tb: tb, Conn: conn}, peer, nil
 }
 
 // Send writes one text message.
