@@ -64,6 +64,11 @@ type loadWorker struct {
 // dialLoad opens n WebSocket connections to url, spreading them over source addresses 127.0.0.2, 127.0.0.3,
 // ... (perSrc each), and returns them registered with epoll.
 func dialLoad(url string, n, perSrc int, action string, closedLoop bool) (*loader, error) {
+	return dialLoadURLs([]string{url}, n, perSrc, action, closedLoop)
+}
+
+// dialLoadURLs is dialLoad over several gateways: connection i goes to urls[i%len(urls)].
+func dialLoadURLs(urls []string, n, perSrc int, action string, closedLoop bool) (*loader, error) {
 	l := &loader{action: action, closed: closedLoop, ready: make(chan *loadConn, 4096)}
 	var err error
 	if l.poller, err = netpoll.EpollCreate(nil); err != nil {
@@ -84,7 +89,7 @@ func dialLoad(url string, n, perSrc int, action string, closedLoop bool) (*loade
 					return
 				}
 				src := net.IPv4(127, 0, 0, byte(2+i/perSrc))
-				c, err := dialRaw(url, src)
+				c, err := dialRaw(urls[i%len(urls)], src)
 				if err != nil {
 					errMu.Lock()
 					if firstErr == nil {
