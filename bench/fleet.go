@@ -54,6 +54,7 @@ type fleetFlags struct {
 	rollSettle  time.Duration
 	gapBound    time.Duration
 	drain       time.Duration
+	settle      time.Duration
 	out         string
 	bin         string // a built wsgate (tests); "" builds one
 }
@@ -75,6 +76,7 @@ func parseFleetFlags(args []string) (*fleetFlags, error) {
 	fs.DurationVar(&f.rollSettle, "roll-settle", 3*time.Second, "rolling: load time before the first and after each restart")
 	fs.DurationVar(&f.gapBound, "reconnect-bound", 2*time.Second, "rolling: a client must be connected again within this")
 	fs.DurationVar(&f.drain, "drain-timeout", 10*time.Second, "the gateways' --drain-timeout")
+	fs.DurationVar(&f.settle, "settle", 10*time.Second, "capacity: wait after the pings before sampling memory")
 	fs.StringVar(&f.out, "out", "bench/out", "directory for results")
 	fs.StringVar(&f.bin, "wsgate", "", "a built wsgate binary (default: build this module's)")
 	if err := fs.Parse(args); err != nil {
@@ -238,13 +240,13 @@ type CapacityResult struct {
 }
 
 type GatewayFootprt struct {
-	Name           string  `json:"name"`
-	Sessions       int     `json:"sessions"`
-	RSSBefore      int64   `json:"rss_before_bytes"`
-	RSSAfter       int64   `json:"rss_after_bytes"`
-	RSSPerSession  float64 `json:"rss_bytes_per_session"`
-	FDsBefore      int     `json:"fds_before"`
-	FDs            int     `json:"fds"`
+	Name          string  `json:"name"`
+	Sessions      int     `json:"sessions"`
+	RSSBefore     int64   `json:"rss_before_bytes"`
+	RSSAfter      int64   `json:"rss_after_bytes"`
+	RSSPerSession float64 `json:"rss_bytes_per_session"`
+	FDsBefore     int     `json:"fds_before"`
+	FDs           int     `json:"fds"`
 }
 
 func fds(pid int) int {
@@ -357,8 +359,8 @@ func capacity(ctx context.Context, fl *fleet, f *fleetFlags, dir string) (*Capac
 		res.PingFailed += bad
 	}
 	res.PingSeconds = time.Since(t1).Seconds()
-	fmt.Printf("capacity: %d pongs (%d failed) in %.1fs; settling 10s before sampling memory ...\n", res.PingOK, res.PingFailed, res.PingSeconds)
-	time.Sleep(10 * time.Second)
+	fmt.Printf("capacity: %d pongs (%d failed) in %.1fs; settling %v before sampling memory ...\n", res.PingOK, res.PingFailed, res.PingSeconds, f.settle)
+	time.Sleep(f.settle)
 	var sumBefore, sumAfter int64
 	for i, g := range fl.gws {
 		fp := &res.Gateways[i]

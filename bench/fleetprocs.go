@@ -126,12 +126,11 @@ type fleet struct {
 
 // startFleet starts the cluster, the workers, the gateways (each ready on /readyz) and HAProxy. On an error
 // everything started so far is stopped and the error names what failed.
-func startFleet(dir, bin string, cfg fleetConfig) (f *fleet, err error) {
-	f = &fleet{cfg: cfg, dir: dir, bin: bin}
+func startFleet(dir, bin string, cfg fleetConfig) (_ *fleet, err error) {
+	f := &fleet{cfg: cfg, dir: dir, bin: bin}
 	defer func() {
 		if err != nil {
 			f.stop()
-			f = nil
 		}
 	}()
 	if cfg.mode == "" {
