@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"gonum.org/v1/plot/plotter"
 )
 
@@ -172,6 +173,9 @@ func fleetRun(ctx context.Context, f *fleetFlags) (*FleetResult, error) {
 		res.Capacity = c
 		if err != nil {
 			return res, fmt.Errorf("capacity: %w", err)
+		}
+		if f.scenarios["throughput"] || f.scenarios["rolling"] {
+			quiesce(fl, c)
 		}
 	}
 	if f.scenarios["throughput"] {
@@ -396,12 +400,52 @@ func capacity(ctx context.Context, fl *fleet, f *fleetFlags, dir string) (*Capac
 	return res, nil
 }
 
+// quiesce waits (up to a minute) until the gateways have closed the capacity scenario's sessions, and 5 s
+// more, so that the next scenario does not measure their teardown.
+func quiesce(fl *fleet, c *CapacityResult) {
+	deadline := time.Now().Add(time.Minute)
+	for i, g := range fl.gws {
+		for i < len(c.Gateways) && fds(g.p.pid()) > c.Gateways[i].FDsBefore+50 && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	time.Sleep(5 * time.Second)
+}
+
 // ThroughputRun is one closed-loop run of scenario B.
 type ThroughputRun struct {
 	Target string `json:"target"` // fleet (G gateways, Cluster) or single (1 gateway, 1 Redis)
 	loadResult
 	CPUus        map[string]float64 `json:"cpu_us_per_reply"`
 	RedisCPUusPM []float64          `json:"redis_cpu_us_per_job_per_master,omitempty"`
+	// Redis commands (total_commands_processed, which counts the calls inside Lua scripts) per job, per master.
+	RedisOpsPM []float64 `json:"redis_commands_per_job_per_master,omitempty"`
+}
+
+// redisCommands reads total_commands_processed of each Redis.
+func redisCommands(addrs []string) []int64 {
+	var out []int64
+	for _, a := range addrs {
+		c := redis.NewClient(&redis.Options{Addr: a})
+		info, _ := c.Info(context.Background(), "stats").Result()
+		c.Close()
+		var n int64
+		for _, l := range strings.Split(info, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "total_commands_processed:"); ok {
+				n, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func opsPerJob(before, after []int64, jobs int64) []float64 {
+	var out []float64
+	for i := range before {
+		out = append(out, float64(after[i]-before[i])/float64(max(jobs, 1)))
+	}
+	return out
 }
 
 func fleetThroughput(fl *fleet, f *fleetFlags, n int) (ThroughputRun, error) {
@@ -416,9 +460,12 @@ func fleetThroughput(fl *fleet, f *fleetFlags, n int) (ThroughputRun, error) {
 	}
 	defer l.closeAll()
 	var before, after fleetCPU
-	l.atStart, l.atEnd = func() { before = fl.cpu() }, func() { after = fl.cpu() }
+	var ops0, ops1 []int64
+	l.atStart = func() { ops0 = redisCommands(fl.addrs); before = fl.cpu() }
+	l.atEnd = func() { after = fl.cpu(); ops1 = redisCommands(fl.addrs) }
 	res := l.runClosedLoop(1, f.warmup, f.duration, nil)
-	r := ThroughputRun{Target: fmt.Sprintf("fleet (%d gateways, 3-master Cluster)", len(urls)), loadResult: res}
+	r := ThroughputRun{Target: fmt.Sprintf("fleet (%d gateways, 3-master Cluster)", len(urls)), loadResult: res,
+		RedisOpsPM: opsPerJob(ops0, ops1, res.Replies)}
 	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(res.Replies, 1)) }
 	var redis time.Duration
 	for i := range after.Masters {
@@ -445,11 +492,13 @@ func singleThroughput(f *fleetFlags) ([]ThroughputRun, error) {
 	for _, n := range f.conns {
 		fmt.Printf("throughput: one gateway, one Redis, %d connections ...\n", n)
 		var before, after cpuShares
+		var ops0, ops1 []int64
 		l, err := dialLoad(st.wsURL, n, 15000, "ping", true)
 		if err != nil {
 			return runs, err
 		}
-		l.atStart, l.atEnd = func() { before = st.cpu() }, func() { after = st.cpu() }
+		l.atStart = func() { ops0 = redisCommands([]string{st.redisAddr}); before = st.cpu() }
+		l.atEnd = func() { after = st.cpu(); ops1 = redisCommands([]string{st.redisAddr}) }
 		res := l.runClosedLoop(1, f.warmup, f.duration, nil)
 		l.closeAll()
 		per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(max(res.Replies, 1)) }
@@ -457,6 +506,7 @@ func singleThroughput(f *fleetFlags) ([]ThroughputRun, error) {
 			CPUus: map[string]float64{"gateways": per(after.Gateway - before.Gateway), "workers": per(after.Workers - before.Workers),
 				"redis": per(after.Redis - before.Redis), "load_generator": per(after.LoadGen - before.LoadGen)}}
 		r.RedisCPUusPM = []float64{r.CPUus["redis"]}
+		r.RedisOpsPM = opsPerJob(ops0, ops1, res.Replies)
 		fmt.Printf("  %.0f replies/s, p50 %dµs p99 %dµs p99.9 %dµs, %d errors; CPU µs/reply %v\n",
 			res.RPS, res.P50us, res.P99us, res.P999us, res.Errors, fmtCPU(r.CPUus))
 		runs = append(runs, r)
@@ -477,11 +527,12 @@ func fmtFloats(v []float64) string {
 }
 
 func printThroughput(runs []ThroughputRun) {
-	fmt.Printf("\n%-40s %7s %9s %8s %8s %8s %7s %8s %8s %8s  %s\n", "target", "conns", "replies/s", "p50 µs", "p99 µs",
-		"p99.9 µs", "errors", "gw µs", "wk µs", "redis µs", "redis µs/job per master")
+	fmt.Printf("\n%-40s %7s %9s %8s %8s %8s %7s %8s %8s %8s  %s  %s\n", "target", "conns", "replies/s", "p50 µs", "p99 µs",
+		"p99.9 µs", "errors", "gw µs", "wk µs", "redis µs", "redis µs/job per master", "redis commands/job per master")
 	for _, r := range runs {
-		fmt.Printf("%-40s %7d %9.0f %8d %8d %8d %7d %8.0f %8.0f %8.0f  %s\n", r.Target, r.Connections, r.RPS, r.P50us,
-			r.P99us, r.P999us, r.Errors, r.CPUus["gateways"], r.CPUus["workers"], r.CPUus["redis"], fmtFloats(r.RedisCPUusPM))
+		fmt.Printf("%-40s %7d %9.0f %8d %8d %8d %7d %8.0f %8.0f %8.0f  %s  %s\n", r.Target, r.Connections, r.RPS, r.P50us,
+			r.P99us, r.P999us, r.Errors, r.CPUus["gateways"], r.CPUus["workers"], r.CPUus["redis"], fmtFloats(r.RedisCPUusPM),
+			fmtFloats(r.RedisOpsPM))
 	}
 }
 

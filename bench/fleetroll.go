@@ -27,16 +27,23 @@ import (
 //   - closedUnanswered: the gateway closed the connection (1001) with the request unanswered. The gateway
 //     answers every request it took before it closes, so such a request was never taken; the client resends
 //     it. The scenario reports these apart: they are requests whose answer was never sent.
-//   - lost: no answer and no 1001 (another close code, a read timeout, an error): a broken promise.
+//   - resetInDrain: the connection ended with no close frame at all while a gateway was draining (or within
+//     a second of its exit). The gateway closes its socket right after writing the 1001 close frame; when a
+//     request it never read is still in its receive buffer, the kernel answers with a reset, and the close
+//     frame can be lost on the way (HAProxy drops it). Such a request was not taken either (a draining
+//     gateway forwards nothing); the client resends it. Reported apart: like closedUnanswered it is a request
+//     that got no answer.
+//   - lost: no answer and no 1001, outside any drain (another close code, a read timeout, an error): a broken
+//     promise.
 // duplicate counts replies to a request already answered (or never sent on that connection).
 
 type rollStats struct {
-	sent, result, refused, closedUnanswered, lost, duplicate atomic.Int64
-	otherErrors                                              sync.Map // code → *atomic.Int64
-	connects, reconnects, dialFailures                       atomic.Int64
-	maxGapNs                                                 atomic.Int64 // longest time a client was without a connection
-	overGap                                                  atomic.Int64 // reconnections slower than the bound
-	closeCodes                                               sync.Map     // close code → *atomic.Int64
+	sent, result, refused, closedUnanswered, resetInDrain, lost, duplicate atomic.Int64
+	otherErrors                                                            sync.Map // code → *atomic.Int64
+	connects, reconnects, dialFailures                                     atomic.Int64
+	maxGapNs                                                               atomic.Int64 // longest time a client was without a connection
+	overGap                                                                atomic.Int64 // reconnections slower than the bound
+	closeCodes                                                             sync.Map     // close code → *atomic.Int64
 }
 
 func bump(m *sync.Map, k string) {
@@ -58,6 +65,7 @@ type RollOutcome struct {
 	Refused          int64            `json:"refused_service_unavailable"`
 	OtherErrors      map[string]int64 `json:"other_errors"`
 	ClosedUnanswered int64            `json:"closed_1001_unanswered"`
+	ResetInDrain     int64            `json:"reset_in_drain_unanswered"`
 	Lost             int64            `json:"lost"`
 	Duplicates       int64            `json:"duplicates"`
 	Unaccounted      int64            `json:"unaccounted"` // sent - every outcome: 0 when the books balance
@@ -71,11 +79,11 @@ type RollOutcome struct {
 
 func (s *rollStats) outcome(clients int) RollOutcome {
 	o := RollOutcome{Clients: clients, Sent: s.sent.Load(), Results: s.result.Load(), Refused: s.refused.Load(),
-		OtherErrors: snapshot(&s.otherErrors), ClosedUnanswered: s.closedUnanswered.Load(), Lost: s.lost.Load(),
+		OtherErrors: snapshot(&s.otherErrors), ClosedUnanswered: s.closedUnanswered.Load(), ResetInDrain: s.resetInDrain.Load(), Lost: s.lost.Load(),
 		Duplicates: s.duplicate.Load(), Connects: s.connects.Load(), Reconnects: s.reconnects.Load(),
 		DialFailures: s.dialFailures.Load(), MaxReconnectMs: float64(s.maxGapNs.Load()) / 1e6,
 		SlowReconnects: s.overGap.Load(), CloseCodes: snapshot(&s.closeCodes)}
-	o.Unaccounted = o.Sent - o.Results - o.Refused - o.ClosedUnanswered - o.Lost
+	o.Unaccounted = o.Sent - o.Results - o.Refused - o.ClosedUnanswered - o.ResetInDrain - o.Lost
 	for _, n := range o.OtherErrors {
 		o.Unaccounted -= n
 	}
@@ -91,6 +99,14 @@ type rollClients struct {
 	stop     atomic.Bool
 	wg       sync.WaitGroup
 	nextID   atomic.Int64
+	// draining counts gateways between their SIGTERM and a second after their exit (set by the harness).
+	draining atomic.Int32
+}
+
+// drainWindow marks a gateway's drain: call the function it returns once the gateway has exited.
+func (r *rollClients) drainWindow() (exited func()) {
+	r.draining.Add(1)
+	return func() { time.AfterFunc(time.Second, func() { r.draining.Add(-1) }) }
 }
 
 // startRollClients connects n clients to url (spread over source addresses 127.0.1.x, perSrc each) and starts
@@ -231,6 +247,10 @@ func (r *rollClients) roundTrip(c net.Conn, id int64) string {
 				}
 			} else {
 				bump(&r.stats.closeCodes, "no close frame: "+errClass(err))
+				if r.draining.Load() > 0 && !isTimeout(err) {
+					r.stats.resetInDrain.Add(1)
+					return "closed"
+				}
 			}
 			r.stats.lost.Add(1)
 			return "lost"
@@ -272,6 +292,11 @@ func digits(b []byte) []byte {
 
 func isClosedWrite(err error) bool {
 	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func errClass(err error) string {
