@@ -157,7 +157,7 @@ func fleetRun(ctx context.Context, f *fleetFlags) (*FleetResult, error) {
 	}
 	res := &FleetResult{Scenario: "fleet", Machine: machine(), Gateways: f.gateways, Workers: f.workers, Masters: 3}
 	cfg := fleetConfig{gateways: f.gateways, workers: f.workers, concurrency: f.concurrency,
-		gatewayArgs: []string{"--handshake-timeout", "30s", "--drain-timeout", f.drain.String(), "--max-handshakes-per-ip", "256"},
+		gatewayArgs: append([]string{"--drain-timeout", f.drain.String()}, loadGatewayArgs...),
 		haproxy:     f.scenarios["rolling"], lbMaxConn: f.rollClients + 100}
 	fmt.Printf("fleet: starting a 3-master Redis Cluster, %d workers, %d gateways%s ...\n", f.workers, f.gateways,
 		map[bool]string{true: ", HAProxy", false: ""}[cfg.haproxy])
@@ -211,6 +211,11 @@ func fleetRun(ctx context.Context, f *fleetFlags) (*FleetResult, error) {
 	}
 	return res, nil
 }
+
+// loadGatewayArgs are what every gateway under the harness's load runs with, the fleet's and the single one:
+// the load generator opens 64 connections at once from one source address, at the default per-address
+// handshake limit (64), where one more upgrade in progress gets its socket closed.
+var loadGatewayArgs = []string{"--handshake-timeout", "30s", "--max-handshakes-per-ip", "256"}
 
 func machine() map[string]string {
 	m := map[string]string{"cpus": strconv.Itoa(runtime.NumCPU()), "go": runtime.Version(),
@@ -483,7 +488,7 @@ func fleetThroughput(fl *fleet, f *fleetFlags, n int) (ThroughputRun, error) {
 // singleThroughput is the baseline of scenario B: one gateway, one Redis, the same workers.
 func singleThroughput(f *fleetFlags) ([]ThroughputRun, error) {
 	st, cleanup, err := newStack(stackConfig{workers: f.workers, concurrency: f.concurrency,
-		env: []string{"QUEUE_TIMEOUT=30"}, gatewayArgs: []string{"--compression=false"}})
+		env: []string{"QUEUE_TIMEOUT=30"}, gatewayArgs: append([]string{"--compression=false"}, loadGatewayArgs...)})
 	if err != nil {
 		return nil, err
 	}
