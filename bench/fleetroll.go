@@ -135,6 +135,10 @@ func startRollClients(url string, n, perSrc int, think, gapBound time.Duration) 
 		r.close()
 		return nil, fmt.Errorf("rolling clients: not all %d connected after 60s (first error: %v)", n, firstErr.Load())
 	}
+	if e := firstErr.Load(); e != nil {
+		r.close()
+		return nil, fmt.Errorf("rolling clients: a client could not connect through the load balancer: %v", e)
+	}
 	return r, nil
 }
 
