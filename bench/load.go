@@ -79,7 +79,9 @@ func dialLoadURLs(urls []string, n, perSrc int, action string, closedLoop bool) 
 	var errMu sync.Mutex
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for w := 0; w < 64; w++ {
+	// 32 dialers: the gateway's default --max-handshakes-per-ip is 64, and a handshake still counts there for a
+	// moment after our dial has returned; at 64 the next upgrade from the same address gets its socket closed.
+	for w := 0; w < 32; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
