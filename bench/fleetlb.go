@@ -55,7 +55,7 @@ backend gateways
 `, maxconn+100, stats, listen, maxconn, checkInter.Milliseconds(), checkInter.Milliseconds(), maxconn)
 	for _, g := range gws {
 		aport := g.admin[strings.LastIndexByte(g.admin, ':')+1:]
-		fmt.Fprintf(&b, "    server %s 127.0.0.1:%d check port %s\n", g.name, g.port, aport)
+		fmt.Fprintf(&b, "    server %s %s:%d check port %s\n", g.name, gatewayHost, g.port, aport)
 	}
 	return b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -109,7 +110,23 @@ type fleetGateway struct {
 	starts int
 }
 
-func (g *fleetGateway) url() string { return fmt.Sprintf("ws://127.0.0.1:%d/ws", g.port) }
+func (g *fleetGateway) url() string { return fmt.Sprintf("ws://%s:%d/ws", gatewayHost, g.port) }
+
+// gatewayHost is the loopback address the gateways listen on. Not 127.0.0.1: every outgoing connection on
+// this machine (HAProxy's to the gateways, the gateways' to Redis, other people's tests) takes its local port
+// from 127.0.0.1's ephemeral range, and one of them can take a stopped gateway's port before it is started
+// again ("bind: address already in use"). Nothing connects from 127.0.3.1, so its ports stay ours.
+const gatewayHost = "127.0.3.1"
+
+// freePortOn is a free port on host.
+func freePortOn(host string) (int, error) {
+	l, err := net.Listen("tcp", host+":0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
 
 type fleet struct {
 	cfg      fleetConfig
@@ -151,18 +168,18 @@ func startFleet(dir, bin string, cfg fleetConfig) (_ *fleet, err error) {
 		f.workers = append(f.workers, w)
 	}
 	for i := 0; i < cfg.gateways; i++ {
-		port, err := freePort()
+		port, err := freePortOn(gatewayHost)
 		if err != nil {
 			return nil, err
 		}
-		aport, err := freePort()
+		aport, err := freePortOn(gatewayHost)
 		if err != nil {
 			return nil, err
 		}
-		g := &fleetGateway{name: fmt.Sprintf("gw%d", i), port: port, admin: fmt.Sprintf("127.0.0.1:%d", aport)}
+		g := &fleetGateway{name: fmt.Sprintf("gw%d", i), port: port, admin: fmt.Sprintf("%s:%d", gatewayHost, aport)}
 		g.args = append([]string{"serve", "--redis-cluster-addrs", cluster, "--prefix", "{jobs}",
 			"--mode", cfg.mode, "--log-level", "warn", "--compression=false",
-			"--listen", fmt.Sprintf("127.0.0.1:%d", port), "--admin", g.admin}, cfg.gatewayArgs...)
+			"--listen", fmt.Sprintf("%s:%d", gatewayHost, port), "--admin", g.admin}, cfg.gatewayArgs...)
 		f.gws = append(f.gws, g)
 		if err := f.startGateway(g); err != nil {
 			return nil, err
