@@ -132,6 +132,9 @@ func runFleet(args []string) error {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	res, err := fleetRun(ctx, f)
+	if ctx.Err() != nil {
+		err = fmt.Errorf("interrupted, every process it started is stopped (%v)", err)
+	}
 	if res != nil {
 		path := filepath.Join(f.out, "fleet.json")
 		if werr := writeJSON(path, res); werr != nil && err == nil {
@@ -258,6 +261,25 @@ type GatewayFootprt struct {
 	FDs           int     `json:"fds"`
 }
 
+// gaugeConnections reads wsgate_connections from a gateway's /metrics; -1 if it cannot.
+func gaugeConnections(admin string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	body, err := httpGet(ctx, "http://"+admin+"/metrics")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, "wsgate_connections "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return int(f)
+			}
+		}
+	}
+	return -1
+}
+
 func fds(pid int) int {
 	d, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
@@ -375,7 +397,10 @@ func capacity(ctx context.Context, fl *fleet, f *fleetFlags, dir string) (*Capac
 		fp := &res.Gateways[i]
 		fp.RSSAfter = rss(g.p.pid())
 		fp.FDs = fds(g.p.pid())
-		fp.Sessions = fp.FDs - fp.FDsBefore // one socket per session
+		fp.Sessions = gaugeConnections(g.admin)
+		if fp.Sessions < 0 {
+			fp.Sessions = fp.FDs - fp.FDsBefore // one socket per session (and the odd health check)
+		}
 		if fp.Sessions > 0 {
 			fp.RSSPerSession = float64(fp.RSSAfter-fp.RSSBefore) / float64(fp.Sessions)
 		}
