@@ -2,7 +2,7 @@
 GO       ?= go
 PKGS     := ./...
 
-.PHONY: run build test test-race test-attack vet redis-server browser bench clean
+.PHONY: run build test test-race test-attack vet redis-server haproxy browser bench bench-fleet clean
 
 run:
 	$(GO) run ./cmd/wsgate dev
@@ -31,11 +31,21 @@ browser:
 	    echo "the console test needs chromium on PATH: install the chromium package (or run make browser as root)"; exit 1; \
 	  fi; }
 
+# The fleet test (bench/fleet_test.go) puts HAProxy in front of the gateways; it skips, saying so, without it.
+haproxy:
+	@command -v haproxy >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing haproxy (Debian package) for the fleet test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; \
+	  else \
+	    echo "make test skips the fleet test without haproxy: install the haproxy package (or run make test as root)"; \
+	  fi; }
+
 vet:
 	$(GO) vet $(PKGS)
 
 # Every package runs under the race detector: nearly all of them are concurrent.
-test: redis-server vet
+test: redis-server haproxy vet
 	$(GO) test -count=1 -race -timeout 10m $(PKGS)
 
 # The memory attack of issue 10 at full size (1,500 fragment holders, 300 clients that never read) against
@@ -50,6 +60,10 @@ bench: redis-server
 	$(GO) run ./bench rate --conns 1000
 	$(GO) run ./bench timeouts --jobs 20000
 	$(GO) run ./bench idle --conns 1000,5000,10000,19000
+
+# Issue 13: 8 gateways on a Redis Cluster behind HAProxy (150,000 sessions, throughput, rolling deploy).
+bench-fleet: redis-server haproxy
+	$(GO) run ./bench fleet
 
 clean:
 	rm -rf bin

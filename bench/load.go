@@ -64,6 +64,11 @@ type loadWorker struct {
 // dialLoad opens n WebSocket connections to url, spreading them over source addresses 127.0.0.2, 127.0.0.3,
 // ... (perSrc each), and returns them registered with epoll.
 func dialLoad(url string, n, perSrc int, action string, closedLoop bool) (*loader, error) {
+	return dialLoadURLs([]string{url}, n, perSrc, action, closedLoop)
+}
+
+// dialLoadURLs is dialLoad over several gateways: connection i goes to urls[i%len(urls)].
+func dialLoadURLs(urls []string, n, perSrc int, action string, closedLoop bool) (*loader, error) {
 	l := &loader{action: action, closed: closedLoop, ready: make(chan *loadConn, 4096)}
 	var err error
 	if l.poller, err = netpoll.EpollCreate(nil); err != nil {
@@ -74,7 +79,9 @@ func dialLoad(url string, n, perSrc int, action string, closedLoop bool) (*loade
 	var errMu sync.Mutex
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for w := 0; w < 64; w++ {
+	// 32 dialers: the gateway's default --max-handshakes-per-ip is 64, and a handshake still counts there for a
+	// moment after our dial has returned; at 64 the next upgrade from the same address gets its socket closed.
+	for w := 0; w < 32; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -84,7 +91,7 @@ func dialLoad(url string, n, perSrc int, action string, closedLoop bool) (*loade
 					return
 				}
 				src := net.IPv4(127, 0, 0, byte(2+i/perSrc))
-				c, err := dialRaw(url, src)
+				c, err := dialRaw(urls[i%len(urls)], src)
 				if err != nil {
 					errMu.Lock()
 					if firstErr == nil {
