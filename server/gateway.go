@@ -632,6 +632,7 @@ func (g *Gateway) drain(ctx context.Context, idle <-chan struct{}) {
 		}
 	case <-ctx.Done():
 	}
+	g.settle(ctx)
 	left := g.sessions.InFlight()
 	lvl := slog.LevelInfo
 	if expired > 0 || left > 0 {
@@ -640,6 +641,34 @@ func (g *Gateway) drain(ctx context.Context, idle <-chan struct{}) {
 	g.log.Log(context.Background(), lvl, "drain finished", "drain_ms", time.Since(began).Milliseconds(),
 		"in_flight", inFlight, "expired", expired, "unanswered", left, "refused", g.sessions.Refused(),
 		"connections", g.ws.Len())
+}
+
+// Settling after the drain: requests that were on their way when the last taken one was answered still
+// arrive; refused with ServiceUnavailable they get an answer the client can act on, while a close frame would
+// leave them unanswered (and, read by nobody, make the kernel reset the connection). So the connections stay
+// open until no request has come for settleQuiet, at most settleMost.
+const (
+	settleQuiet = 250 * time.Millisecond
+	settleMost  = time.Second
+)
+
+// settle waits until requests stop arriving (each one refused), or settleMost, or ctx.
+func (g *Gateway) settle(ctx context.Context) {
+	deadline := time.Now().Add(settleMost)
+	tick := time.NewTicker(settleQuiet)
+	defer tick.Stop()
+	for last := g.sessions.Refused(); time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n := g.sessions.Refused()
+		if n == last {
+			return
+		}
+		last = n
+	}
 }
 
 // quietLogger is the logger handed to protoactor-go: its routine lifecycle messages are Info, ours are not.
