@@ -7,6 +7,7 @@
 //	go run ./bench modes                      # the rpc load in simple, recoverable and reliable mode
 //	go run ./bench rate --rates 1000,2000     # open loop, stepping the rate up to find the knee
 //	go run ./bench timeouts --jobs 20000      # pending jobs with no worker: timeout accuracy, memory per job
+//	go run ./bench peers --conns 1,100,1000   # wsgate reliable and simple next to Centrifugo's RPC proxy
 package main
 
 import (
@@ -23,6 +24,8 @@ scenarios:
   modes     the rpc load in simple, recoverable and reliable mode, side by side
   rate      open loop at fixed request rates, stepped up; latency corrected for coordinated omission
   timeouts  many pending jobs with no worker: timeout accuracy and memory per pending job
+  peers     closed loop, wsgate reliable and simple next to Centrifugo v6 (RPC proxy to a Go HTTP backend),
+            taking turns at each connection count; installs Centrifugo with go install into a cache folder
 
 Each scenario starts what it measures (redis-server on a free port, Go workers, the gateway) as separate
 processes and writes JSON (and PNG plots) under --out (default bench/out). -h on a scenario lists its flags.
@@ -45,6 +48,10 @@ func main() {
 		err = runRate(os.Args[2:])
 	case "timeouts":
 		err = runTimeouts(os.Args[2:])
+	case "peers":
+		err = runPeers(os.Args[2:])
+	case "rpc-backend": // the peers scenario's HTTP backend for Centrifugo's RPC proxy
+		err = runRPCBackend(os.Args[2:])
 	case "client": // a child process started by a scenario
 		err = runIdleClient(os.Args[2:])
 	case "echo-server": // the WebSocket-hop baseline's child process
