@@ -94,7 +94,9 @@ func dialLoadProto(url string, n, perSrc int, action string, closedLoop bool, pr
 	var errMu sync.Mutex
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for w := 0; w < 64; w++ {
+	// 32 dials at once: the gateway closes a socket beyond 64 upgrades in progress from one address
+	// (--max-handshakes-per-ip), and a dial that has its 101 may still count there for a moment.
+	for w := 0; w < 32; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
