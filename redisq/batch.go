@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -146,21 +147,43 @@ func (w *Worker) fetch(ctx context.Context, blocking redis.Cmdable, n int) ([]st
 // more jobs, which are then dispatched in turn; it returns how many it moved.
 func (w *Worker) start(ctx context.Context, ids []string, moves int) int {
 	rdb, keys := w.cfg.Redis, w.cfg.Keys
-	takes := make([]*redis.Cmd, len(ids))
+	_, cluster := rdb.(*redis.ClusterClient)
+	takes := make([]*redis.Cmd, len(ids)) // per job on a cluster
+	var batch *redis.Cmd                  // elsewhere one script for all
 	lmoves := make([]*redis.StringCmd, moves)
 	now := epoch(time.Now())
 	_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			takes[i] = takeScript.Eval(ctx, p, []string{JobKey(id)}, now, w.cfg.WorkerID)
+		if !cluster && len(ids) > 0 {
+			batch = takeBatchScript.Eval(ctx, p, jobKeys(ids), now, w.cfg.WorkerID)
+		} else {
+			for i, id := range ids {
+				takes[i] = takeScript.Eval(ctx, p, []string{JobKey(id)}, now, w.cfg.WorkerID)
+			}
 		}
 		for i := range lmoves {
 			lmoves[i] = p.LMove(ctx, keys.Pending(), keys.Processing(), "RIGHT", "LEFT")
 		}
 		return nil
 	})
+	var batchRes []any
+	var batchErr error
+	if batch != nil {
+		batchRes, batchErr = batch.Slice()
+		if batchErr == nil && len(batchRes) != len(ids) {
+			batchErr = fmt.Errorf("redisq: take script returned %d replies for %d jobs", len(batchRes), len(ids))
+		}
+	}
 	var gone []string
 	for i, id := range ids {
-		res, err := takes[i].StringSlice()
+		var res []string
+		var err error
+		if batch != nil {
+			if err = batchErr; err == nil {
+				res, err = stringSlice(batchRes[i])
+			}
+		} else {
+			res, err = takes[i].StringSlice()
+		}
 		if err != nil {
 			w.log.Warn("read job failed", "job_id", id, "err", err)
 			<-w.slots // reliable: the ID stays in processing, and the reaper hands it out again if we die
@@ -392,4 +415,19 @@ func (w *Worker) answerScripted(ctx context.Context, batch []answer, msgs []stri
 	if err := answerScript.Run(ctx, w.cfg.Redis, keys, args...).Err(); err != nil {
 		w.log.Warn("write results failed", "jobs", len(batch), "err", err)
 	}
+}
+
+// stringSlice converts one job's reply inside takeBatchScript's reply.
+func stringSlice(v any) ([]string, error) {
+	xs, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("redisq: take script reply %T, want an array", v)
+	}
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		if out[i], ok = x.(string); !ok {
+			return nil, fmt.Errorf("redisq: take script reply holds %T, want strings", x)
+		}
+	}
+	return out, nil
 }
