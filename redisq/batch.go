@@ -389,18 +389,34 @@ end
 if redis.call('INCRBY', KEYS[2], n) == n then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
 return n`)
 
-// answerScripted writes a batch's answers with answerScript (single node, no MULTI).
+// answerChunkBytes bounds the bytes of results (and notifications) that one answer script carries: Redis holds
+// a whole command in memory before it runs it, so a batch of large results goes as several script calls in one
+// pipeline rather than as one command of hundreds of megabytes.
+const answerChunkBytes = 4 << 20
+
+// answerScripted writes a batch's answers with answerScript (single node, no MULTI): one EVALSHA when the batch
+// fits in one call, else one EVAL per chunk in a pipeline.
 func (w *Worker) answerScripted(ctx context.Context, batch []answer, msgs []string, now time.Time) {
-	keys := make([]string, 0, 2+len(batch))
-	keys = append(keys, w.cfg.Keys.Processing(), w.cfg.Keys.rateKey(now.Unix()/int64(rateBucket/time.Second)))
 	reliable := "0"
 	if w.cfg.Mode == ModeReliable {
 		reliable = "1"
 	}
-	args := make([]any, 0, 3+5*len(batch))
-	args = append(args, epoch(now), reliable, int64(rateTTL/time.Second))
+	type call struct {
+		keys []string
+		args []any
+	}
+	var calls []call
+	size := 0
 	for i, a := range batch {
-		keys = append(keys, JobKey(a.job.ID))
+		if len(calls) == 0 || size >= answerChunkBytes {
+			calls = append(calls, call{
+				keys: []string{w.cfg.Keys.Processing(), w.cfg.Keys.rateKey(now.Unix() / int64(rateBucket/time.Second))},
+				args: []any{epoch(now), reliable, int64(rateTTL / time.Second)},
+			})
+			size = 0
+		}
+		c := &calls[len(calls)-1]
+		c.keys = append(c.keys, JobKey(a.job.ID))
 		channel, errText := "", ""
 		if a.job.ReplyTo != "" {
 			channel = ClientChannel(a.job.ReplyTo)
@@ -410,9 +426,21 @@ func (w *Worker) answerScripted(ctx context.Context, batch []answer, msgs []stri
 			errText = a.err.Error()
 			result = []byte(string(TagText) + failedResultPrefix + errText)
 		}
-		args = append(args, a.job.ID, channel, msgs[i], result, errText)
+		c.args = append(c.args, a.job.ID, channel, msgs[i], result, errText)
+		size += len(result) + len(msgs[i])
 	}
-	if err := answerScript.Run(ctx, w.cfg.Redis, keys, args...).Err(); err != nil {
+	var err error
+	if len(calls) == 1 {
+		err = answerScript.Run(ctx, w.cfg.Redis, calls[0].keys, calls[0].args...).Err()
+	} else {
+		_, err = w.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, c := range calls {
+				answerScript.Eval(ctx, p, c.keys, c.args...)
+			}
+			return nil
+		})
+	}
+	if err != nil {
 		w.log.Warn("write results failed", "jobs", len(batch), "err", err)
 	}
 }
