@@ -154,7 +154,7 @@ func (w *Worker) start(ctx context.Context, ids []string, moves int) int {
 	now := epoch(time.Now())
 	_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		if !cluster && len(ids) > 0 {
-			batch = takeBatchScript.Eval(ctx, p, jobKeys(ids), now, w.cfg.WorkerID)
+			batch = takeBatchScript.EvalSha(ctx, p, jobKeys(ids), now, w.cfg.WorkerID)
 		} else {
 			for i, id := range ids {
 				takes[i] = takeScript.Eval(ctx, p, []string{JobKey(id)}, now, w.cfg.WorkerID)
@@ -167,6 +167,9 @@ func (w *Worker) start(ctx context.Context, ids []string, moves int) int {
 	})
 	var batchRes []any
 	var batchErr error
+	if batch != nil && redis.HasErrorPrefix(batch.Err(), "NOSCRIPT") { // Redis restarted or flushed its scripts
+		batch = takeBatchScript.Eval(ctx, rdb, jobKeys(ids), now, w.cfg.WorkerID)
+	}
 	if batch != nil {
 		batchRes, batchErr = batch.Slice()
 		if batchErr == nil && len(batchRes) != len(ids) {
