@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/gobwas/ws/wsutil"
 	"github.com/mailru/easygo/netpoll"
 	"golang.org/x/sys/unix"
 )
@@ -31,7 +32,21 @@ type loadConn struct {
 	closed  bool
 }
 
+// loadProto is how the load generator talks to a target: wsgate's JSON API (the zero value), or a peer's
+// protocol such as Centrifugo's (peers.go). Every protocol's reply must echo `"req_id":<n>` from its request.
+type loadProto struct {
+	// hello, if set, is sent on every new connection, and its reply awaited, before any request.
+	hello []byte
+	// request, if set, appends the request that carries req_id sentMicros; nil means {"<action>":1,"req_id":n}.
+	request func(buf []byte, action string, sentMicros int64) []byte
+	// ping, if set, is a server's application-level ping (a whole message), answered with pong.
+	ping, pong []byte
+	// lines: a frame may hold several messages, one a line (Centrifugo's JSON protocol batches replies).
+	lines bool
+}
+
 type loader struct {
+	proto       loadProto
 	conns       []*loadConn
 	poller      *netpoll.Epoll
 	ready       chan *loadConn
@@ -64,12 +79,22 @@ type loadWorker struct {
 // dialLoad opens n WebSocket connections to url, spreading them over source addresses 127.0.0.2, 127.0.0.3,
 // ... (perSrc each), and returns them registered with epoll.
 func dialLoad(url string, n, perSrc int, action string, closedLoop bool) (*loader, error) {
-	return dialLoadURLs([]string{url}, n, perSrc, action, closedLoop)
+	return dialLoadTargets([]string{url}, n, perSrc, action, closedLoop, loadProto{})
 }
 
 // dialLoadURLs is dialLoad over several gateways: connection i goes to urls[i%len(urls)].
 func dialLoadURLs(urls []string, n, perSrc int, action string, closedLoop bool) (*loader, error) {
-	l := &loader{action: action, closed: closedLoop, ready: make(chan *loadConn, 4096)}
+	return dialLoadTargets(urls, n, perSrc, action, closedLoop, loadProto{})
+}
+
+// dialLoadProto is dialLoad for a target that speaks proto.
+func dialLoadProto(url string, n, perSrc int, action string, closedLoop bool, proto loadProto) (*loader, error) {
+	return dialLoadTargets([]string{url}, n, perSrc, action, closedLoop, proto)
+}
+
+// dialLoadTargets dials n connections over urls (connection i to urls[i%len(urls)]) speaking proto.
+func dialLoadTargets(urls []string, n, perSrc int, action string, closedLoop bool, proto loadProto) (*loader, error) {
+	l := &loader{proto: proto, action: action, closed: closedLoop, ready: make(chan *loadConn, 4096)}
 	var err error
 	if l.poller, err = netpoll.EpollCreate(nil); err != nil {
 		return nil, err
@@ -91,7 +116,7 @@ func dialLoadURLs(urls []string, n, perSrc int, action string, closedLoop bool) 
 					return
 				}
 				src := net.IPv4(127, 0, 0, byte(2+i/perSrc))
-				c, err := dialRaw(urls[i%len(urls)], src)
+				c, err := dialRaw(urls[i%len(urls)], src, proto.hello)
 				if err != nil {
 					errMu.Lock()
 					if firstErr == nil {
@@ -134,8 +159,9 @@ func dialLoadURLs(urls []string, n, perSrc int, action string, closedLoop bool) 
 	return l, nil
 }
 
-// dialRaw upgrades one connection and takes its descriptor out of the net.Conn (dup, then close).
-func dialRaw(url string, src net.IP) (*loadConn, error) {
+// dialRaw upgrades one connection, sends hello (if any) and reads its reply, and takes the connection's
+// descriptor out of the net.Conn (dup, then close).
+func dialRaw(url string, src net.IP, hello []byte) (*loadConn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	nc, err := dialWS(ctx, url, src)
@@ -143,6 +169,20 @@ func dialRaw(url string, src net.IP) (*loadConn, error) {
 		return nil, err
 	}
 	defer nc.Close()
+	if hello != nil {
+		if err := wsutil.WriteClientText(nc, hello); err != nil {
+			return nil, err
+		}
+		_ = nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+		reply, err := wsutil.ReadServerText(nc)
+		if err != nil {
+			return nil, fmt.Errorf("reply to %s: %w", hello, err)
+		}
+		if bytes.Contains(reply, []byte(`"error"`)) {
+			return nil, fmt.Errorf("reply to %s: %s", hello, reply)
+		}
+		_ = nc.SetReadDeadline(time.Time{})
+	}
 	rc, err := nc.(syscall.Conn).SyscallConn()
 	if err != nil {
 		return nil, err
@@ -165,15 +205,32 @@ func (l *loader) micros(t time.Time) int64 { return t.Sub(l.start).Microseconds(
 
 // send writes one request, masked with a zero key (valid, and the payload needs no XOR).
 func (l *loader) send(c *loadConn, sentMicros int64) {
-	var p [128]byte
-	payload := fmt.Appendf(p[:0], `{"%s":1,"req_id":%d}`, l.action, sentMicros)
-	frame := make([]byte, 0, 6+len(payload))
-	frame = append(frame, 0x81, 0x80|byte(len(payload)), 0, 0, 0, 0)
+	var p [256]byte
+	var payload []byte
+	if l.proto.request != nil {
+		payload = l.proto.request(p[:0], l.action, sentMicros)
+	} else {
+		payload = fmt.Appendf(p[:0], `{"%s":1,"req_id":%d}`, l.action, sentMicros)
+	}
+	if l.sendFrame(c, payload) {
+		l.sent.Add(1)
+	}
+}
+
+// sendFrame writes one masked client text frame; it reports whether the whole frame was written.
+func (l *loader) sendFrame(c *loadConn, payload []byte) bool {
+	frame := make([]byte, 0, 8+len(payload))
+	if len(payload) < 126 {
+		frame = append(frame, 0x81, 0x80|byte(len(payload)))
+	} else { // requests stay far below 64 KiB
+		frame = append(frame, 0x81, 0x80|126, byte(len(payload)>>8), byte(len(payload)))
+	}
+	frame = append(frame, 0, 0, 0, 0)
 	frame = append(frame, payload...)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return
+		return false
 	}
 	for len(frame) > 0 {
 		n, err := unix.Write(c.fd, frame)
@@ -186,15 +243,15 @@ func (l *loader) send(c *loadConn, sentMicros int64) {
 			time.Sleep(100 * time.Microsecond)
 			c.mu.Lock()
 			if c.closed {
-				return
+				return false
 			}
 			continue
 		}
 		if err != nil && err != unix.EINTR {
-			return
+			return false
 		}
 	}
-	l.sent.Add(1)
+	return true
 }
 
 func (l *loader) readLoop(w *loadWorker) {
@@ -260,38 +317,62 @@ func (l *loader) frames(w *loadWorker, c *loadConn, data []byte) []byte {
 		if op != 0x1 {
 			continue // pings and the like
 		}
-		now := time.Now()
-		i := bytes.Index(payload, reqIDKey)
-		if i < 0 {
-			w.err.Add(1)
+		if !l.proto.lines {
+			l.message(w, c, payload)
 			continue
 		}
-		j := i + len(reqIDKey)
-		k := j
-		for k < len(payload) && payload[k] >= '0' && payload[k] <= '9' {
-			k++
-		}
-		sent, _ := strconv.ParseInt(string(payload[j:k]), 10, 64)
-		w.mu.Lock()
-		if g := l.gen.Load(); g != w.gen {
-			w.hist.Reset()
-			w.gen = g
-		}
-		if bytes.Contains(payload, []byte(`"error":`)) {
-			w.err.Add(1)
-			if l.onError != nil {
-				l.onError(payload, sent, l.micros(now))
+		for len(payload) > 0 {
+			line := payload
+			if i := bytes.IndexByte(payload, '\n'); i >= 0 {
+				line, payload = payload[:i], payload[i+1:]
+			} else {
+				payload = nil
 			}
-		} else if l.record.Load() {
-			w.ok.Add(1)
-			_ = w.hist.RecordValue(max(1, l.micros(now)-sent))
-		}
-		w.mu.Unlock()
-		if l.closed && !l.stop.Load() {
-			l.send(c, l.micros(time.Now()))
+			if len(line) > 0 {
+				l.message(w, c, line)
+			}
 		}
 	}
 	return data
+}
+
+// message handles one server message: a reply (its latency from the req_id it echoes, or an error), or the
+// protocol's ping.
+func (l *loader) message(w *loadWorker, c *loadConn, payload []byte) {
+	if l.proto.ping != nil && bytes.Equal(payload, l.proto.ping) {
+		l.sendFrame(c, l.proto.pong)
+		return
+	}
+	now := time.Now()
+	i := bytes.Index(payload, reqIDKey)
+	if i < 0 {
+		w.err.Add(1)
+		return
+	}
+	j := i + len(reqIDKey)
+	k := j
+	for k < len(payload) && payload[k] >= '0' && payload[k] <= '9' {
+		k++
+	}
+	sent, _ := strconv.ParseInt(string(payload[j:k]), 10, 64)
+	w.mu.Lock()
+	if g := l.gen.Load(); g != w.gen {
+		w.hist.Reset()
+		w.gen = g
+	}
+	if bytes.Contains(payload, []byte(`"error":`)) {
+		w.err.Add(1)
+		if l.onError != nil {
+			l.onError(payload, sent, l.micros(now))
+		}
+	} else if l.record.Load() {
+		w.ok.Add(1)
+		_ = w.hist.RecordValue(max(1, l.micros(now)-sent))
+	}
+	w.mu.Unlock()
+	if l.closed && !l.stop.Load() {
+		l.send(c, l.micros(time.Now()))
+	}
 }
 
 // closeAll closes the connections and stops the readers.

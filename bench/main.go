@@ -8,6 +8,7 @@
 //	go run ./bench rate --rates 1000,2000     # open loop, stepping the rate up to find the knee
 //	go run ./bench timeouts --jobs 20000      # pending jobs with no worker: timeout accuracy, memory per job
 //	go run ./bench fleet                      # 8 gateways on a Redis Cluster behind HAProxy: capacity, throughput, rolling deploy
+//	go run ./bench peers --conns 1,100,1000   # wsgate reliable and simple next to Centrifugo's RPC proxy
 package main
 
 import (
@@ -25,6 +26,8 @@ scenarios:
   rate      open loop at fixed request rates, stepped up; latency corrected for coordinated omission
   timeouts  many pending jobs with no worker: timeout accuracy and memory per pending job
   fleet     gateways on a 3-master Redis Cluster behind HAProxy: capacity, throughput, rolling deploy
+  peers     closed loop, wsgate reliable and simple next to Centrifugo v6 (RPC proxy to a Go HTTP backend),
+            taking turns at each connection count; installs Centrifugo with go install into a cache folder
 
 Each scenario starts what it measures (redis-server on a free port, Go workers, the gateway) as separate
 processes and writes JSON (and PNG plots) under --out (default bench/out). -h on a scenario lists its flags.
@@ -51,6 +54,10 @@ func main() {
 		err = runFleet(os.Args[2:])
 	case "fleet-client": // a child process of the fleet scenario
 		err = runFleetClient(os.Args[2:])
+	case "peers":
+		err = runPeers(os.Args[2:])
+	case "rpc-backend": // the peers scenario's HTTP backend for Centrifugo's RPC proxy
+		err = runRPCBackend(os.Args[2:])
 	case "client": // a child process started by a scenario
 		err = runIdleClient(os.Args[2:])
 	case "echo-server": // the WebSocket-hop baseline's child process

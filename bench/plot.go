@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -70,6 +71,34 @@ func plotRPC(path string, runs []RPCRun) error {
 		ss = append(ss, *byName[n])
 	}
 	return linePlot(path, "closed loop: requests/s by connections", "connections", "requests/s", true, ss)
+}
+
+// plotLatencyByConns: p50 and p99 against connections, one pair of lines per target and mode.
+func plotLatencyByConns(path string, runs []RPCRun) error {
+	byName := map[string]*series{}
+	var order []string
+	add := func(name string, x, y float64) {
+		s := byName[name]
+		if s == nil {
+			s = &series{name: name}
+			byName[name] = s
+			order = append(order, name)
+		}
+		s.xy = append(s.xy, plotter.XY{X: x, Y: y})
+	}
+	for _, r := range runs {
+		if r.Target == "raw-redis" || r.Replies == 0 {
+			continue
+		}
+		name := strings.TrimSpace(r.Target + " " + r.Mode)
+		add(name+" p50", float64(r.Connections), float64(r.P50us)/1000)
+		add(name+" p99", float64(r.Connections), float64(r.P99us)/1000)
+	}
+	var ss []series
+	for _, n := range order {
+		ss = append(ss, *byName[n])
+	}
+	return linePlot(path, "closed loop: latency by connections", "connections", "latency (ms, log scale)", true, ss, true)
 }
 
 // plotRate: latency percentiles against the offered rate.

@@ -104,6 +104,7 @@ type stackConfig struct {
 	mode        string
 	env         []string // extra gateway environment (QUEUE_TIMEOUT, GOGC, ...)
 	gatewayArgs []string
+	bin         string // the wsgate binary for the gateway and workers; "" means built from this module
 }
 
 func startStack(dir string, sc stackConfig) (*stack, error) {
@@ -114,9 +115,12 @@ func startStack(dir string, sc stackConfig) (*stack, error) {
 			s.stop()
 		}
 	}()
-	bin, err := buildWsgate(dir)
-	if err != nil {
-		return nil, err
+	bin := sc.bin
+	if bin == "" {
+		var err error
+		if bin, err = buildWsgate(dir); err != nil {
+			return nil, err
+		}
 	}
 	rport, err := freePort()
 	if err != nil {

@@ -357,7 +357,7 @@ func rawRedisCeiling(mode string, parallel, batch int, d time.Duration) (float64
 }
 
 func printRPCTable(runs []RPCRun) {
-	fmt.Printf("\n%-10s %-12s %7s %10s %9s %9s %9s %9s %9s %7s %8s\n", "target", "mode", "conns", "rps",
+	fmt.Printf("\n%-11s %-12s %7s %10s %9s %9s %9s %9s %9s %7s %8s\n", "target", "mode", "conns", "rps",
 		"p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "errors", "of redis")
 	for _, r := range runs {
 		frac := ""
@@ -368,7 +368,7 @@ func printRPCTable(runs []RPCRun) {
 		if r.Target == "raw-redis" {
 			conns = "-"
 		}
-		fmt.Printf("%-10s %-12s %7s %10.0f %9d %9d %9d %9d %9d %7d %8s\n", r.Target, r.Mode, conns, r.RPS,
+		fmt.Printf("%-11s %-12s %7s %10.0f %9d %9d %9d %9d %9d %7d %8s\n", r.Target, r.Mode, conns, r.RPS,
 			r.P50us, r.P90us, r.P99us, r.P999us, r.MaxUs, r.Errors, frac)
 	}
 }

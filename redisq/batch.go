@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -56,19 +57,10 @@ func (w *Worker) fetchLoop() {
 		fetchStart := time.Now()
 		items, err := w.fetch(ctx, bc.cmdable(ctx), want)
 		w.count(func(s *WorkerStats) { s.FetchWait += time.Since(fetchStart) })
-		if w.cfg.Mode == ModeReliable && err == nil && len(items) > 0 {
-			// Each LMOVE that finds the list empty is a wasted command: probe with one, double while they all
-			// deliver.
-			if got := len(items) - 1; got == want-1 {
-				extra = min(2*extra, w.cfg.FetchBatch-1)
-			} else {
-				extra = max(got, 1)
-			}
-		}
-		for i := len(items); i < n; i++ {
-			<-w.slots // give back what was not used
-		}
 		if err != nil {
+			for range n {
+				<-w.slots // give back what was not used
+			}
 			bc.drop()
 			w.log.Warn("fetch failed", "err", err)
 			if !w.sleep(backoff) {
@@ -78,15 +70,38 @@ func (w *Worker) fetchLoop() {
 			continue
 		}
 		backoff = 50 * time.Millisecond
-		if len(items) == 0 {
-			continue
+		for i := max(want, len(items)); i < n; i++ {
+			<-w.slots // give back at once what cannot be used, so that other fetchers can take jobs
 		}
-		w.dispatch(ctx, items)
+		n = max(want, len(items))
+		got := len(items)
+		if got > 0 {
+			// Reliable mode: the non-blocking LMOVEs for more jobs go in the pipeline that takes the first.
+			moves := 0
+			if w.cfg.Mode == ModeReliable {
+				moves = want - got
+			}
+			moved := w.dispatch(ctx, items, moves)
+			got += moved
+			if moves > 0 {
+				// Each LMOVE that finds the list empty is a wasted command: probe with one, double while they
+				// all deliver.
+				if moved == moves {
+					extra = min(2*extra, w.cfg.FetchBatch-1)
+				} else {
+					extra = max(moved, 1)
+				}
+			}
+		}
+		for i := got; i < n; i++ {
+			<-w.slots // give back what was not used
+		}
 	}
 }
 
 // fetch takes up to n items: BLMOVE (reliable; BRPOPLPUSH in Perl) or BRPOP (on both lists, see lists.go) for
-// the first, then LMOVE or RPOP-with-count for the rest without blocking. When a poll of the list it does not
+// the first, then, except in reliable mode, RPOP-with-count for the rest without blocking (reliable mode's
+// LMOVEs for the rest share the pipeline that takes the first: see start). When a poll of the list it does not
 // block on is due, it takes what that list holds instead. The blocking command goes to blocking
 // (unblock.go).
 func (w *Worker) fetch(ctx context.Context, blocking redis.Cmdable, n int) ([]string, error) {
@@ -117,46 +132,61 @@ func (w *Worker) fetch(ctx context.Context, blocking redis.Cmdable, n int) ([]st
 		return nil, err
 	}
 	items := []string{first}
-	if n == 1 {
+	if n == 1 || w.cfg.Mode == ModeReliable { // reliable: the LMOVEs for more go with the take (start)
 		return items, nil
 	}
-	if w.cfg.Mode != ModeReliable {
-		more, err := rdb.RPopCount(ctx, from, n-1).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			w.log.Warn("fetch more failed", "err", err) // the first one still runs
-		}
-		return append(items, more...), nil
+	more, err := rdb.RPopCount(ctx, from, n-1).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		w.log.Warn("fetch more failed", "err", err) // the first one still runs
 	}
-	moves := make([]*redis.StringCmd, n-1)
-	_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i := range moves {
-			moves[i] = p.LMove(ctx, keys.Pending(), keys.Processing(), "RIGHT", "LEFT")
-		}
-		return nil
-	})
-	for _, m := range moves {
-		if id, err := m.Result(); err == nil {
-			items = append(items, id)
-		}
-	}
-	return items, nil
+	return append(items, more...), nil
 }
 
 // start reads and marks a batch of jobs (HGETALL + HSET _started, as one script each, in one pipeline) and
-// runs each in a goroutine of its own.
-func (w *Worker) start(ctx context.Context, ids []string) {
+// runs each in a goroutine of its own. In reliable mode the same pipeline tries moves non-blocking LMOVEs for
+// more jobs, which are then dispatched in turn; it returns how many it moved.
+func (w *Worker) start(ctx context.Context, ids []string, moves int) int {
 	rdb, keys := w.cfg.Redis, w.cfg.Keys
-	takes := make([]*redis.Cmd, len(ids))
+	_, cluster := rdb.(*redis.ClusterClient)
+	takes := make([]*redis.Cmd, len(ids)) // per job on a cluster
+	var batch *redis.Cmd                  // elsewhere one script for all
+	lmoves := make([]*redis.StringCmd, moves)
 	now := epoch(time.Now())
 	_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, id := range ids {
-			takes[i] = takeScript.Eval(ctx, p, []string{JobKey(id)}, now, w.cfg.WorkerID)
+		if !cluster && len(ids) > 0 {
+			batch = takeBatchScript.EvalSha(ctx, p, jobKeys(ids), now, w.cfg.WorkerID)
+		} else {
+			for i, id := range ids {
+				takes[i] = takeScript.Eval(ctx, p, []string{JobKey(id)}, now, w.cfg.WorkerID)
+			}
+		}
+		for i := range lmoves {
+			lmoves[i] = p.LMove(ctx, keys.Pending(), keys.Processing(), "RIGHT", "LEFT")
 		}
 		return nil
 	})
+	var batchRes []any
+	var batchErr error
+	if batch != nil && redis.HasErrorPrefix(batch.Err(), "NOSCRIPT") { // Redis restarted or flushed its scripts
+		batch = takeBatchScript.Eval(ctx, rdb, jobKeys(ids), now, w.cfg.WorkerID)
+	}
+	if batch != nil {
+		batchRes, batchErr = batch.Slice()
+		if batchErr == nil && len(batchRes) != len(ids) {
+			batchErr = fmt.Errorf("redisq: take script returned %d replies for %d jobs", len(batchRes), len(ids))
+		}
+	}
 	var gone []string
 	for i, id := range ids {
-		res, err := takes[i].StringSlice()
+		var res []string
+		var err error
+		if batch != nil {
+			if err = batchErr; err == nil {
+				res, err = stringSlice(batchRes[i])
+			}
+		} else {
+			res, err = takes[i].StringSlice()
+		}
 		if err != nil {
 			w.log.Warn("read job failed", "job_id", id, "err", err)
 			<-w.slots // reliable: the ID stays in processing, and the reaper hands it out again if we die
@@ -176,6 +206,7 @@ func (w *Worker) start(ctx context.Context, ids []string) {
 		if job == nil {
 			job = &Job{ID: id, ReplyTo: h[fieldReplyTo]}
 		}
+		job.replyWithResult = h[fieldReplyWithResult] != ""
 		job.Deliveries = 1
 		if d, err := strconv.Atoi(h[fieldDeliveries]); err == nil {
 			job.Deliveries += d
@@ -202,6 +233,16 @@ func (w *Worker) start(ctx context.Context, ids []string) {
 			return nil
 		})
 	}
+	var moved []string
+	for _, m := range lmoves {
+		if id, err := m.Result(); err == nil {
+			moved = append(moved, id)
+		}
+	}
+	if len(moved) > 0 {
+		w.dispatch(ctx, moved, 0)
+	}
+	return len(moved)
 }
 
 // startSimple runs a simple-mode job (the job itself came off the list).
@@ -270,30 +311,154 @@ func (w *Worker) writeAnswers(batch []answer) {
 	if len(batch) == 0 {
 		return
 	}
-	now := epoch(time.Now())
+	now := time.Now()
+	msgs := make([]string, len(batch))
+	for i, a := range batch {
+		msgs[i] = notification(a)
+	}
+	if _, cluster := rdb.(*redis.ClusterClient); !cluster && !w.cfg.Multi {
+		w.answerScripted(ctx, batch, msgs, now)
+		return
+	}
 	// Results are stored before their notifications go out, and the IDs leave `processing` last.
 	err := pipelineInOrder(ctx, rdb, w.cfg.Multi, func(p redis.Pipeliner) {
 		for _, a := range batch {
-			fields := []any{fieldProcessed, now}
-			if a.err != nil {
-				fields = append(fields, fieldResult, string(TagText)+failedResultPrefix+a.err.Error(), fieldError, a.err.Error())
-			} else {
-				fields = append(fields, fieldResult, a.res.encode())
-			}
-			updateIfExists(ctx, p, a.job.ID, fields...)
+			updateIfExists(ctx, p, a.job.ID, resultFields(a, epoch(now))...)
 		}
 	}, func(p redis.Pipeliner) {
-		for _, a := range batch {
+		for i, a := range batch {
 			if a.job.ReplyTo != "" {
-				p.Publish(ctx, ClientChannel(a.job.ReplyTo), a.job.ID)
+				p.Publish(ctx, ClientChannel(a.job.ReplyTo), msgs[i])
 			}
 			if w.cfg.Mode == ModeReliable {
 				p.LRem(ctx, keys.Processing(), 1, a.job.ID)
 			}
 		}
-		keys.countDone(ctx, p, len(batch), time.Now())
+		keys.countDone(ctx, p, len(batch), now)
 	})
 	if err != nil {
 		w.log.Warn("write results failed", "jobs", len(batch), "err", err)
 	}
+}
+
+// resultFields are the hash fields that answer a job: `_processed` and `result`, and `_error` for a failure.
+func resultFields(a answer, now string) []any {
+	if a.err != nil {
+		return []any{fieldProcessed, now, fieldResult, string(TagText) + failedResultPrefix + a.err.Error(),
+			fieldError, a.err.Error()}
+	}
+	return []any{fieldProcessed, now, fieldResult, a.res.encode()}
+}
+
+// notification is what the worker publishes for a finished job: its ID (the Perl protocol), or, when the
+// client asked for it (fieldReplyWithResult), the result itself in simple mode's message form, a JSON object
+// `{"id","result"}` or `{"id","error"}`. The result is written into the hash either way, so a client that
+// misses the message recovers it from there (PROTOCOL.md, "Results in the notification").
+func notification(a answer) string {
+	if !a.job.replyWithResult {
+		return a.job.ID
+	}
+	out := simpleResult{ID: a.job.ID}
+	if a.err != nil {
+		out.Error = a.err.Error()
+	} else {
+		out.Result = string(a.res.encode())
+	}
+	b, _ := json.Marshal(out) // strings only
+	return string(b)
+}
+
+// answerScript answers a batch of jobs in one script: per job, the result into its hash if the hash still
+// exists (as updateScript), the notification, and in reliable mode the LREM from `processing`, in the Perl
+// worker's order; then the finished-jobs counter (rate.go), whose EXPIRE is needed only when the INCRBY
+// created the bucket. One round trip and one script call per batch instead of three commands per job and two
+// per batch. KEYS: processing, the rate bucket, then the job hashes. ARGV: the time, "1" in reliable mode, the
+// bucket's TTL in seconds, then per job: ID, channel ("" for none), notification, result, error ("" for none).
+// It declares every key it touches, but they are in different slots, so it runs on a single node only.
+var answerScript = redis.NewScript(`
+local n = #KEYS - 2
+for i = 1, n do
+  local key, a = KEYS[2 + i], 3 + (i - 1) * 5
+  if redis.call('EXISTS', key) == 1 then
+    if ARGV[a + 5] == '' then
+      redis.call('HSET', key, '_processed', ARGV[1], 'result', ARGV[a + 4])
+    else
+      redis.call('HSET', key, '_processed', ARGV[1], 'result', ARGV[a + 4], '_error', ARGV[a + 5])
+    end
+  end
+  if ARGV[a + 2] ~= '' then redis.call('PUBLISH', ARGV[a + 2], ARGV[a + 3]) end
+  if ARGV[2] == '1' then redis.call('LREM', KEYS[1], 1, ARGV[a + 1]) end
+end
+if redis.call('INCRBY', KEYS[2], n) == n then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
+return n`)
+
+// answerChunkBytes bounds the bytes of results (and notifications) that one answer script carries: Redis holds
+// a whole command in memory before it runs it, so a batch of large results goes as several script calls in one
+// pipeline rather than as one command of hundreds of megabytes.
+const answerChunkBytes = 4 << 20
+
+// answerScripted writes a batch's answers with answerScript (single node, no MULTI): one EVALSHA when the batch
+// fits in one call, else one EVAL per chunk in a pipeline.
+func (w *Worker) answerScripted(ctx context.Context, batch []answer, msgs []string, now time.Time) {
+	reliable := "0"
+	if w.cfg.Mode == ModeReliable {
+		reliable = "1"
+	}
+	type call struct {
+		keys []string
+		args []any
+	}
+	var calls []call
+	size := 0
+	for i, a := range batch {
+		if len(calls) == 0 || size >= answerChunkBytes {
+			calls = append(calls, call{
+				keys: []string{w.cfg.Keys.Processing(), w.cfg.Keys.rateKey(now.Unix() / int64(rateBucket/time.Second))},
+				args: []any{epoch(now), reliable, int64(rateTTL / time.Second)},
+			})
+			size = 0
+		}
+		c := &calls[len(calls)-1]
+		c.keys = append(c.keys, JobKey(a.job.ID))
+		channel, errText := "", ""
+		if a.job.ReplyTo != "" {
+			channel = ClientChannel(a.job.ReplyTo)
+		}
+		result := a.res.encode()
+		if a.err != nil {
+			errText = a.err.Error()
+			result = []byte(string(TagText) + failedResultPrefix + errText)
+		}
+		c.args = append(c.args, a.job.ID, channel, msgs[i], result, errText)
+		size += len(result) + len(msgs[i])
+	}
+	var err error
+	if len(calls) == 1 {
+		err = answerScript.Run(ctx, w.cfg.Redis, calls[0].keys, calls[0].args...).Err()
+	} else {
+		_, err = w.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, c := range calls {
+				answerScript.Eval(ctx, p, c.keys, c.args...)
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		w.log.Warn("write results failed", "jobs", len(batch), "err", err)
+	}
+}
+
+// stringSlice converts one job's reply inside takeBatchScript's reply.
+func stringSlice(v any) ([]string, error) {
+	xs, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("redisq: take script reply %T, want an array", v)
+	}
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		if out[i], ok = x.(string); !ok {
+			return nil, fmt.Errorf("redisq: take script reply holds %T, want strings", x)
+		}
+	}
+	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,7 +17,7 @@ import (
 )
 
 var (
-	cmdstatCalls = regexp.MustCompile(`(?m)^cmdstat_([a-z|]+):calls=(\d+)`)
+	cmdstatCalls = regexp.MustCompile(`(?m)^cmdstat_([a-z|]+):calls=(\d+),usec=(\d+)`)
 	usedCPU      = regexp.MustCompile(`(?m)^used_cpu_(?:sys|user):([\d.]+)`)
 )
 
@@ -34,18 +35,19 @@ func redisCPU(b *testing.B, rdb *redis.Client) time.Duration {
 	return time.Duration(total * float64(time.Second))
 }
 
-// commandCounts reads INFO commandstats: calls per command since the last CONFIG RESETSTAT.
-func commandCounts(b *testing.B, rdb *redis.Client) map[string]int {
+// commandCounts reads INFO commandstats: calls and µs spent inside them per command since the last CONFIG
+// RESETSTAT (a script's µs include those of the commands it calls, which are counted on their own too).
+func commandCounts(b *testing.B, rdb *redis.Client) (calls, usec map[string]int) {
 	info, err := rdb.Info(context.Background(), "commandstats").Result()
 	if err != nil {
 		b.Fatal(err)
 	}
-	out := map[string]int{}
+	calls, usec = map[string]int{}, map[string]int{}
 	for _, m := range cmdstatCalls.FindAllStringSubmatch(info, -1) {
-		n, _ := strconv.Atoi(m[2])
-		out[m[1]] = n
+		calls[m[1]], _ = strconv.Atoi(m[2])
+		usec[m[1]], _ = strconv.Atoi(m[3])
 	}
-	return out
+	return calls, usec
 }
 
 // BenchmarkRoundTrip measures jobs through client → Redis → Go worker → Redis → client, for each mode, with
@@ -102,22 +104,24 @@ func BenchmarkRoundTrip(b *testing.B) {
 				elapsed := time.Since(start)
 				b.StopTimer()
 				cpu := redisCPU(b, admin) - cpu0
-				counts := commandCounts(b, admin)
+				counts, usec := commandCounts(b, admin)
 				total := 0
 				var names []string
 				for name, n := range counts {
-					if name == "info" || name == "config|resetstat" {
+					if name == "info" || name == "config|resetstat" || n == 0 {
 						continue
 					}
 					total += n
-					names = append(names, fmt.Sprintf("%s=%.2f", name, float64(n)/float64(b.N)))
+					names = append(names, fmt.Sprintf("%s=%.2f(%.1fµs)", name, float64(n)/float64(b.N),
+						float64(usec[name])/float64(b.N)))
 				}
+				sort.Strings(names)
 				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "jobs/s")
 				b.ReportMetric(float64(total)/float64(b.N), "redis-cmds/job")
 				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "redis-cpu-µs/job")
 				b.ReportMetric(cpu.Seconds()/elapsed.Seconds()*100, "redis-cpu-%")
 				if testing.Verbose() {
-					b.Logf("per job: %s", strings.Join(names, " "))
+					b.Logf("per job, calls(µs inside): %s", strings.Join(names, " "))
 				}
 			})
 		}

@@ -75,6 +75,12 @@ type ClientConfig struct {
 	// its ID leaves the pending list and its hash is marked `_cancelled` (Go workers skip it) and left to
 	// expire (see cancelJob). Simple-mode jobs are not cancelled: they expire.
 	CancelForgotten bool
+	// BareNotifications keeps to the Perl protocol's completion exactly: every job's result is read from its hash
+	// (HMGET, then DEL) after a notification that carries only the job ID. The zero value writes the field
+	// `_reply_with_result` into each job hash, which asks Go workers to publish the result itself (PROTOCOL.md,
+	// "Results in the notification"), saving a round trip per job; Perl workers ignore the field and publish
+	// the bare ID, which the client handles as before.
+	BareNotifications bool
 	// MaxBatch bounds how many submits (and how many completions) share one pipeline; 0 means 256.
 	MaxBatch int
 	// QueueSize bounds the submits waiting for the pipeline; 0 means 65536. Submit fails with ErrQueueFull
@@ -128,6 +134,7 @@ type Client struct {
 	pubsub  *redis.PubSub
 	submits chan Submission
 	forgets chan string
+	dels    chan string // job hashes to delete after a result that came in its notification (see queueDel)
 	notices chan string // job IDs (simple mode: results) from pub/sub, for the fetch loop
 	recover chan int64  // asks the fetch loop for a recovery pass (the time of the re-subscription)
 	pending *pendingSet
@@ -171,6 +178,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		log:     cfg.Logger.With("component", "redisq.client", "client_id", cfg.ClientID),
 		submits: make(chan Submission, cfg.QueueSize),
 		forgets: make(chan string, cfg.QueueSize),
+		dels:    make(chan string, cfg.QueueSize),
 		notices: make(chan string, cfg.QueueSize),
 		recover: make(chan int64, 1),
 		pending: newPendingSet(),
@@ -293,8 +301,14 @@ func (c *Client) deliver(x Completion, recovered bool) {
 	c.cfg.OnComplete(x)
 }
 
-// submitLoop batches submits (and cancels) into pipelines. When it ends, every queued submit has been sent, and
-// it closes the pub/sub so that the receive loop ends too.
+// delLinger is how long the DEL of a hash whose result came in its notification waits for a submit to share
+// its pipeline with. The DEL is off every caller's path (the result is delivered already), so waiting costs
+// nothing but a little memory in Redis, and sharing saves Redis a round trip: with one request in flight per
+// connection the next submit usually follows within a millisecond.
+const delLinger = 2 * time.Millisecond
+
+// submitLoop batches submits (and cancels, and DELs of answered jobs) into pipelines. When it ends, every
+// queued submit and DEL has been sent, and it closes the pub/sub so that the receive loop ends too.
 func (c *Client) submitLoop() {
 	defer c.wg.Done()
 	defer func() {
@@ -303,44 +317,122 @@ func (c *Client) submitLoop() {
 		}
 	}()
 	batch := make([]Submission, 0, c.cfg.MaxBatch)
-	var cancels []string
-	for {
-		var s Submission
-		var ok bool
+	var cancels, dels []string
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	closing := false
+	for !closing {
+		batch, cancels, dels = batch[:0], cancels[:0], dels[:0]
 		select {
-		case s, ok = <-c.submits:
+		case s, ok := <-c.submits:
 			if !ok {
-				return
+				closing = true
+				break
 			}
-			batch = append(batch[:0], s)
+			batch = append(batch, s)
 		case id := <-c.forgets:
-			cancels = append(cancels[:0], id)
-			batch = batch[:0]
+			cancels = append(cancels, id)
+		case id := <-c.dels:
+			dels = append(dels, id)
+			linger.Reset(delLinger)
+		wait: // DELs alone: give a submit a moment to come and carry them
+			for len(dels) < c.cfg.MaxBatch {
+				select {
+				case s, ok := <-c.submits:
+					if !ok {
+						closing = true
+					} else {
+						batch = append(batch, s)
+					}
+					break wait
+				case id := <-c.forgets:
+					cancels = append(cancels, id)
+					break wait
+				case id := <-c.dels:
+					dels = append(dels, id)
+				case <-linger.C:
+					break wait
+				}
+			}
+			linger.Stop()
 		}
 	fill:
-		for len(batch)+len(cancels) < c.cfg.MaxBatch {
+		for !closing && len(batch)+len(cancels)+len(dels) < c.cfg.MaxBatch {
 			select {
 			case s, ok := <-c.submits:
 				if !ok {
+					closing = true
 					break fill
 				}
 				batch = append(batch, s)
 			case id := <-c.forgets:
 				cancels = append(cancels, id)
+			case id := <-c.dels:
+				dels = append(dels, id)
 			default:
 				break fill
 			}
 		}
-		c.sendBatch(batch, cancels)
-		cancels = cancels[:0]
+		if closing { // the last pipeline: every DEL queued so far (Shutdown set closed before closing submits)
+		drain:
+			for {
+				select {
+				case id := <-c.dels:
+					dels = append(dels, id)
+				default:
+					break drain
+				}
+			}
+		}
+		if len(batch)+len(cancels)+len(dels) > 0 {
+			c.sendBatch(batch, cancels, dels)
+		}
 	}
+}
+
+// queueDel has the hash of an answered job deleted by the submit loop's next pipeline. After Shutdown began, or
+// when the queue is full, the caller deletes them itself.
+func (c *Client) queueDel(ctx context.Context, ids []string) {
+	var direct []string
+	c.mu.RLock()
+	for i, id := range ids {
+		if c.closed {
+			direct = ids[i:]
+			break
+		}
+		select {
+		case c.dels <- id:
+			continue
+		default:
+		}
+		direct = ids[i:]
+		break
+	}
+	c.mu.RUnlock()
+	if len(direct) > 0 {
+		c.delJobs(ctx, direct)
+	}
+}
+
+// delJobs deletes job hashes, one DEL each in one pipeline (the hashes are in different Cluster slots).
+func (c *Client) delJobs(ctx context.Context, ids []string) {
+	_, _ = c.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range ids {
+			p.Del(ctx, JobKey(id))
+		}
+		return nil
+	})
 }
 
 // sendBatch writes a batch of jobs in one pipeline. Hash modes, per job: HSET job::<id> (the Perl HMSET),
 // EXPIRE, LPUSH <pending> <id>; simple mode: LPUSH <simple list> <job JSON>, then its TTL. Cancelled jobs: see
-// cancelJob.
-func (c *Client) sendBatch(batch []Submission, cancels []string) {
+// cancelJob. dels are the hashes of jobs answered in their notification, deleted here (the Perl client's DEL).
+func (c *Client) sendBatch(batch []Submission, cancels, dels []string) {
 	ctx := context.Background()
+	if len(batch)+len(cancels) == 0 {
+		c.delJobs(ctx, dels) // not in MULTI: the Perl client's DEL is not either
+		return
+	}
 	now := time.Now()
 	pushes := make([]*redis.IntCmd, len(batch))
 	hashes := func(p redis.Pipeliner) {
@@ -349,8 +441,11 @@ func (c *Client) sendBatch(batch []Submission, cancels []string) {
 		}
 		for _, s := range batch {
 			key := JobKey(s.ID)
-			args := make([]any, 0, 4+2*len(s.Fields))
+			args := make([]any, 0, 6+2*len(s.Fields))
 			args = append(args, fieldReplyTo, c.id, fieldQueued, epoch(now))
+			if !c.cfg.BareNotifications {
+				args = append(args, fieldReplyWithResult, "1")
+			}
 			for _, f := range s.Fields {
 				args = append(args, c.field(f)...)
 			}
@@ -358,6 +453,9 @@ func (c *Client) sendBatch(batch []Submission, cancels []string) {
 			if c.cfg.JobTTL > 0 {
 				p.Expire(ctx, key, c.cfg.JobTTL)
 			}
+		}
+		for _, id := range dels {
+			p.Del(ctx, JobKey(id))
 		}
 	}
 	lists := func(p redis.Pipeliner) {
@@ -550,7 +648,29 @@ func (c *Client) fetchLoop() {
 			}
 			continue
 		}
-		c.fetchResults(batch, false)
+		// A notification is a bare job ID (the Perl protocol: read the result from the hash) or, from a Go
+		// worker answering a job that asked for it, the result itself (a JSON object, which no job ID can be:
+		// see lists.go): delivered at once, the hash deleted in the background.
+		ids, answered := batch[:0:0], batch[:0:0]
+		for _, n := range batch {
+			if len(n) == 0 || n[0] != '{' {
+				ids = append(ids, n)
+				continue
+			}
+			x := simpleCompletion(n)
+			if x.JobID == "" {
+				c.log.Warn("bad notification", "err", x.Err)
+				continue
+			}
+			c.deliver(x, false)
+			answered = append(answered, x.JobID)
+		}
+		if len(answered) > 0 {
+			c.queueDel(context.Background(), answered)
+		}
+		if len(ids) > 0 {
+			c.fetchResults(ids, false)
+		}
 	}
 }
 
@@ -600,7 +720,7 @@ func (c *Client) fetchResults(ids []string, probe bool) {
 		c.deliver(completionFrom(id, vals, err), probe)
 	}
 	if len(done) > 0 {
-		c.cfg.Redis.Del(ctx, jobKeys(done)...)
+		c.delJobs(ctx, done)
 	}
 }
 

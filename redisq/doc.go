@@ -10,12 +10,15 @@
 // (the Perl protocol with BRPOP; missed notifications recovered from the hashes) and reliable (the Perl worker's
 // BRPOPLPUSH sequence plus heartbeats, a reaper, delivery counts and a dead-letter list; at least once).
 // Clients and workers of a queue should use the same mode; where they do not, a worker still serves every job
-// it finds, the way its client expects (lists.go). PROTOCOL.md lists everything redisq adds to the Perl
-// wire format. RESP2 and RESP3, single nodes and Cluster are tested; Sentinel (a failover client, also a
+// it finds, the way its client expects (lists.go). In the hash modes a Client asks Go workers (with the hash
+// field `_reply_with_result`, which Perl workers ignore) to publish the result itself rather than the bare job
+// ID, which saves the read after the notification; Perl peers keep the Perl protocol. PROTOCOL.md lists
+// everything redisq adds to the Perl wire format. RESP2 and RESP3, single nodes and Cluster are tested; Sentinel (a failover client, also a
 // redis.UniversalClient) takes the same path but has no test here.
 //
-// Concurrency: a Client owns three goroutines (one that batches and pipelines submits, one that reads its
-// pub/sub subscription, one that fetches results in pipelines); Submit and Forget never block and may be called
+// Concurrency: a Client owns three goroutines (one that batches and pipelines submits and the DELs of answered
+// jobs, one that reads its pub/sub subscription, one that delivers completions, reading results in pipelines
+// where a notification holds only the ID); Submit and Forget never block and may be called
 // from any goroutine. A Worker owns a few fetch goroutines (each takes a batch of jobs per round trip), one
 // goroutine per running job (at most Concurrency), one answerer that writes results in batches, and (reliable
 // mode) a heartbeat and a reaper. Both stop with Shutdown; a worker's Shutdown ends the fetchers' blocking

@@ -3,6 +3,7 @@ package redisq_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -98,7 +99,12 @@ func unquoteMonitor(t *testing.T, s string) []string {
 }
 
 // wsgateExtensions are hash fields that wsgate adds; Perl code passes `_` fields through untouched.
-var wsgateExtensions = map[string]bool{"_worker": true, "_deliveries": true, "_error": true}
+var wsgateExtensions = map[string]bool{"_worker": true, "_deliveries": true, "_error": true,
+	"_reply_with_result": true}
+
+// withResult marks a notification that carried its job's result (the wsgate extension of PROTOCOL.md,
+// "Results in the notification") rather than the bare ID.
+const withResult = " +result"
 
 // effects turns commands into a comparable form, per role and per job (in order of first appearance):
 // names of equivalent commands unified (HMSET=HSET, BRPOPLPUSH=BLMOVE), IDs and times replaced, hash fields
@@ -167,7 +173,13 @@ func effects(cmds []command) map[string][]string {
 			cmd = "MOVE"
 			a = []string{cmd, a[1], a[2]}
 		case "PUBLISH":
-			if jid, ok := names[a[2]]; ok {
+			var rich struct{ ID, Result string }
+			if strings.HasPrefix(a[2], "{") && json.Unmarshal([]byte(a[2]), &rich) == nil && rich.Result != "" {
+				if jid, ok := names[rich.ID]; ok {
+					a[2] = jid + withResult
+					job = jid
+				}
+			} else if jid, ok := names[a[2]]; ok {
 				a[2] = jid
 				job = jid
 			}
@@ -185,7 +197,7 @@ func effects(cmds []command) map[string][]string {
 
 // runScenario runs wsgate's client and worker through the captured scenario (three jobs one after another,
 // each with text fields a, b and name, and optionally a structured field) and returns what Redis saw.
-func runScenario(t *testing.T, jobs int, multi, structured bool, resultTag byte) []command {
+func runScenario(t *testing.T, jobs int, multi, structured, bare bool, resultTag byte) []command {
 	t.Helper()
 	srv := redistest.Start(t)
 	stop := srv.Monitor()
@@ -206,7 +218,7 @@ func runScenario(t *testing.T, jobs int, multi, structured bool, resultTag byte)
 	w.Start()
 	col := newCollector()
 	c, err := redisq.NewClient(redisq.ClientConfig{Redis: clientConns, Multi: multi, Sereal: structured,
-		OnComplete: col.add, Logger: quiet})
+		BareNotifications: bare, OnComplete: col.add, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,6 +273,10 @@ func runScenario(t *testing.T, jobs int, multi, structured bool, resultTag byte)
 	return out
 }
 
+// TestGoldenCaptures runs every capture twice: with BareNotifications, where the client asks for nothing the Perl
+// client does not, every effect must match; and with the default client, which asks Go workers for the result
+// in the notification (`_reply_with_result`), where the only differences allowed are that extension's: the
+// worker's PUBLISH carries the result, and the client does not read the hash (it still deletes it).
 func TestGoldenCaptures(t *testing.T) {
 	tests := []struct {
 		capture           string
@@ -273,35 +289,64 @@ func TestGoldenCaptures(t *testing.T) {
 		{"perl-modern-reliable.txt", false, false, redisq.TagJSON}, // RESP3: HELLO 3, same effects
 	}
 	for _, tt := range tests {
-		t.Run(tt.capture, func(t *testing.T) {
-			want := effects(parseCapture(t, tt.capture))
-			jobs := 0
-			for k := range want {
-				if strings.HasPrefix(k, "C/J") {
-					jobs++
+		for _, bare := range []bool{true, false} {
+			notify := map[bool]string{true: "bare", false: "result"}[bare]
+			t.Run(tt.capture+"/notify="+notify, func(t *testing.T) {
+				want := effects(parseCapture(t, tt.capture))
+				jobs := 0
+				for k := range want {
+					if strings.HasPrefix(k, "C/J") {
+						jobs++
+					}
 				}
-			}
-			got := effects(runScenario(t, jobs, tt.multi, tt.structured, tt.tag))
-			for _, key := range sortedKeys(want) {
-				if key == "C/" || key == "W/" {
-					continue // connection-level commands, compared below
+				if !bare {
+					want = withResultInNotification(want)
 				}
-				if !slices.Equal(got[key], want[key]) {
-					t.Errorf("%s:\n got  %q\n want %q", key, got[key], want[key])
-				}
+				got := effects(runScenario(t, jobs, tt.multi, tt.structured, bare, tt.tag))
+				compareEffects(t, got, want)
+			})
+		}
+	}
+}
+
+// withResultInNotification turns the effects of a Perl capture into those expected from a wsgate client and
+// worker that use the result-in-notification extension.
+func withResultInNotification(want map[string][]string) map[string][]string {
+	out := map[string][]string{}
+	for key, cmds := range want {
+		for _, c := range cmds {
+			switch {
+			case strings.HasPrefix(key, "C/J") && strings.HasPrefix(c, "HMGET "):
+				continue // the result came in the notification
+			case strings.HasPrefix(key, "W/J") && strings.HasPrefix(c, "PUBLISH "):
+				c += withResult
 			}
-			if !slices.Equal(got["C/"], want["C/"]) {
-				t.Errorf("client connection commands:\n got  %q\n want %q", got["C/"], want["C/"])
-			}
-			// The worker's idle waits (and, with MULTI, empty groups around them) repeat as often as timing
-			// makes them: compare the distinct commands.
-			if g, w := distinct(got["W/"]), distinct(want["W/"]); !slices.Equal(g, w) {
-				t.Errorf("worker connection commands:\n got  %q\n want %q", g, w)
-			}
-			if len(got) != len(want) {
-				t.Errorf("roles/jobs: got %v, want %v", sortedKeys(got), sortedKeys(want))
-			}
-		})
+			out[key] = append(out[key], c)
+		}
+	}
+	return out
+}
+
+func compareEffects(t *testing.T, got, want map[string][]string) {
+	t.Helper()
+	for _, key := range sortedKeys(want) {
+		if key == "C/" || key == "W/" {
+			continue // connection-level commands, compared below
+		}
+		if !slices.Equal(got[key], want[key]) {
+			t.Errorf("%s:\n got  %q\n want %q", key, got[key], want[key])
+		}
+	}
+	if !slices.Equal(got["C/"], want["C/"]) {
+		t.Errorf("client connection commands:\n got  %q\n want %q", got["C/"], want["C/"])
+	}
+	// The worker's idle waits (and, with MULTI, empty groups around them) repeat as often as timing
+	// makes them: compare the distinct commands.
+	if g, w := distinct(got["W/"]), distinct(want["W/"]); !slices.Equal(g, w) {
+		t.Errorf("worker connection commands:\n got  %q\n want %q", g, w)
+	}
+	if len(got) != len(want) {
+		t.Errorf("roles/jobs: got %v, want %v", sortedKeys(got), sortedKeys(want))
 	}
 }
 

@@ -29,6 +29,10 @@ const (
 	// fieldError marks a failed job (a wsgate extension; Perl code ignores it). The Perl worker writes nothing
 	// for a failed job, which leaves its caller waiting for a timeout.
 	fieldError = "_error"
+	// fieldReplyWithResult, written by a wsgate client, asks a Go worker to publish the result itself instead
+	// of the bare job ID (a wsgate extension; Perl workers ignore it, and Perl clients never write it, as they
+	// would take the richer message for a job ID).
+	fieldReplyWithResult = "_reply_with_result"
 )
 
 // failedResult is the `result` written with fieldError. It is not JSON, so the Perl JobAsync backend fails to
@@ -95,6 +99,9 @@ type Job struct {
 	// Deliveries counts how many times the job has been handed to a worker, this time included: more than 1
 	// means an earlier worker died while running it (reliable mode).
 	Deliveries int
+
+	// replyWithResult: the client asked for the result in the notification (fieldReplyWithResult).
+	replyWithResult bool
 }
 
 // Text returns a text field of the job's data, or "" if there is none.

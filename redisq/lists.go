@@ -80,7 +80,9 @@ func (w *Worker) pollOther(ctx context.Context, n int) []string {
 
 // dispatch runs fetched items, each as what it is. A JSON job that a reliable worker moved into processing
 // (pushed on the pending list by an older simple-mode client) leaves it at once: simple jobs are at most once.
-func (w *Worker) dispatch(ctx context.Context, items []string) {
+// moves (reliable mode) asks for that many more jobs by non-blocking LMOVEs in the pipeline that takes these
+// (start); it returns how many it moved.
+func (w *Worker) dispatch(ctx context.Context, items []string, moves int) int {
 	ids := items[:0:0]
 	var taken []string
 	for _, it := range items {
@@ -102,9 +104,10 @@ func (w *Worker) dispatch(ctx context.Context, items []string) {
 			return nil
 		})
 	}
-	if len(ids) > 0 {
-		w.start(ctx, ids)
+	if len(ids) > 0 || moves > 0 {
+		return w.start(ctx, ids, moves)
 	}
+	return 0
 }
 
 // splitAnswers separates the answers of simple-mode jobs from those of hash jobs.

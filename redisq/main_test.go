@@ -60,7 +60,9 @@ func (h hangAtTake) DialHook(next redis.DialHook) redis.DialHook          { retu
 func (h hangAtTake) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
 func (h hangAtTake) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if args := cmds[0].Args(); len(args) > 1 && cmds[0].Name() == "eval" && strings.Contains(fmt.Sprint(args[1]), "HGETALL") {
+		// The take step is the only pipeline of the worker that starts with a script call (EVALSHA, or EVAL
+		// the first time).
+		if name := cmds[0].Name(); name == "evalsha" || (name == "eval" && strings.Contains(fmt.Sprint(cmds[0].Args()[1]), "HGETALL")) {
 			h.signal.Incr(ctx, "fetched::"+strconv.Itoa(os.Getpid()))
 			select {} // until SIGKILL
 		}

@@ -157,10 +157,11 @@ func TestClientWorkerRoundTrip(t *testing.T) {
 	}
 	// The client deletes each job hash after reading it; nothing is left in processing.
 	rdb := srv.Client()
-	keys, _ := rdb.Keys(context.Background(), "job::*").Result()
-	if len(keys) != 0 {
-		t.Fatalf("job hashes left behind: %v", keys)
-	}
+	var keys []string
+	waitForMsg(t, func() bool {
+		keys, _ = rdb.Keys(context.Background(), "job::*").Result()
+		return len(keys) == 0
+	}, func() string { return fmt.Sprintf("job hashes left behind: %v", keys) })
 	if n, _ := rdb.LLen(context.Background(), "jobs::processing").Result(); n != 0 {
 		t.Fatalf("%d IDs left in jobs::processing", n)
 	}
@@ -238,3 +239,15 @@ func TestNewIDShape(t *testing.T) {
 }
 
 func waitFor(t *testing.T, cond func() bool) { t.Helper(); testutil.WaitFor(t, cond) }
+
+// waitForMsg polls cond like waitFor and, if it never holds, fails with msg() (the state it last saw).
+func waitForMsg(t *testing.T, cond func() bool, msg func() string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(msg())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

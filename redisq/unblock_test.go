@@ -67,6 +67,9 @@ func TestShutdownInterruptsTheBlockingFetch(t *testing.T) {
 					if n, _ := rdb.LLen(ctx, keys.Pending()).Result(); n > 0 {
 						return true
 					}
+					if n, _ := rdb.LLen(ctx, keys.Simple()).Result(); n > 0 { // simple mode's own list
+						return true
+					}
 					select {
 					case got = <-col.ch:
 						return true
@@ -76,7 +79,7 @@ func TestShutdownInterruptsTheBlockingFetch(t *testing.T) {
 				})
 				if got.JobID == "" {
 					queued++
-					rdb.Del(ctx, keys.Pending())
+					rdb.Del(ctx, keys.Pending(), keys.Simple())
 					c.Forget(id)
 					continue
 				}

@@ -338,6 +338,21 @@ if #h == 0 then return h end
 redis.call('HSET', KEYS[1], '_started', ARGV[1], '_worker', ARGV[2])
 return h`)
 
+// takeBatchScript is takeScript for several jobs at once (KEYS: their hashes), returning one reply per job:
+// one script call per fetched batch instead of one per job, which is most of a take's cost in Redis. The
+// hashes are in different Cluster slots, so on a cluster takeScript runs per job.
+var takeBatchScript = redis.NewScript(`
+local out = {}
+for i = 1, #KEYS do
+  local h = redis.call('HGETALL', KEYS[i])
+  for j = 1, #h, 2 do
+    if h[j] == '_cancelled' then h = {}; break end
+  end
+  if #h > 0 then redis.call('HSET', KEYS[i], '_started', ARGV[1], '_worker', ARGV[2]) end
+  out[i] = h
+end
+return out`)
+
 // updateScript sets fields of a job hash only if the hash exists (HSET would re-create an expired one, without
 // a TTL). An empty value deletes the field.
 var updateScript = redis.NewScript(`
