@@ -52,6 +52,10 @@ const (
 // closeInternalError is the close code of a session that failed.
 const closeInternalError uint16 = 1011
 
+// DefaultTimeout is how long a job's result is awaited when nothing else says, as in the Perl JobAsync backend
+// (its QUEUE_TIMEOUT default).
+const DefaultTimeout = 300 * time.Second
+
 // DefaultMaxResponseSize is the reply size above which ResponseTooLarge is sent, as in the Perl API.
 const DefaultMaxResponseSize = 328000
 
@@ -69,7 +73,7 @@ type SessionConfig struct {
 	Submitter Submitter
 	// NewJobID returns a unique job ID; required (redisq.NewID).
 	NewJobID func() string
-	// Timeout is the default time to wait for a result (QUEUE_TIMEOUT); 0 means 300 s.
+	// Timeout is the default time to wait for a result (QUEUE_TIMEOUT); 0 means DefaultTimeout.
 	Timeout time.Duration
 	// MaxInFlight bounds the requests of one connection that wait for a result (or a deferred hook); 0 means
 	// 100. A request beyond it is answered RateLimit at once.
@@ -129,7 +133,7 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 		return nil, err
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 300 * time.Second
+		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = 100

@@ -28,7 +28,7 @@ func ExampleNew() {
 	defer worker.Shutdown(context.Background())
 
 	gw, err := server.New(server.Config{Listen: "127.0.0.1:0", Admin: "off", RedisURL: "redis://" + mr.Addr(),
-		Logger: quiet})
+		Actions: server.DemoActions(), Logger: quiet})
 	if err != nil {
 		fmt.Println(err)
 		return

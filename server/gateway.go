@@ -9,9 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"net/netip"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -85,6 +83,9 @@ type Gateway struct {
 // New checks cfg and builds a gateway; nothing runs until Start.
 func New(cfg Config, opts ...Option) (*Gateway, error) {
 	cfg, err := cfg.WithDefaults()
+	if err == nil && len(cfg.Actions) == 0 {
+		err = ErrNoActions
+	}
 	if err != nil {
 		return nil, fmt.Errorf("server: config: %w", err)
 	}
@@ -382,7 +383,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 
 func (g *Gateway) path() string {
 	if g.cfg.Transport.Path == "" {
-		return "/ws"
+		return transport.DefaultPath
 	}
 	return g.cfg.Transport.Path
 }
@@ -476,11 +477,7 @@ func (g *Gateway) startAdmin() error {
 	mux.Handle("GET /metrics", g.requireToken(promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{})))
 	g.mountConsole(mux, g.requireToken)
 	if g.cfg.Pprof {
-		mux.Handle("/debug/pprof/", g.requireToken(http.HandlerFunc(pprof.Index)))
-		mux.Handle("/debug/pprof/cmdline", g.requireToken(http.HandlerFunc(redactedCmdline)))
-		mux.Handle("/debug/pprof/profile", g.requireToken(http.HandlerFunc(pprof.Profile)))
-		mux.Handle("/debug/pprof/symbol", g.requireToken(http.HandlerFunc(pprof.Symbol)))
-		mux.Handle("/debug/pprof/trace", g.requireToken(http.HandlerFunc(pprof.Trace)))
+		mountPprof(mux, g.requireToken)
 	}
 	ln, err := net.Listen("tcp", g.cfg.Admin)
 	if err != nil {
@@ -526,13 +523,6 @@ func (g *Gateway) requireToken(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
-}
-
-// redactedCmdline is pprof.Cmdline with credentials masked (a --redis URL may carry a password).
-func redactedCmdline(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprint(w, strings.Join(redact.Args(os.Args), "\x00"))
 }
 
 // Run starts the gateway, serves until ctx ends, then shuts down gracefully.

@@ -32,6 +32,9 @@ func startGateway(t *testing.T, srv *redistest.Server, cfg server.Config, opts .
 		cfg.Admin = "off"
 	}
 	cfg.RedisURL = srv.URL()
+	if cfg.Actions == nil {
+		cfg.Actions = server.DemoActions()
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}
@@ -187,10 +190,9 @@ func TestThousandConcurrentRequestsEachGetOneReply(t *testing.T) {
 }
 
 func TestTimeoutThenLateResultIsDropped(t *testing.T) {
-	t.Setenv("QUEUE_TIMEOUT", "0.3")
 	srv := redistest.Start(t)
 	startWorker(t, srv)
-	gw := startGateway(t, srv, server.Config{})
+	gw := startGateway(t, srv, server.Config{QueueTimeout: 300 * time.Millisecond})
 	c := wstest.Dial(t, gw.URL())
 
 	// The worker takes the job at once but needs 800 ms: the gateway answers RequestTimeout at 300 ms.
@@ -201,7 +203,7 @@ func TestTimeoutThenLateResultIsDropped(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 	if waited := time.Since(start); waited < 300*time.Millisecond {
-		t.Fatalf("RequestTimeout after %v, before QUEUE_TIMEOUT (300 ms)", waited)
+		t.Fatalf("RequestTimeout after %v, before QueueTimeout (300 ms)", waited)
 	}
 	// The result arrives late: it is counted and dropped, and the client gets nothing more.
 	waitFor(t, func() bool { return gw.Stats().Queue.Late == 1 })
@@ -217,9 +219,8 @@ func TestTimeoutThenLateResultIsDropped(t *testing.T) {
 }
 
 func TestTimedOutQueuedJobIsCancelled(t *testing.T) {
-	t.Setenv("QUEUE_TIMEOUT", "0.2")
 	srv := redistest.Start(t)
-	gw := startGateway(t, srv, server.Config{}) // no worker: the job stays queued
+	gw := startGateway(t, srv, server.Config{QueueTimeout: 200 * time.Millisecond}) // no worker: the job stays queued
 	c := wstest.Dial(t, gw.URL())
 	if e, _ := c.Call(`{"echo":1}`)["error"].(map[string]any); e["code"] != "RequestTimeout" {
 		t.Fatalf("want RequestTimeout, got %v", e)

@@ -213,6 +213,9 @@ func TestRedisConfigBuildsTheClientItNames(t *testing.T) {
 func startGatewayOn(t *testing.T, cfg server.Config) *server.Gateway {
 	t.Helper()
 	cfg.Listen, cfg.Admin = "127.0.0.1:0", "off"
+	if cfg.Actions == nil {
+		cfg.Actions = server.DemoActions()
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}
@@ -265,6 +268,9 @@ func startWorkerOn(t *testing.T, cfg server.Config) *redisq.Worker {
 func startFails(t *testing.T, cfg server.Config, want ...string) {
 	t.Helper()
 	cfg.Listen, cfg.Admin, cfg.Logger = "127.0.0.1:0", "off", quiet
+	if cfg.Actions == nil {
+		cfg.Actions = server.DemoActions()
+	}
 	gw, err := server.New(cfg)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -29,9 +29,12 @@ type Handler interface {
 	OnClose(c *Conn, err error)
 }
 
+// DefaultPath is the WebSocket path when Config.Path is empty.
+const DefaultPath = "/ws"
+
 // Config configures a Server. Each field's zero value means the default named in its comment.
 type Config struct {
-	// Path is the WebSocket path; "" means "/ws". Other paths get 404.
+	// Path is the WebSocket path; "" means DefaultPath. Other paths get 404.
 	Path string
 	// MaxFrameSize bounds one frame's payload; 0 means 256 KiB. Bigger: close 1009.
 	MaxFrameSize int
@@ -109,7 +112,7 @@ func (c *Config) setDefaults() {
 		}
 	}
 	if c.Path == "" {
-		c.Path = "/ws"
+		c.Path = DefaultPath
 	}
 	def(&c.MaxFrameSize, 256<<10)
 	def(&c.MaxMessageSize, 256<<10)

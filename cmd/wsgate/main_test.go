@@ -16,6 +16,7 @@ import (
 
 	"github.com/wsgate/wsgate/internal/redistest"
 	"github.com/wsgate/wsgate/internal/wstest"
+	"github.com/wsgate/wsgate/server"
 )
 
 // buildBinary builds wsgate once for the test.
@@ -212,5 +213,30 @@ func TestHandshakeAndDescriptorSettings(t *testing.T) {
 		if _, err := parseFlags("serve", args, io.Discard); err == nil {
 			t.Errorf("%q accepted", args)
 		}
+	}
+}
+
+// QUEUE_TIMEOUT is read here, not in the library; the file's queue_timeout beats it. With no actions
+// configured the command passes the demo list (the library would refuse an empty one).
+func TestQueueTimeoutEnvironmentAndDemoActions(t *testing.T) {
+	t.Setenv("QUEUE_TIMEOUT", "2.5")
+	o, err := parseFlags("serve", nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.cfg.QueueTimeout != 2500*time.Millisecond || !o.demoActions || len(o.cfg.Actions) != len(server.DemoActions()) {
+		t.Fatalf("queue timeout %v, demo actions %v (%d)", o.cfg.QueueTimeout, o.demoActions, len(o.cfg.Actions))
+	}
+	path := filepath.Join(t.TempDir(), "wsgate.yaml")
+	os.WriteFile(path, []byte("queue_timeout: 7\nactions: [status]\n"), 0o644)
+	if o, err = parseFlags("serve", []string{"--config", path}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if o.cfg.QueueTimeout != 7*time.Second || o.demoActions || len(o.cfg.Actions) != 1 {
+		t.Fatalf("file: queue timeout %v, demo actions %v, actions %v", o.cfg.QueueTimeout, o.demoActions, o.cfg.Actions)
+	}
+	t.Setenv("QUEUE_TIMEOUT", "never")
+	if _, err := parseFlags("serve", nil, io.Discard); err == nil || !strings.Contains(err.Error(), "QUEUE_TIMEOUT") {
+		t.Fatalf("bad QUEUE_TIMEOUT: %v", err)
 	}
 }
