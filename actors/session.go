@@ -171,8 +171,21 @@ func (s *Sessions) Spawn(root *actor.RootContext, conn Conn, info any) *actor.PI
 	return pid
 }
 
-// Wait waits for the goroutines of deferred hooks (call it after the sessions have stopped).
-func (s *Sessions) Wait() { s.later.Wait() }
+// Shutdown waits for the goroutines of deferred hooks, or for ctx (call it after the sessions have stopped:
+// their end cancels the hooks' context). Safe to call twice.
+func (s *Sessions) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.later.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("actors: deferred hooks still running: %w", ctx.Err())
+	}
+}
 
 // session is the actor of one connection.
 type session struct {

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -96,7 +97,10 @@ func newFixture(t *testing.T, q *fakeQueue, mut func(*SessionConfig)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(reg.Shutdown)
+	if err := reg.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Shutdown(context.Background()) })
 	q.reg = reg
 	acts, err := NewActions(Action{Name: "ping"}, Action{Name: "status", MsgType: "st"},
 		Action{Name: "auth", StashParams: []string{"token"}}, Action{Name: "strict", RequireResult: true},
@@ -116,7 +120,7 @@ func newFixture(t *testing.T, q *fakeQueue, mut func(*SessionConfig)) *fixture {
 	}
 	f := &fixture{root: system.Root, reg: reg, queue: q, conn: newFakeConn()}
 	f.pid = sessions.Spawn(system.Root, f.conn, "conn-info")
-	t.Cleanup(sessions.Wait)
+	t.Cleanup(func() { _ = sessions.Shutdown(context.Background()) })
 	return f
 }
 

@@ -135,6 +135,8 @@ type Client struct {
 	mu         sync.RWMutex // guards closed against Submit, so that the channels are closed only once idle
 	closed     bool
 	once       sync.Once
+	startMu    sync.Mutex // one Start at a time; a second one after success does nothing
+	started    bool
 	wg         sync.WaitGroup
 	done       chan struct{} // closed by Shutdown: stops the receive loop's reconnect waits
 	subscribed atomic.Bool
@@ -196,7 +198,19 @@ func (c *Client) Stats() ClientStats {
 
 // Start subscribes to the completion channel and waits until Redis confirms the subscription, so that no
 // completion can be published before the client listens (the Perl client does not wait, and can lose one).
+// Safe to call twice (the second call does nothing); after Shutdown it fails with ErrClosed.
 func (c *Client) Start(ctx context.Context) error {
+	c.startMu.Lock()
+	defer c.startMu.Unlock()
+	c.mu.RLock()
+	closed := c.closed
+	c.mu.RUnlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case c.started:
+		return nil
+	}
 	if c.cfg.Mode == ModeSimple {
 		if _, err := c.markAlive(ctx); err != nil {
 			return fmt.Errorf("redisq: client marker: %w", err)
@@ -209,6 +223,7 @@ func (c *Client) Start(ctx context.Context) error {
 	}
 	c.pubsub = ps
 	c.subscribed.Store(true)
+	c.started = true
 	c.wg.Add(3)
 	go c.submitLoop()
 	go c.receiveLoop(ps)

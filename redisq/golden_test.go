@@ -203,7 +203,9 @@ func runScenario(t *testing.T, jobs int, multi, structured bool, resultTag byte)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Start()
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	col := newCollector()
 	c, err := redisq.NewClient(redisq.ClientConfig{Redis: clientConns, Multi: multi, Sereal: structured,
 		OnComplete: col.add, Logger: quiet})

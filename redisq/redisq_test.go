@@ -101,7 +101,9 @@ func startTestWorker(t *testing.T, srv *redistest.Server, cfg redisq.WorkerConfi
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Start()
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { w.Shutdown(context.Background()) })
 	return w
 }

@@ -68,7 +68,9 @@ func startRecordingWorker(t *testing.T, srv *redistest.Server, seen *sync.Map) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Start()
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		w.Shutdown(context.Background())
 		rdb.Close()

@@ -76,6 +76,8 @@ type Gateway struct {
 	ready   atomic.Bool
 
 	wg           sync.WaitGroup
+	startOnce    sync.Once
+	startErr     error
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -336,12 +338,26 @@ func (h wsHandler) OnClose(c *transport.Conn, err error) {
 	}
 }
 
-// Start connects to Redis, subscribes the queues' completion channels, and starts the listeners. It returns
-// once the gateway accepts connections.
+// Start connects to Redis, starts the parts in the order of the package documentation, and returns once the
+// gateway accepts connections. Safe to call twice: the second call returns the first one's result. After a
+// failed Start, call Shutdown to release what it started.
 func (g *Gateway) Start(ctx context.Context) error {
+	g.startOnce.Do(func() { g.startErr = g.start(ctx) })
+	return g.startErr
+}
+
+func (g *Gateway) start(ctx context.Context) error {
 	began := time.Now()
 	if err := PingRedis(ctx, g.rdb); err != nil {
 		return fmt.Errorf("server: redis: %w", err)
+	}
+	if err := g.registry.Start(ctx); err != nil {
+		return fmt.Errorf("server: registry: %w", err)
+	}
+	if g.dispatch != nil {
+		if err := g.dispatch.Start(ctx); err != nil {
+			return fmt.Errorf("server: session workers: %w", err)
+		}
 	}
 	for name, c := range g.clients {
 		if err := c.Start(ctx); err != nil {
@@ -352,20 +368,17 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server: listen: %w", err)
 	}
-	g.ln = ln
 	if g.cfg.Admin != "off" {
 		if err := g.startAdmin(); err != nil {
 			ln.Close()
 			return err
 		}
 	}
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		if err := g.ws.Serve(ln); err != nil {
-			g.log.Error("websocket listener failed", "err", err)
-		}
-	}()
+	if err := g.ws.Start(ctx, ln); err != nil {
+		ln.Close()
+		return fmt.Errorf("server: websocket: %w", err)
+	}
+	g.ln = ln
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	g.stopWatch = stopWatch
 	g.wg.Add(1)
@@ -540,8 +553,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 // Shutdown stops accepting connections (readiness goes false at once) and drains: requests that arrive from
 // now on are answered ServiceUnavailable, and those taken before get their answers (results, errors, or
 // RequestTimeout once DrainTimeout is up); only then is every connection closed with 1001 and everything
-// stopped. ctx bounds the whole. Safe to call twice.
-// Order: listeners, drain, connections (and so sessions), queue clients, registry, admin, actor system.
+// stopped, in the order of the package documentation. ctx bounds the whole. Safe to call twice, and after a
+// failed Start or none.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.shutdownOnce.Do(func() { g.shutdownErr = g.shutdown(ctx) })
 	return g.shutdownErr
@@ -565,7 +578,9 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("queue %s: %w", name, err))
 		}
 	}
-	g.registry.Shutdown()
+	if err := g.registry.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if g.stopWatch != nil {
 		g.stopWatch()
 	}
@@ -575,9 +590,13 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 		}
 	}
 	g.wg.Wait()
-	g.sessions.Wait()
+	if err := g.sessions.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if g.dispatch != nil {
-		g.dispatch.Stop()
+		if err := g.dispatch.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if g.ownSystem {
 		g.system.Shutdown()

@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/wsgate/wsgate/actors"
 	"github.com/wsgate/wsgate/internal/redistest"
 	"github.com/wsgate/wsgate/internal/testutil"
 	"github.com/wsgate/wsgate/internal/wstest"
@@ -65,7 +67,9 @@ func startWorker(t *testing.T, srv *redistest.Server) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Start()
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -247,3 +251,68 @@ func TestTimedOutQueuedJobIsCancelled(t *testing.T) {
 }
 
 func waitFor(t *testing.T, cond func() bool) { t.Helper(); testutil.WaitFor(t, cond) }
+
+// One lifecycle shape: Start and Shutdown are safe to call twice, Shutdown works without Start, and the parts
+// refuse to start again once shut down.
+func TestLifecycleCallsAreIdempotent(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	startWorker(t, srv)
+	gw := startGateway(t, srv, server.Config{})
+	if err := gw.Start(ctx); err != nil {
+		t.Fatalf("second Start: %v", err)
+	}
+	if got := wstest.Dial(t, gw.URL()).Call(`{"ping":1}`); got["ping"] != "pong" {
+		t.Fatalf("after a second Start: %v", got)
+	}
+	for i := range 2 {
+		if err := gw.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown %d: %v", i+1, err)
+		}
+	}
+
+	never, err := server.New(server.Config{Listen: "127.0.0.1:0", Admin: "off", RedisURL: srv.URL(),
+		Actions: server.DemoActions(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := never.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown without Start: %v", err)
+	}
+
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Handler: demo.Handler(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := redisq.NewClient(redisq.ClientConfig{Redis: rdb, Logger: quiet, OnComplete: func(redisq.Completion) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	system := actor.NewActorSystem()
+	defer system.Shutdown()
+	reg, err := actors.NewRegistry(system.Root, actors.RegistryConfig{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, part := range map[string]interface {
+		Start(context.Context) error
+		Shutdown(context.Context) error
+	}{"worker": w, "client": c, "registry": reg, "dispatcher": actors.NewPoolDispatcher(2, 10)} {
+		for i := range 2 {
+			if err := part.Start(ctx); err != nil {
+				t.Fatalf("%s: Start %d: %v", name, i+1, err)
+			}
+		}
+		for i := range 2 {
+			if err := part.Shutdown(ctx); err != nil {
+				t.Fatalf("%s: Shutdown %d: %v", name, i+1, err)
+			}
+		}
+		if err := part.Start(ctx); err == nil {
+			t.Fatalf("%s: Start after Shutdown succeeded", name)
+		}
+	}
+}

@@ -256,7 +256,9 @@ func startWorkerOn(t *testing.T, cfg server.Config) *redisq.Worker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Start()
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		w.Shutdown(context.Background())
 		rdb.Close()

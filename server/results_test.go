@@ -35,7 +35,9 @@ func startTestWorker(t *testing.T, srv *redistest.Server, extra map[string]redis
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Start()
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		w.Shutdown(context.Background())
 		rdb.Close()

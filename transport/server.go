@@ -209,6 +209,9 @@ type Server struct {
 	perIP     map[netip.Addr]int
 	listeners map[net.Listener]struct{}
 	closing   bool
+	started   map[net.Listener]struct{} // listeners given to Start, so that a second Start does nothing
+	drained   chan struct{}             // closed once closing and no connection is left
+	isDrained bool
 
 	wg       sync.WaitGroup // every goroutine the server starts
 	workers  sync.WaitGroup // the read pool
@@ -241,6 +244,7 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		perIP:     make(map[netip.Addr]int),
 		listeners: make(map[net.Listener]struct{}),
 		stop:      make(chan struct{}),
+		drained:   make(chan struct{}),
 	}
 	s.hsByIP = make(map[netip.Addr]int)
 	s.fds.reserve = int64(max(cfg.FDReserve, -1))
@@ -527,6 +531,7 @@ func (s *Server) forget(c *Conn) {
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)
 	}
+	s.noteDrainedLocked()
 	s.mu.Unlock()
 }
 
@@ -597,6 +602,42 @@ func (s *Server) keepalive() {
 	}
 }
 
+// noteDrainedLocked closes s.drained when the server is closing and has no connection left (s.mu held).
+func (s *Server) noteDrainedLocked() {
+	if s.closing && len(s.conns) == 0 && !s.isDrained {
+		s.isDrained = true
+		close(s.drained)
+	}
+}
+
+// ErrServerClosed is Start's error once Shutdown has begun.
+var ErrServerClosed = errors.New("transport: server is shut down")
+
+// Start accepts connections on ln on a goroutine the server owns (Serve), until StopAccepting or Shutdown,
+// and returns at once. Starting the same listener twice does nothing; after Shutdown it fails.
+func (s *Server) Start(_ context.Context, ln net.Listener) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return ErrServerClosed
+	}
+	if _, ok := s.started[ln]; ok {
+		return nil
+	}
+	if s.started == nil {
+		s.started = map[net.Listener]struct{}{}
+	}
+	s.started[ln] = struct{}{}
+	s.wg.Add(1) // under mu, before Shutdown (which sets closing under mu) can wait for wg
+	go func() {
+		defer s.wg.Done()
+		if err := s.Serve(ln); err != nil {
+			s.log.Error("websocket listener failed", "err", err)
+		}
+	}()
+	return nil
+}
+
 // StopAccepting closes the listeners; open connections go on.
 func (s *Server) StopAccepting() {
 	s.mu.Lock()
@@ -614,6 +655,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.StopAccepting()
 	s.mu.Lock()
 	s.closing = true
+	s.noteDrainedLocked()
 	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
@@ -623,12 +665,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = c.Close(CloseGoingAway, "server shutting down")
 	}
 	var err error
-	for s.Len() > 0 {
-		if ctx.Err() != nil {
-			err = ctx.Err()
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-s.drained:
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
 	s.mu.Lock()
 	for c := range s.conns {

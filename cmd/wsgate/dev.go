@@ -36,7 +36,9 @@ func runDev(ctx context.Context, cfg server.Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	worker.Start()
+	if err := worker.Start(ctx); err != nil {
+		return err
+	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

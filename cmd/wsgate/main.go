@@ -524,7 +524,9 @@ func runWorker(ctx context.Context, o *options) error {
 	}
 	o.logger.Info("wsgate worker running", "redis", cfg.RedisConfig, "queue", keys.Pending(),
 		"concurrency", o.concurrency, "mode", mode, "id", w.ID(), "admin", admin.addr())
-	w.Start()
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
 	<-ctx.Done()
 	began := time.Now()
 	o.logger.Info("wsgate worker stopping: finishing running jobs")
