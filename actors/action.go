@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
+	"strings"
 	"time"
 )
 
@@ -43,10 +43,12 @@ func (a *Action) msgType() string {
 	return a.Name
 }
 
-var actionNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,50}$`)
-
-// ValidActionName reports whether name may name an action: letters, digits, _ and -, 1 to 50 of them.
-func ValidActionName(name string) bool { return actionNamePattern.MatchString(name) }
+// ValidActionName reports whether name may name an action: letters, digits, _ and -, 1 to 50 of them. It is
+// the sanity check's rule for keys (keyOK), less the final newline that Perl's $ lets through there: any
+// action can then be called by a request that passes the check.
+func ValidActionName(name string) bool {
+	return keyOK(name) && !strings.HasSuffix(name, "\n")
+}
 
 // Actions is an ordered, immutable set of actions. When a request has several keys that name actions, the one
 // listed earliest wins, as in Mojo::WebSocketProxy.

@@ -31,9 +31,6 @@ type Request struct {
 	admitted    bool  // counted by the drain gate and not answered yet
 }
 
-// Raw is the request as the client sent it (its echo_req).
-func (r *Request) Raw() json.RawMessage { return r.echo }
-
 // ReqID is the request's req_id, or nil.
 func (r *Request) ReqID() json.RawMessage { return r.reqID }
 

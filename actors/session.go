@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/wsgate/wsgate/internal/rpcenvelope"
 )
 
 // Conn is the client connection as a session sees it. transport.Conn satisfies it.
@@ -596,25 +598,16 @@ func (s *session) handleOutcome(r *Request, o JobOutcome) {
 		s.replyCode(r, mt, WrongResponse, nil, OutcomeFailure)
 		return
 	}
-	var env struct {
-		Result json.RawMessage `json:"result"`
-	}
-	err := json.Unmarshal(o.Payload, &env)
-	if t := bytes.TrimSpace(o.Payload); err == nil && (len(t) == 0 || t[0] != '{') {
-		err = errors.New("not a JSON object")
-	}
-	if err == nil && env.Result == nil && r.Action.RequireResult {
-		err = errors.New("no result member")
+	result, err := rpcenvelope.Result(o.Payload)
+	if errors.Is(err, rpcenvelope.ErrNoResult) && !r.Action.RequireResult {
+		// an envelope without a result ({"success":0,"error":...}): null, as the Perl backend
+		result, err = json.RawMessage("null"), nil
 	}
 	if err != nil {
 		s.cfg.Logger.Debug("result is not an RPC envelope", "action", r.Action.Name, "err", err)
 		s.failed(r, fmt.Errorf("actors: result is not an RPC envelope: %w", err))
 		s.replyCode(r, mt, WrongResponse, nil, OutcomeFailure)
 		return
-	}
-	result := env.Result
-	if result == nil { // an envelope without a result ({"success":0,"error":...}): null, as the Perl backend
-		result = json.RawMessage("null")
 	}
 	if t := bytes.TrimSpace(result); len(t) > 0 && t[0] == '{' {
 		var obj map[string]json.RawMessage

@@ -659,11 +659,3 @@ func (c *Client) recoverPending(at int64) {
 		ids = ids[n:]
 	}
 }
-
-// DecodeJSON decodes a result payload of either tag as JSON into v.
-func (r Result) DecodeJSON(v any) error {
-	if err := json.Unmarshal(r.Payload, v); err != nil {
-		return fmt.Errorf("redisq: decode result: %w", err)
-	}
-	return nil
-}

@@ -27,7 +27,8 @@ const (
 	DefaultQueueName = "default"
 )
 
-// Action is one RPC method that clients may call, as configured.
+// Action is one RPC method that clients may call, as configured (in Go, or under `actions:` in the file,
+// where a bare name is an action without options). New turns each into the actors.Action that sessions run.
 type Action struct {
 	// Name is the request key that selects the action and the job name sent to the worker.
 	Name string `yaml:"name"`

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,29 +20,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wsgate/wsgate/internal/redistest"
+	"github.com/wsgate/wsgate/internal/testutil"
 	"github.com/wsgate/wsgate/internal/wstest"
 	"github.com/wsgate/wsgate/redisq"
 	"github.com/wsgate/wsgate/server"
 	"github.com/wsgate/wsgate/server/demo"
 )
-
-// syncBuffer is a log sink for tests that read the gateway's log while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // startRecordingWorker runs the demo worker and records the req_id of every request it is handed: a request
 // the gateway did not answer must not be among them.
@@ -156,7 +138,7 @@ func TestDrainUnderLoad(t *testing.T) {
 	srv := redistest.Start(t)
 	var seen sync.Map
 	startRecordingWorker(t, srv, &seen)
-	var logs syncBuffer
+	var logs testutil.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	gw := startGateway(t, srv, server.Config{DrainTimeout: 20 * time.Second, Logger: log})
 

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/wsgate/wsgate/internal/redistest"
+	"github.com/wsgate/wsgate/internal/testutil"
 	"github.com/wsgate/wsgate/internal/wstest"
 	"github.com/wsgate/wsgate/redisq"
 	"github.com/wsgate/wsgate/server"
@@ -362,7 +362,7 @@ func TestRedisCluster(t *testing.T) {
 	cluster := redistest.StartCluster(t)
 	cfg := server.Config{RedisConfig: server.RedisConfig{Cluster: server.RedisCluster{Addrs: cluster.Addrs()[:1]}}}
 	startWorkerOn(t, cfg)
-	log := &syncWriter{}
+	log := &testutil.Buffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
 	gw := startGatewayOn(t, cfg)
 	c := wstest.Dial(t, gw.URL())
@@ -374,24 +374,6 @@ func TestRedisCluster(t *testing.T) {
 	if s := log.String(); !strings.Contains(s, "queues without a prefix use {jobs}") || !strings.Contains(s, "redis.kind=cluster") {
 		t.Fatalf("log: %s", s)
 	}
-}
-
-// syncWriter is a log destination that a test may read while the gateway writes to it.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }
 
 func TestRedisUnixSocket(t *testing.T) {

@@ -1,20 +1,19 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wsgate/wsgate/internal/redistest"
+	"github.com/wsgate/wsgate/internal/testutil"
 	"github.com/wsgate/wsgate/internal/wstest"
 	"github.com/wsgate/wsgate/redisq"
 	"github.com/wsgate/wsgate/server"
@@ -92,24 +91,6 @@ func TestEnvelopeWithoutResult(t *testing.T) {
 	}
 }
 
-// logBuffer collects log output from several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestOnlyWorkersSetTheStash(t *testing.T) {
 	srv := redistest.Start(t)
 	// login is a worker that sets the stash (a real one would check a password); reflect returns the request
@@ -121,7 +102,7 @@ func TestOnlyWorkersSetTheStash(t *testing.T) {
 	})
 	reflectArgs := redisq.RPC(func(_ context.Context, req *redisq.RPCRequest) (any, error) { return req.Args, nil })
 	startTestWorker(t, srv, map[string]redisq.Handler{"login": login, "login_denied": login, "reflect": reflectArgs})
-	logs := &logBuffer{}
+	logs := &testutil.Buffer{}
 	gw := startGateway(t, srv, server.Config{
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Actions: append(server.DemoActions(), server.Action{Name: "login"},

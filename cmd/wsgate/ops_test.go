@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,35 +23,17 @@ import (
 	"github.com/wsgate/wsgate/server"
 )
 
-// output collects a process's combined output.
-type output struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
-
 // process is a running wsgate whose output the test reads.
 type process struct {
 	cmd  *exec.Cmd
-	out  *output
+	out  *testutil.Buffer
 	done chan struct{}
 }
 
 // launch starts the binary; the test ends it with stop (or the cleanup kills it).
 func launch(t *testing.T, bin string, env []string, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(bin, args...), out: &output{}, done: make(chan struct{})}
+	p := &process{cmd: exec.Command(bin, args...), out: &testutil.Buffer{}, done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
