@@ -122,7 +122,7 @@ func TestPausedConnectionNoticesHangup(t *testing.T) {
 	if _, err := wsutil.ReadServerText(c); err != nil {
 		t.Fatal(err)
 	}
-	sc.PauseReading()
+	sc.SetReadPaused(true)
 	if err := wsutil.WriteClientText(c, []byte("unread")); err != nil { // fires the read registration once
 		t.Fatal(err)
 	}

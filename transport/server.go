@@ -226,7 +226,8 @@ type Server struct {
 	fdWarned atomic.Int64  // when "out of file descriptors" was last logged, unix nanoseconds
 }
 
-// NewServer checks cfg and starts the epoll loop and the read pool; call Serve to accept connections.
+// NewServer checks cfg and starts the epoll loop and the read pool; Start (or Serve, which blocks) accepts
+// connections on a listener, and Shutdown stops everything.
 func NewServer(cfg Config, h Handler) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
