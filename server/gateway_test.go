@@ -150,7 +150,10 @@ func TestThousandConcurrentRequestsEachGetOneReply(t *testing.T) {
 			defer wg.Done()
 			// All ten requests go out before any reply is read: they are in flight together.
 			for j := 0; j < perConn; j++ {
-				c.Send(fmt.Sprintf(`{"echo":{"conn":%d,"n":%d},"req_id":%d}`, i, j, j))
+				if err := c.Write(fmt.Sprintf(`{"echo":{"conn":%d,"n":%d},"req_id":%d}`, i, j, j)); err != nil {
+					errs <- fmt.Errorf("conn %d: %w", i, err)
+					return
+				}
 			}
 			seen := map[int]bool{}
 			for j := 0; j < perConn; j++ {

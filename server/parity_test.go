@@ -233,7 +233,7 @@ func TestGracefulShutdownAnswersInFlightRequests(t *testing.T) {
 	gw := startGateway(t, srv, server.Config{}) // the test shuts it down; the cleanup's second Shutdown is a no-op
 	c := wstest.Dial(t, gw.URL())
 	c.Send(`{"sleep":400,"req_id":1}`)
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, func() bool { return gw.Stats().Registry.Pending == 1 }) // in flight when the shutdown begins
 	done := make(chan error)
 	go func() { done <- gw.Shutdown(context.Background()) }()
 	if got := c.ReadJSON(5 * time.Second); got["msg_type"] != "sleep" || errCode(got) != "" {
@@ -283,16 +283,24 @@ func TestSlowSessionPausesReading(t *testing.T) {
 	gw := startGateway(t, srv, server.Config{}, server.WithHooks(slow))
 	c := wstest.Dial(t, gw.URL())
 	const n = 500
+	wrote := make(chan error, 1)
 	go func() {
 		for i := 0; i < n; i++ {
-			wsutil.WriteClientText(c.Conn, []byte(fmt.Sprintf(`{"ping":1,"req_id":%d}`, i)))
+			if err := c.Write(fmt.Sprintf(`{"ping":1,"req_id":%d}`, i)); err != nil {
+				wrote <- err
+				return
+			}
 		}
+		wrote <- nil
 	}()
 	for i := 0; i < n; i++ {
 		got := c.ReadJSON(20 * time.Second)
 		if got["ping"] != float64(i) {
 			t.Fatalf("reply %d: %v", i, got)
 		}
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
 	}
 	if st := gw.Stats().Transport; st.ReadPauses == 0 {
 		t.Fatalf("the connection was never paused: %+v", st)

@@ -12,10 +12,17 @@ import (
 // fixed sleeps.
 func WaitFor(tb testing.TB, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	WaitWithin(tb, 10*time.Second, cond, func() string { return "condition not met in 10 s" })
+}
+
+// WaitWithin polls cond until it holds, failing the test after d with the message that failure returns then
+// (so that it can show the state at the end). Call it from the test's goroutine only.
+func WaitWithin(tb testing.TB, d time.Duration, cond func() bool, failure func() string) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			tb.Fatal("condition not met in 10 s")
+			tb.Fatal(failure())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -1,9 +1,14 @@
 // Package wstest is a small WebSocket test client (gobwas/ws client side) for the gateway's tests.
+//
+// Goroutines: Dial, Send, ReadJSON and Call fail the test (t.Fatal) and so may be called only from the
+// test's own goroutine. Other goroutines use Write and Read, which return their errors for the goroutine to
+// hand back (over a channel, or with t.Error).
 package wstest
 
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -31,15 +36,24 @@ func Dial(tb testing.TB, url string) *Client {
 	return &Client{tb: tb, Conn: conn}
 }
 
-// Send writes one text message.
+// Send writes one text message, failing the test if it cannot (the test's goroutine only).
 func (c *Client) Send(msg string) {
 	c.tb.Helper()
-	if err := wsutil.WriteClientText(c.Conn, []byte(msg)); err != nil {
-		c.tb.Fatalf("send: %v", err)
+	if err := c.Write(msg); err != nil {
+		c.tb.Fatal(err)
 	}
 }
 
-// Read reads the next data message (answering pings on the way), waiting up to timeout.
+// Write writes one text message; safe from any goroutine (one writer at a time).
+func (c *Client) Write(msg string) error {
+	if err := wsutil.WriteClientText(c.Conn, []byte(msg)); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	return nil
+}
+
+// Read reads the next data message (answering pings on the way), waiting up to timeout; safe from any
+// goroutine (one reader at a time).
 func (c *Client) Read(timeout time.Duration) ([]byte, error) {
 	_ = c.Conn.SetReadDeadline(time.Now().Add(timeout))
 	defer c.Conn.SetReadDeadline(time.Time{})
