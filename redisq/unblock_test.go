@@ -62,9 +62,12 @@ func TestShutdownInterruptsTheBlockingFetch(t *testing.T) {
 					t.Fatal(err)
 				}
 				// The submit may still be on its way to Redis: wait until the job is either queued or answered.
+				// (A simple-mode client queues its jobs on a list of its own, Keys.Simple.)
 				var got redisq.Completion
 				waitFor(t, func() bool {
-					if n, _ := rdb.LLen(ctx, keys.Pending()).Result(); n > 0 {
+					n1, _ := rdb.LLen(ctx, keys.Pending()).Result()
+					n2, _ := rdb.LLen(ctx, keys.Simple()).Result()
+					if n1+n2 > 0 {
 						return true
 					}
 					select {
@@ -76,7 +79,7 @@ func TestShutdownInterruptsTheBlockingFetch(t *testing.T) {
 				})
 				if got.JobID == "" {
 					queued++
-					rdb.Del(ctx, keys.Pending())
+					rdb.Del(ctx, keys.Pending(), keys.Simple())
 					c.Forget(id)
 					continue
 				}
