@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -45,7 +46,7 @@ func ExampleHooks() {
 	n := 0
 	sessions, _ := actors.NewSessions(actors.SessionConfig{Actions: acts, Registry: reg, Hooks: h, Logger: quiet,
 		Submitter: answerAtOnce{reg}, NewJobID: func() string { n++; return fmt.Sprint("job-", n) }})
-	pid := sessions.Spawn(system.Root, conn, nil)
+	pid := sessions.Spawn(system.Root, conn)
 	for _, req := range []string{`{"ping":1}`, `{"time":1}`} {
 		system.Root.Send(pid, &actors.Inbound{Data: []byte(req)})
 		fmt.Println(string(<-conn))
@@ -71,3 +72,5 @@ type replies chan []byte
 func (c replies) Send(msg []byte) error       { c <- msg; return nil }
 func (c replies) SendBinary(msg []byte) error { c <- msg; return nil }
 func (c replies) Close(uint16, string) error  { return nil }
+func (c replies) ID() uint64                  { return 1 }
+func (c replies) RemoteAddr() netip.AddrPort  { return netip.AddrPort{} }

@@ -73,7 +73,7 @@ func FuzzSessionRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	conn := newFakeConn()
-	pid := sessions.Spawn(system.Root, conn, "fuzz")
+	pid := sessions.Spawn(system.Root, conn)
 	f.Cleanup(func() {
 		_ = system.Root.StopFuture(pid).Wait()
 		_ = sessions.Shutdown(context.Background())

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"reflect"
 	"strings"
 	"sync"
@@ -28,6 +29,9 @@ type fakeConn struct {
 func newFakeConn() *fakeConn { return &fakeConn{sent: make(chan []byte, 100)} }
 
 func (c *fakeConn) Send(msg []byte) error { c.sent <- msg; return nil }
+
+func (c *fakeConn) ID() uint64                 { return 7 }
+func (c *fakeConn) RemoteAddr() netip.AddrPort { return netip.MustParseAddrPort("192.0.2.1:4242") }
 
 func (c *fakeConn) SendBinary(msg []byte) error {
 	c.sent <- append([]byte("binary:"), msg...)
@@ -119,7 +123,7 @@ func newFixture(t *testing.T, q *fakeQueue, mut func(*SessionConfig)) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{root: system.Root, reg: reg, queue: q, conn: newFakeConn()}
-	f.pid = sessions.Spawn(system.Root, f.conn, "conn-info")
+	f.pid = sessions.Spawn(system.Root, f.conn)
 	t.Cleanup(func() { _ = sessions.Shutdown(context.Background()) })
 	return f
 }

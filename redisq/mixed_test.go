@@ -258,7 +258,7 @@ func TestModeMismatchOnClusterWithoutHashTag(t *testing.T) {
 			keys := redisq.Keys{Prefix: "untagged-" + string(tc.client)}
 			c, col := startClient(t, nil, redisq.ClientConfig{Redis: newClient(10), Mode: tc.client, Keys: keys})
 			startTestWorker(t, nil, redisq.WorkerConfig{Redis: newClient(16), Mode: tc.worker, Keys: keys,
-				Handler: echoRPC})
+				Handler: echoRPC, PollTimeout: 500 * time.Millisecond}) // on a cluster, Shutdown waits for the poll
 			for i := 0; i < 3; i++ {
 				c.Submit(redisq.RPCSubmission(fmt.Sprintf("%s-%d", tc.client, i), "echo", []byte(`{"args":1}`)))
 			}

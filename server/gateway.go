@@ -315,7 +315,7 @@ func (d *inboundDone) Handled() {
 
 func (h wsHandler) OnOpen(c *transport.Conn) {
 	cs := &connState{conn: c}
-	cs.pid = h.g.sessions.Spawn(h.g.root, c, c)
+	cs.pid = h.g.sessions.Spawn(h.g.root, c)
 	c.SetValue(cs)
 }
 
@@ -388,8 +388,8 @@ func (g *Gateway) start(ctx context.Context) error {
 	}()
 	g.ready.Store(true)
 	g.log.Info("wsgate listening", "websocket", g.URL(), "admin", g.AdminAddr(), "redis", g.redisForLog(),
-		"mode", g.cfg.Mode, "queue_timeout", g.cfg.QueueTimeout, "queues", len(g.clients),
-		"drain_timeout", g.cfg.DrainTimeout, "pprof", g.cfg.Pprof && g.adminLn != nil,
+		"mode", g.cfg.Mode, "queue_timeout_ms", g.cfg.QueueTimeout.Milliseconds(), "queues", len(g.clients),
+		"drain_timeout_ms", g.cfg.DrainTimeout.Milliseconds(), "pprof", g.cfg.Pprof && g.adminLn != nil,
 		"admin_token", g.cfg.AdminToken != "", "start_ms", time.Since(began).Milliseconds())
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -317,5 +318,48 @@ func TestLifecycleCallsAreIdempotent(t *testing.T) {
 		if err := part.Start(ctx); err == nil {
 			t.Fatalf("%s: Start after Shutdown succeeded", name)
 		}
+	}
+}
+
+// An operator follows one request through the debug log: every line about it carries the connection's ID,
+// the client's req_id and the job's ID, and durations are in milliseconds.
+func TestRequestLogLinesCarryConnReqAndJobIDs(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	startWorker(t, srv)
+	var logs testutil.Buffer
+	gw := startGateway(t, srv, server.Config{
+		Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	c := wstest.Dial(t, gw.URL())
+	if got := c.Call(`{"ping":1,"req_id":"r-42"}`); got["ping"] != "pong" {
+		t.Fatalf("ping: %v", got)
+	}
+	byMsg := map[string]map[string]any{}
+	waitFor(t, func() bool { // the answer's log line is written just after the reply is queued
+		for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(line), &rec); err == nil && rec["req_id"] == "r-42" {
+				byMsg[rec["msg"].(string)] = rec
+			}
+		}
+		return byMsg["request answered"] != nil
+	})
+	submitted, answered := byMsg["job submitted"], byMsg["request answered"]
+	if submitted == nil {
+		t.Fatalf("no \"job submitted\" line for req_id r-42 in:\n%s", logs.String())
+	}
+	for _, rec := range []map[string]any{submitted, answered} {
+		id, _ := rec["conn_id"].(float64)
+		job, _ := rec["job_id"].(string)
+		if id < 1 || job == "" || rec["action"] != "ping" {
+			t.Fatalf("%q: conn_id %v, job_id %q, action %v; want all three: %v", rec["msg"], rec["conn_id"], job,
+				rec["action"], rec)
+		}
+	}
+	if submitted["job_id"] != answered["job_id"] || submitted["conn_id"] != answered["conn_id"] {
+		t.Fatalf("one request, two identities: %v / %v", submitted, answered)
+	}
+	if _, ok := answered["duration_ms"].(float64); !ok || answered["outcome"] != "ok" {
+		t.Fatalf("request answered: %v, want duration_ms and outcome ok", answered)
 	}
 }

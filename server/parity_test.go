@@ -126,11 +126,11 @@ func TestHooks(t *testing.T) {
 	startWorker(t, srv)
 	var opened, finished, sent, failures atomic.Int32
 	hooks := actors.Hooks{
-		OpenedConnection: []func(any, map[string]json.RawMessage){func(_ any, stash map[string]json.RawMessage) {
+		OpenedConnection: []func(actors.ConnInfo, map[string]json.RawMessage){func(_ actors.ConnInfo, stash map[string]json.RawMessage) {
 			opened.Add(1)
 			stash["user"] = json.RawMessage(`"from-open-hook"`)
 		}},
-		FinishConnection: []func(any, map[string]json.RawMessage){func(any, map[string]json.RawMessage) { finished.Add(1) }},
+		FinishConnection: []func(actors.ConnInfo, map[string]json.RawMessage){func(actors.ConnInfo, map[string]json.RawMessage) { finished.Add(1) }},
 		BeforeForward: []func(*actors.Request) actors.Verdict{
 			func(r *actors.Request) actors.Verdict { // authorisation, decided off the actor
 				if r.Action.Name != "fail" {
@@ -155,7 +155,7 @@ func TestHooks(t *testing.T) {
 			},
 		},
 		AfterSentAPIResponse: []func(*actors.Request, []byte){func(*actors.Request, []byte) { sent.Add(1) }},
-		BinaryFrame: func(_ any, _ map[string]json.RawMessage, data []byte) []byte {
+		BinaryFrame: func(_ actors.ConnInfo, _ map[string]json.RawMessage, data []byte) []byte {
 			return append([]byte("got:"), data...)
 		},
 	}

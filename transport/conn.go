@@ -105,6 +105,10 @@ func (c *Conn) Value() any { return c.value }
 // RemoteAddr is the client's address.
 func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
 
+// ID identifies the connection within the server (1, 2, ... in the order of their upgrades); logs show it as
+// conn_id.
+func (c *Conn) ID() uint64 { return c.id }
+
 // Send queues a text message and returns at once. The connection owns msg from now on. If the queue is over
 // its byte limit, the connection is closed (1008) and ErrSlowConsumer returned.
 func (c *Conn) Send(msg []byte) error { return c.sendData(opText, msg) }
