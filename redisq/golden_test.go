@@ -21,7 +21,7 @@ import (
 )
 
 // The golden tests compare what wsgate's client and worker send to Redis with what the real Perl modules sent
-// (testdata/captures, copied from ../shared/spec/captures: redis-cli MONITOR of Job::Async::Redis 0.004). What
+// (testdata/captures: redis-cli MONITOR of Job::Async::Redis 0.004). What
 // must match is what a peer sees: per job and per role, the keys, the fields, the values, and the order of
 // effects. IDs and times are replaced by placeholders.
 

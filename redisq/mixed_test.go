@@ -17,7 +17,7 @@ import (
 )
 
 // The tests here pair clients and workers whose modes differ, and Perl peers (scripted Redis commands that
-// follow ../shared/spec/job-async-redis.md), as a mixed fleet or a wrong --mode would: no job may be lost
+// follow the Job::Async::Redis protocol, PROTOCOL.md), as a mixed fleet or a wrong --mode would: no job may be lost
 // silently, and no key may be left without a TTL.
 
 // perlFetch is the Perl worker's fetch: BRPOPLPUSH pending processing, every item taken for a job ID.

@@ -1,4 +1,4 @@
-// Command wsgate is the gateway binary: serve, worker, dev and version (see ../shared/spec/cli.md).
+// Command wsgate is the gateway binary: serve, worker, dev, queue and version (`wsgate help` lists them).
 package main
 
 import (
