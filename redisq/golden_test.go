@@ -264,6 +264,7 @@ func runScenario(t *testing.T, jobs int, multi, structured bool, resultTag byte)
 }
 
 func TestGoldenCaptures(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		capture           string
 		multi, structured bool

@@ -244,6 +244,7 @@ func TestModeMismatchOnClusterWithoutHashTag(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node Redis Cluster")
 	}
+	t.Parallel()
 	cluster := redistest.StartCluster(t)
 	newClient := func(pool int) *redis.ClusterClient {
 		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs(), PoolSize: pool})

@@ -109,6 +109,7 @@ func startTestWorker(t *testing.T, srv *redistest.Server, cfg redisq.WorkerConfi
 }
 
 func TestClientWorkerRoundTrip(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	router := redisq.NewRouter()
 	router.Handle("add", redisq.RPC(func(ctx context.Context, req *redisq.RPCRequest) (any, error) {
@@ -169,6 +170,7 @@ func TestClientWorkerRoundTrip(t *testing.T) {
 }
 
 func TestManyConcurrentJobs(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	h := redisq.RPC(func(ctx context.Context, req *redisq.RPCRequest) (any, error) { return req.Args, nil })
 	c, col := startPair(t, srv, h)
@@ -194,6 +196,7 @@ func TestManyConcurrentJobs(t *testing.T) {
 }
 
 func TestJobHashHasTTL(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, _ := startPair(t, srv, nil) // no worker: the job stays queued
 	id := redisq.NewID()
@@ -212,6 +215,7 @@ func TestJobHashHasTTL(t *testing.T) {
 }
 
 func TestSubmitAfterShutdown(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, _ := startPair(t, srv, nil)
 	if err := c.Shutdown(context.Background()); err != nil {
@@ -226,6 +230,7 @@ func TestSubmitAfterShutdown(t *testing.T) {
 }
 
 func TestNewIDShape(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for i := 0; i < 1000; i++ {
 		id := redisq.NewID()

@@ -30,6 +30,7 @@ func blockedClients(rdb *redis.Client) int {
 // every mode; and a job submitted at the moment of the shutdown is either run and answered or still queued,
 // never dropped by the interrupted fetch.
 func TestShutdownInterruptsTheBlockingFetch(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	ctx := context.Background()

@@ -13,6 +13,7 @@ import (
 // TestAdminListenerAccess: pprof only when asked for; with an admin token, everything but /healthz and
 // /readyz wants `Authorization: Bearer <token>`.
 func TestAdminListenerAccess(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	const token = "s3cr3t-t0ken"
 	gateways := map[string]*server.Gateway{

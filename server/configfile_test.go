@@ -10,6 +10,7 @@ import (
 )
 
 func TestExampleConfigFileLoads(t *testing.T) {
+	t.Parallel()
 	cfg, file, err := server.LoadFile("../wsgate.example.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -33,6 +34,7 @@ func TestExampleConfigFileLoads(t *testing.T) {
 }
 
 func TestConfigFileErrorsNameTheLine(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, yaml, want string
 	}{
@@ -80,6 +82,7 @@ func TestConfigDefaultsReadNoEnvironment(t *testing.T) {
 }
 
 func TestHandshakeAndDescriptorLimitsFromFile(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, yaml          string
 		timeout             time.Duration

@@ -135,6 +135,7 @@ func (c *drainClient) run(window int, results *atomic.Int64) {
 // left pending, and every connection is then closed with 1001. A request that crossed the close frame on the
 // wire was never read, so never forwarded: the worker must not have seen it.
 func TestDrainUnderLoad(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	var seen sync.Map
 	startRecordingWorker(t, srv, &seen)
@@ -221,6 +222,7 @@ func TestDrainUnderLoad(t *testing.T) {
 // drain timeout is up first), a request during it gets ServiceUnavailable at once, readiness fails from the
 // start, and the connection is closed with 1001 afterwards.
 func TestDrainAnswersTakenRequests(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name         string
 		drainTimeout time.Duration

@@ -92,6 +92,7 @@ func decode(t *testing.T, s string) map[string]any {
 }
 
 func TestRequestsGetDocumentedReplies(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	gw := startGateway(t, srv, server.Config{})
@@ -138,6 +139,7 @@ func TestRequestsGetDocumentedReplies(t *testing.T) {
 }
 
 func TestThousandConcurrentRequestsEachGetOneReply(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	gw := startGateway(t, srv, server.Config{})
@@ -198,6 +200,7 @@ func TestThousandConcurrentRequestsEachGetOneReply(t *testing.T) {
 }
 
 func TestTimeoutThenLateResultIsDropped(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	gw := startGateway(t, srv, server.Config{QueueTimeout: 300 * time.Millisecond})
@@ -227,6 +230,7 @@ func TestTimeoutThenLateResultIsDropped(t *testing.T) {
 }
 
 func TestTimedOutQueuedJobIsCancelled(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	gw := startGateway(t, srv, server.Config{QueueTimeout: 200 * time.Millisecond}) // no worker: the job stays queued
 	c := wstest.Dial(t, gw.URL())

@@ -28,6 +28,7 @@ func errCode(m map[string]any) string {
 }
 
 func TestProtocolParity(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	actions := append(server.DemoActions(), server.Action{Name: "history", MsgType: "ticks_history"},
@@ -101,6 +102,7 @@ func TestProtocolParity(t *testing.T) {
 }
 
 func TestConnectionRateLimitAndInFlightBound(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	gw := startGateway(t, srv, server.Config{RateLimit: &actors.Rate{PerSecond: 0.001, Burst: 3}, MaxInFlight: 2})
@@ -122,6 +124,7 @@ func TestConnectionRateLimitAndInFlightBound(t *testing.T) {
 }
 
 func TestHooks(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	var opened, finished, sent, failures atomic.Int32
@@ -188,6 +191,7 @@ func TestHooks(t *testing.T) {
 }
 
 func TestMetricsAndReadiness(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	gw := startGateway(t, srv, server.Config{Admin: "127.0.0.1:0"})
@@ -228,6 +232,7 @@ func TestMetricsAndReadiness(t *testing.T) {
 }
 
 func TestGracefulShutdownAnswersInFlightRequests(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	gw := startGateway(t, srv, server.Config{}) // the test shuts it down; the cleanup's second Shutdown is a no-op
@@ -259,6 +264,7 @@ func asClosed(err error, target *wsutil.ClosedError) bool {
 }
 
 func TestActionsRoutedToTheirQueues(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv) // serves jobs::pending only
 	gw := startGateway(t, srv, server.Config{
@@ -275,6 +281,7 @@ func TestActionsRoutedToTheirQueues(t *testing.T) {
 }
 
 func TestSlowSessionPausesReading(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	slow := actors.Hooks{BeforeForward: []func(*actors.Request) actors.Verdict{func(r *actors.Request) actors.Verdict {
 		time.Sleep(time.Millisecond) // a session that cannot keep up (hooks must not block: this one does, on purpose)

@@ -28,6 +28,7 @@ func adminGet(t *testing.T, gw *server.Gateway, path string) (int, string) {
 // A queue with requests waiting and no worker is the classic "it hangs" report: the gateway must say so in its
 // log, on /readyz and in /metrics, and stop saying so once a worker serves the queue.
 func TestUnservedQueueIsReported(t *testing.T) {
+	t.Parallel()
 	for _, require := range []bool{false, true} {
 		t.Run(map[bool]string{false: "warn", true: "require_worker"}[require], func(t *testing.T) {
 			srv := redistest.Start(t)

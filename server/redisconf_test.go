@@ -24,6 +24,7 @@ import (
 )
 
 func TestRedisConfigInTheFile(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, yaml string
 		want       server.RedisConfig
@@ -57,6 +58,7 @@ redis:
 
 // The commented-out redis mapping of wsgate.example.yaml uses only keys that exist.
 func TestExampleRedisMappingParses(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("../wsgate.example.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +84,7 @@ func TestExampleRedisMappingParses(t *testing.T) {
 }
 
 func TestRedisConfigErrorsNameTheSetting(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, yaml, want string
 	}{
@@ -114,6 +117,7 @@ func TestRedisConfigErrorsNameTheSetting(t *testing.T) {
 }
 
 func TestClusterQueuePrefixes(t *testing.T) {
+	t.Parallel()
 	cluster := server.RedisConfig{Cluster: server.RedisCluster{Addrs: []string{"127.0.0.1:1"}}}
 	tests := []struct {
 		name   string
@@ -152,6 +156,7 @@ func TestClusterQueuePrefixes(t *testing.T) {
 }
 
 func TestRedisConfigBuildsTheClientItNames(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		rc   server.RedisConfig
@@ -298,6 +303,7 @@ func pong(t *testing.T, gw *server.Gateway) {
 }
 
 func TestRedisOverTLS(t *testing.T) {
+	t.Parallel()
 	certs := redistest.NewCerts(t)
 	_, addr := redistest.StartTLS(t, certs)
 	rc := server.RedisConfig{URL: "rediss://" + addr,
@@ -324,6 +330,7 @@ func TestRedisOverTLS(t *testing.T) {
 }
 
 func TestRedisACLUser(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	ctx := context.Background()
@@ -359,6 +366,7 @@ func TestRedisCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node Redis Cluster")
 	}
+	t.Parallel()
 	cluster := redistest.StartCluster(t)
 	cfg := server.Config{RedisConfig: server.RedisConfig{Cluster: server.RedisCluster{Addrs: cluster.Addrs()[:1]}}}
 	startWorkerOn(t, cfg)
@@ -377,6 +385,7 @@ func TestRedisCluster(t *testing.T) {
 }
 
 func TestRedisUnixSocket(t *testing.T) {
+	t.Parallel()
 	sock := filepath.Join(t.TempDir(), "redis.sock")
 	redistest.Start(t, "--unixsocket", sock, "--unixsocketperm", "700")
 	rc := server.RedisConfig{URL: "unix://" + sock}

@@ -54,6 +54,7 @@ var (
 )
 
 func TestEnvelopeWithoutResult(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	noResult := payload(`{"success":0,"error":"the worker died"}`)
 	startTestWorker(t, srv, map[string]redisq.Handler{
@@ -92,6 +93,7 @@ func TestEnvelopeWithoutResult(t *testing.T) {
 }
 
 func TestOnlyWorkersSetTheStash(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	// login is a worker that sets the stash (a real one would check a password); reflect returns the request
 	// as the demo echo used to, stash included.
@@ -155,6 +157,7 @@ func TestOnlyWorkersSetTheStash(t *testing.T) {
 }
 
 func TestResultOptionsInConfigFile(t *testing.T) {
+	t.Parallel()
 	cfg, _, err := server.ParseFile("cfg.yaml", []byte(`
 require_result: true
 result_stash: false
@@ -187,6 +190,7 @@ actions:
 }
 
 func TestErrorRepliesFitMaxResponseSize(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	// Requests of 1 MiB (the default max_message_size): one the demo echo returns whole, one that fails the

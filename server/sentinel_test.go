@@ -22,6 +22,7 @@ func TestRedisSentinelFailoverUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a master, a replica and a Sentinel, and fails over")
 	}
+	t.Parallel()
 	set := redistest.StartSentinel(t, 1)
 	oldMaster := set.MasterAddr()
 	const queueTimeout = 4 * time.Second

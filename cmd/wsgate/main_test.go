@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,15 +20,39 @@ import (
 	"github.com/wsgate/wsgate/server"
 )
 
-// buildBinary builds wsgate once for the test.
+// built is the wsgate binary, built once for all the package's tests (a build per test cost seconds each).
+var built struct {
+	once sync.Once
+	dir  string // removed by TestMain
+	bin  string
+	err  error
+}
+
+// TestMain removes the binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// buildBinary returns the wsgate binary, building it on first use.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "wsgate")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "wsgate-test-"); built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "wsgate")
+		if out, err := exec.Command("go", "build", "-o", built.bin, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("build: %w\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
 }
 
 // startProcess runs the binary until the test ends and returns its combined output as lines.
@@ -95,6 +120,7 @@ func pingOK(t *testing.T, url string) {
 }
 
 func TestServeAndWorkerProcesses(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	srv := redistest.Start(t)
 	port := redistest.FreePort(t)
@@ -132,6 +158,7 @@ func TestServeAndWorkerProcesses(t *testing.T) {
 }
 
 func TestDevAnswersWithNothingElseRunning(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	port := redistest.FreePort(t)
 	lines := startProcess(t, bin, nil, "dev", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--admin", "off")

@@ -87,6 +87,7 @@ const secret = "Pa55w0rdXyz"
 // TestNoSecretsInLogsOrEndpoints: with a password in the Redis URL and an admin token, neither the logs of
 // serve and worker (also their errors) nor /debug/pprof/cmdline show them; pprof is served only with --pprof.
 func TestNoSecretsInLogsOrEndpoints(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	srv := redistest.Start(t)
 	rdb := srv.Client()
@@ -149,6 +150,7 @@ func TestNoSecretsInLogsOrEndpoints(t *testing.T) {
 // TestServeLogs: serve warns that it serves the demo actions when none are configured, and logs its start,
 // drain and stop, each with a duration in milliseconds.
 func TestServeLogs(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	srv := redistest.Start(t)
 	serve := launch(t, bin, nil, "serve", "--redis", srv.URL(), "--admin", "off",
@@ -181,6 +183,7 @@ func TestServeLogs(t *testing.T) {
 
 // TestBinaryExitCodes: help is not an error; mistakes are (exit 2), with a message that names them.
 func TestBinaryExitCodes(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	unknownKey := filepath.Join(dir, "unknown.yaml")
@@ -228,6 +231,7 @@ var helpFlag = regexp.MustCompile(`(?m)^  -([a-z-]+)[^\n]*\n\s+([^\n]*)`)
 
 // TestWorkerHelpListsWorkerFlags: worker --help has exactly the worker's flags; serve's has the gateway's.
 func TestWorkerHelpListsWorkerFlags(t *testing.T) {
+	t.Parallel()
 	const redisFlags = "redis-cluster-addrs redis-sentinel-addrs redis-sentinel-master redis-tls redis-tls-ca " +
 		"redis-tls-cert redis-tls-insecure-skip-verify redis-tls-key redis-tls-server-name redis-username"
 	tests := []struct {
@@ -357,6 +361,7 @@ func TestEveryFlagHasItsVariable(t *testing.T) {
 func isJSON(o *options) bool { return fmt.Sprintf("%T", o.logger.Handler()) == "*slog.JSONHandler" }
 
 func TestFormatVersion(t *testing.T) {
+	t.Parallel()
 	vcs := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v1.4.0"}, Settings: []debug.BuildSetting{
 		{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"},
 		{Key: "vcs.time", Value: "2026-12-02T03:01:50Z"}, {Key: "vcs.modified", Value: "true"}}}
