@@ -205,10 +205,10 @@ func TestJobHashHasTTL(t *testing.T) {
 	}
 	rdb := srv.Client()
 	var ttl time.Duration
-	for i := 0; i < 100 && ttl <= 0; i++ {
+	waitFor(t, func() bool { // the submit reaches Redis with the next pipeline
 		ttl, _ = rdb.TTL(context.Background(), redisq.JobKey(id)).Result()
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ttl > 0
+	})
 	if ttl <= 0 || ttl > redisq.DefaultJobTTL {
 		t.Fatalf("TTL of job hash = %v, want (0, %v]", ttl, redisq.DefaultJobTTL)
 	}

@@ -1,7 +1,8 @@
 // Package server composes the gateway: the WebSocket transport, the session and registry actors and the redisq
 // client, plus an admin HTTP listener. It is also the API for embedding the gateway in another Go program:
 //
-//	gw, err := server.New(server.Config{RedisURL: "redis://127.0.0.1:6379"})
+//	gw, err := server.New(server.Config{RedisURL: "redis://127.0.0.1:6379",
+//		Actions: []server.Action{{Name: "ping"}, {Name: "status", Timeout: 5 * time.Second}}})
 //	...
 //	err = gw.Run(ctx) // serves until ctx ends, then shuts down gracefully
 //

@@ -19,13 +19,23 @@ func WaitFor(tb testing.TB, cond func() bool) {
 // (so that it can show the state at the end). Call it from the test's goroutine only.
 func WaitWithin(tb testing.TB, d time.Duration, cond func() bool, failure func() string) {
 	tb.Helper()
+	if !Eventually(d, cond) {
+		tb.Fatal(failure())
+	}
+}
+
+// Eventually polls cond until it holds or d has passed, and reports whether it held: for a test that must
+// go on (stop what it started, report more) when the condition never comes, and for goroutines other than
+// the test's.
+func Eventually(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			tb.Fatal(failure())
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }
 
 // Buffer collects output (logs, a child process's stdout) written by several goroutines while the test
