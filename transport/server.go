@@ -209,6 +209,7 @@ type Server struct {
 	perIP     map[netip.Addr]int
 	listeners map[net.Listener]struct{}
 	closing   bool
+	running   bool // run has started the epoll loops, the read pool and the keepalive
 	started   map[net.Listener]struct{} // listeners given to Start, so that a second Start does nothing
 	drained   chan struct{}             // closed once closing and no connection is left
 	isDrained bool
@@ -226,8 +227,8 @@ type Server struct {
 	fdWarned atomic.Int64  // when "out of file descriptors" was last logged, unix nanoseconds
 }
 
-// NewServer checks cfg and starts the epoll loop and the read pool; Start (or Serve, which blocks) accepts
-// connections on a listener, and Shutdown stops everything.
+// NewServer checks cfg and returns a server; nothing runs until Start (or Serve, which blocks) accepts
+// connections on a listener and starts the epoll loops and the read pool. Shutdown stops everything.
 func NewServer(cfg Config, h Handler) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -250,22 +251,37 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 	s.hsByIP = make(map[netip.Addr]int)
 	s.fds.reserve = int64(max(cfg.FDReserve, -1))
 	s.fds.sample(0)
+	return s, nil
+}
+
+// run starts the epoll loops, the read pool and the keepalive, the first time Start or Serve is called.
+func (s *Server) run() error {
+	s.mu.Lock() // against Shutdown: once it has begun, nothing starts
+	defer s.mu.Unlock()
+	if s.closing {
+		return ErrServerClosed
+	}
+	if s.running {
+		return nil
+	}
 	ecfg := &netpoll.EpollConfig{OnWaitError: func(err error) { s.log.Error("epoll wait failed", "err", err) }}
-	var err error
-	if s.poller, err = netpoll.EpollCreate(ecfg); err != nil {
-		return nil, fmt.Errorf("transport: epoll: %w", err)
+	poller, err := netpoll.EpollCreate(ecfg)
+	if err != nil {
+		return fmt.Errorf("transport: epoll: %w", err)
 	}
-	if s.wpoller, err = netpoll.EpollCreate(ecfg); err != nil {
-		s.poller.Close()
-		return nil, fmt.Errorf("transport: epoll: %w", err)
+	wpoller, err := netpoll.EpollCreate(ecfg)
+	if err != nil {
+		poller.Close()
+		return fmt.Errorf("transport: epoll: %w", err)
 	}
-	for i := 0; i < cfg.ReadWorkers; i++ {
+	s.poller, s.wpoller, s.running = poller, wpoller, true
+	for i := 0; i < s.cfg.ReadWorkers; i++ {
 		s.workers.Add(1)
 		go s.readWorker()
 	}
 	s.wg.Add(1)
 	go s.keepalive()
-	return s, nil
+	return nil
 }
 
 // Stats returns the server's counters.
@@ -285,8 +301,14 @@ func (s *Server) Len() int {
 	return len(s.conns)
 }
 
-// Serve accepts connections on ln until StopAccepting or Shutdown; it then returns nil.
+// Serve accepts connections on ln until StopAccepting or Shutdown; it then returns nil. It fails only when the
+// server's epoll loops cannot start.
 func (s *Server) Serve(ln net.Listener) error {
+	if err := s.run(); errors.Is(err, ErrServerClosed) {
+		return nil
+	} else if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -614,9 +636,13 @@ func (s *Server) noteDrainedLocked() {
 // ErrServerClosed is Start's error once Shutdown has begun.
 var ErrServerClosed = errors.New("transport: server is shut down")
 
-// Start accepts connections on ln on a goroutine the server owns (Serve), until StopAccepting or Shutdown,
-// and returns at once. Starting the same listener twice does nothing; after Shutdown it fails.
+// Start starts the server's loops and accepts connections on ln on a goroutine the server owns (Serve),
+// until StopAccepting or Shutdown; it returns at once. Starting the same listener twice does nothing; after
+// Shutdown it fails.
 func (s *Server) Start(_ context.Context, ln net.Listener) error {
+	if err := s.run(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
@@ -681,8 +707,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.stopOnce.Do(func() {
 		close(s.stop)
-		_ = s.poller.Close()
-		_ = s.wpoller.Close()
+		if s.running { // closing is set: run cannot start them now
+			_ = s.poller.Close()
+			_ = s.wpoller.Close()
+		}
 		s.wg.Wait() // handshakes and keepalive end before the pool's channels close
 		close(s.ready)
 		close(s.writable)
