@@ -330,8 +330,10 @@ func (s *session) send(r *Request, msg []byte, action, outcome string) {
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.RequestDone(action, outcome, d)
 	}
-	s.logRequest(slog.LevelDebug, r, "request answered", "action", action, "outcome", outcome,
-		"duration_ms", milliseconds(d), "bytes", len(msg))
+	if s.debug() { // checked first: building the arguments would cost every request an allocation
+		s.logRequest(slog.LevelDebug, r, "request answered", "action", action, "outcome", outcome,
+			"duration_ms", milliseconds(d), "bytes", len(msg))
+	}
 }
 
 // replyError sends an error, with as much of the request (echo_req, passthrough, req_id) as max_response_size
@@ -566,7 +568,9 @@ func (s *session) submit(ctx actor.Context, r *Request) {
 		s.pending = make(map[string]*Request)
 	}
 	s.pending[id] = r
-	s.logRequest(slog.LevelDebug, r, "job submitted", "action", a.Name, "timeout_ms", timeout.Milliseconds())
+	if s.debug() {
+		s.logRequest(slog.LevelDebug, r, "job submitted", "action", a.Name, "timeout_ms", timeout.Milliseconds())
+	}
 	for _, h := range s.cfg.Hooks.AfterForward {
 		h(r)
 	}
@@ -711,6 +715,9 @@ func (s *session) logRequest(lvl slog.Level, r *Request, msg string, args ...any
 	}
 	s.cfg.Logger.Log(ctx, lvl, msg, append(attrs, args...)...)
 }
+
+// debug reports whether request-level (Debug) lines are written.
+func (s *session) debug() bool { return s.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) }
 
 // reqIDForLog is a req_id as a log value: a JSON string unquoted, anything else (usually a number) as its
 // JSON text; nil when there is none.

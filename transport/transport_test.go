@@ -307,7 +307,7 @@ func TestGoroutinesDoNotGrowWithConnections(t *testing.T) {
 	c0 := dial(t, addr)
 	wsutil.WriteClientText(c0, []byte("x"))
 	wsutil.ReadServerText(c0)
-	time.Sleep(50 * time.Millisecond)
+	testutil.WaitFor(t, func() bool { return len(s.hsSlots) == 0 }) // no handshake goroutine left
 	before := runtime.NumGoroutine()
 	const n = 5000
 	conns := make([]net.Conn, 0, n)
@@ -351,10 +351,10 @@ func TestGoroutinesDoNotGrowWithConnections(t *testing.T) {
 	if s.Len() != n+1 {
 		t.Fatalf("server holds %d connections, want %d", s.Len(), n+1)
 	}
-	time.Sleep(50 * time.Millisecond)
-	if after := runtime.NumGoroutine(); after-before > 20 {
-		t.Fatalf("goroutines grew from %d to %d with %d idle connections", before, after, n)
-	}
+	// The handshakes' goroutines end just after the upgrades: wait for them, not for a fixed time.
+	testutil.WaitWithin(t, 10*time.Second, func() bool { return runtime.NumGoroutine()-before <= 20 }, func() string {
+		return fmt.Sprintf("goroutines grew from %d to %d with %d idle connections", before, runtime.NumGoroutine(), n)
+	})
 }
 
 func TestShutdownSendsGoingAway(t *testing.T) {
