@@ -3,7 +3,6 @@ package actors
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -22,7 +21,7 @@ type PoolDispatcher struct {
 	started    bool
 	closed     bool
 	wg         sync.WaitGroup
-	done       chan struct{} // closed when the workers have finished
+	done       <-chan struct{} // closed when the workers have finished (set by Shutdown)
 }
 
 var _ actor.Dispatcher = (*PoolDispatcher)(nil)
@@ -31,8 +30,7 @@ var _ actor.Dispatcher = (*PoolDispatcher)(nil)
 // messages an actor handles per run. Until Start (and after Shutdown) every Schedule gets a goroutine of its
 // own.
 func NewPoolDispatcher(workers, throughput int) *PoolDispatcher {
-	return &PoolDispatcher{work: make(chan func(), 16*workers), workers: workers, throughput: throughput,
-		done: make(chan struct{})}
+	return &PoolDispatcher{work: make(chan func(), 16*workers), workers: workers, throughput: throughput}
 }
 
 // ErrDispatcherStopped is Start's error after Shutdown.
@@ -85,16 +83,8 @@ func (d *PoolDispatcher) Shutdown(ctx context.Context) error {
 	if !d.closed {
 		d.closed = true
 		close(d.work)
-		go func() {
-			d.wg.Wait()
-			close(d.done)
-		}()
+		d.done = closeWhenDone(&d.wg)
 	}
 	d.mu.Unlock()
-	select {
-	case <-d.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("actors: dispatcher shutdown: %w", ctx.Err())
-	}
+	return awaitStopped(ctx, d.done, "dispatcher workers still running")
 }

@@ -3,7 +3,6 @@ package actors
 import (
 	"context"
 	"errors"
-	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"runtime"
@@ -191,12 +190,7 @@ func (r *Registry) Shutdown(ctx context.Context) error {
 		}
 	}
 	r.life.Unlock()
-	select {
-	case <-r.shardsDone:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("actors: registry shutdown: %w", ctx.Err())
-	}
+	return awaitStopped(ctx, r.shardsDone, "registry shards still running")
 }
 
 func (r *Registry) abandon(jobID string) {

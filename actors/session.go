@@ -190,17 +190,7 @@ func (s *Sessions) Spawn(root *actor.RootContext, conn Conn) *actor.PID {
 // Shutdown waits for the goroutines of deferred hooks, or for ctx (call it after the sessions have stopped:
 // their end cancels the hooks' context). Safe to call twice.
 func (s *Sessions) Shutdown(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		s.later.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("actors: deferred hooks still running: %w", ctx.Err())
-	}
+	return awaitStopped(ctx, closeWhenDone(&s.later), "deferred hooks still running")
 }
 
 // session is the actor of one connection.

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"html"
+	"io"
 	"net/http"
 	"os"
 	"runtime/pprof"
@@ -68,28 +69,25 @@ func seconds(r *http.Request, def float64) time.Duration {
 
 // pprofCPU serves a CPU profile of ?seconds= (default 30) seconds; it stops early when the client goes.
 func pprofCPU(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Disposition", `attachment; filename="profile"`)
-	if err := pprof.StartCPUProfile(w); err != nil {
-		http.Error(w, "could not start the CPU profile: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	sleepOrDone(r, seconds(r, 30))
-	pprof.StopCPUProfile()
+	record(w, r, "profile", 30, pprof.StartCPUProfile, pprof.StopCPUProfile)
 }
 
 // pprofTrace serves an execution trace of ?seconds= (default 1) seconds.
 func pprofTrace(w http.ResponseWriter, r *http.Request) {
+	record(w, r, "trace", 1, trace.Start, trace.Stop)
+}
+
+// record writes what start records into w for ?seconds= (def when absent), or until the client goes.
+func record(w http.ResponseWriter, r *http.Request, name string, def float64, start func(io.Writer) error, stop func()) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Disposition", `attachment; filename="trace"`)
-	if err := trace.Start(w); err != nil {
-		http.Error(w, "could not start the trace: "+err.Error(), http.StatusInternalServerError)
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, name))
+	if err := start(w); err != nil {
+		http.Error(w, "could not start the "+name+": "+err.Error(), http.StatusInternalServerError)
 		return
 	}
-	sleepOrDone(r, seconds(r, 1))
-	trace.Stop()
+	sleepOrDone(r, seconds(r, def))
+	stop()
 }
 
 // sleepOrDone waits d, or until the request is cancelled (the client left, or the admin server shuts down).
