@@ -267,7 +267,7 @@ func TestLifecycleCallsAreIdempotent(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	startWorker(t, srv)
-	gw := startGateway(t, srv, server.Config{})
+	gw := startGateway(t, srv, server.Config{SessionWorkers: 2}) // with every part, the dispatcher too
 	if err := gw.Start(ctx); err != nil {
 		t.Fatalf("second Start: %v", err)
 	}
