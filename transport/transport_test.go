@@ -61,22 +61,7 @@ func startServer(t *testing.T, cfg Config) (*Server, *echoHandler, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-		<-done
-	})
-	return s, h, ln.Addr().String()
+	return s, h, serve(t, s)
 }
 
 func dial(t testing.TB, addr string) net.Conn {
