@@ -30,32 +30,8 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // unless cfg.Admin asks for one.
 func startGateway(t *testing.T, srv *redistest.Server, cfg server.Config, opts ...server.Option) *server.Gateway {
 	t.Helper()
-	cfg.Listen = "127.0.0.1:0"
-	if cfg.Admin == "" {
-		cfg.Admin = "off"
-	}
 	cfg.RedisURL = srv.URL()
-	if cfg.Actions == nil {
-		cfg.Actions = server.DemoActions()
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = quiet
-	}
-	gw, err := server.New(cfg, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := gw.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return gw
+	return startGatewayOn(t, cfg, opts...)
 }
 
 // startWorker runs the demo worker against srv until the test ends (or until the returned stop is called).

@@ -214,17 +214,21 @@ func TestRedisConfigBuildsTheClientItNames(t *testing.T) {
 	}
 }
 
-// startGatewayOn runs a gateway with cfg's Redis settings until the test ends.
-func startGatewayOn(t *testing.T, cfg server.Config) *server.Gateway {
+// startGatewayOn runs a gateway with cfg's Redis settings until the test ends: WebSocket on a free port, no
+// admin listener unless cfg.Admin asks for one, the demo actions unless cfg names some.
+func startGatewayOn(t *testing.T, cfg server.Config, opts ...server.Option) *server.Gateway {
 	t.Helper()
-	cfg.Listen, cfg.Admin = "127.0.0.1:0", "off"
+	cfg.Listen = "127.0.0.1:0"
+	if cfg.Admin == "" {
+		cfg.Admin = "off"
+	}
 	if cfg.Actions == nil {
 		cfg.Actions = server.DemoActions()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}
-	gw, err := server.New(cfg)
+	gw, err := server.New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
