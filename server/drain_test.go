@@ -17,7 +17,6 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/wsgate/wsgate/internal/redistest"
 	"github.com/wsgate/wsgate/internal/testutil"
@@ -32,7 +31,7 @@ import (
 func startRecordingWorker(t *testing.T, srv *redistest.Server, seen *sync.Map) {
 	t.Helper()
 	const concurrency = 64
-	rdb := redis.NewClient(redisq.WorkerRedisOptions(&redis.Options{Addr: srv.Addr}, concurrency))
+	rdb := workerRedis(srv, concurrency)
 	h := demo.Handler()
 	record := redisq.HandlerFunc(func(ctx context.Context, job *redisq.Job) (redisq.Result, error) {
 		var p struct {
@@ -45,18 +44,7 @@ func startRecordingWorker(t *testing.T, srv *redistest.Server, seen *sync.Map) {
 		}
 		return h.ServeJob(ctx, job)
 	})
-	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Handler: record, Concurrency: concurrency,
-		PollTimeout: time.Second, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		w.Shutdown(context.Background())
-		rdb.Close()
-	})
+	runWorker(t, rdb, redisq.WorkerConfig{Handler: record, Concurrency: concurrency})
 }
 
 // drainClient keeps `window` requests in flight until the gateway answers one with ServiceUnavailable (as a

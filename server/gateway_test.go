@@ -37,14 +37,29 @@ func startGateway(t *testing.T, srv *redistest.Server, cfg server.Config, opts .
 // startWorker runs the demo worker against srv until the test ends (or until the returned stop is called).
 func startWorker(t *testing.T, srv *redistest.Server) (stop func()) {
 	t.Helper()
-	const concurrency = 16
-	rdb := redis.NewClient(redisq.WorkerRedisOptions(&redis.Options{Addr: srv.Addr}, concurrency))
-	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Handler: demo.Handler(), Concurrency: concurrency,
-		PollTimeout: time.Second, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
+	_, stop = runWorker(t, workerRedis(srv, 16), redisq.WorkerConfig{Handler: demo.Handler(), Concurrency: 16})
+	return stop
+}
+
+// workerRedis is a connection pool to srv sized for a worker of that concurrency.
+func workerRedis(srv *redistest.Server, concurrency int) *redis.Client {
+	return redis.NewClient(redisq.WorkerRedisOptions(&redis.Options{Addr: srv.Addr}, concurrency))
+}
+
+// runWorker starts a worker of cfg on rdb until the test ends (or stop is called), then closes rdb. Unset
+// PollTimeout and Logger mean 1 s and quiet.
+func runWorker(t *testing.T, rdb redis.UniversalClient, cfg redisq.WorkerConfig) (w *redisq.Worker, stop func()) {
+	t.Helper()
+	cfg.Redis = rdb
+	if cfg.PollTimeout == 0 {
+		cfg.PollTimeout = time.Second
 	}
-	if err := w.Start(context.Background()); err != nil {
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	w, err := redisq.NewWorker(cfg)
+	if err != nil {
+		rdb.Close()
 		t.Fatal(err)
 	}
 	var once sync.Once
@@ -55,7 +70,10 @@ func startWorker(t *testing.T, srv *redistest.Server) (stop func()) {
 		})
 	}
 	t.Cleanup(stop)
-	return stop
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return w, stop
 }
 
 func decode(t *testing.T, s string) map[string]any {

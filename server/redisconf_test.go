@@ -259,19 +259,9 @@ func startWorkerOn(t *testing.T, cfg server.Config) *redisq.Worker {
 		t.Fatal(err)
 	}
 	q := cfg.Queues[server.DefaultQueueName]
-	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Mode: redisq.Mode(cfg.Mode), Handler: demo.Handler(),
+	w, _ := runWorker(t, rdb, redisq.WorkerConfig{Mode: redisq.Mode(cfg.Mode), Handler: demo.Handler(),
 		Keys: redisq.Keys{Prefix: q.Prefix, NoPrefix: q.NoPrefix, Queue: q.Name}, Concurrency: concurrency,
-		PollTimeout: time.Second, Heartbeat: 500 * time.Millisecond, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		w.Shutdown(context.Background())
-		rdb.Close()
-	})
+		Heartbeat: 500 * time.Millisecond})
 	return w
 }
 

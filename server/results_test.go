@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/wsgate/wsgate/internal/redistest"
 	"github.com/wsgate/wsgate/internal/testutil"
 	"github.com/wsgate/wsgate/internal/wstest"
@@ -28,19 +26,7 @@ func startTestWorker(t *testing.T, srv *redistest.Server, extra map[string]redis
 	for name, h := range extra {
 		r.Handle(name, h)
 	}
-	rdb := redis.NewClient(redisq.WorkerRedisOptions(&redis.Options{Addr: srv.Addr}, 4))
-	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Handler: r, Concurrency: 4, PollTimeout: time.Second,
-		Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		w.Shutdown(context.Background())
-		rdb.Close()
-	})
+	runWorker(t, workerRedis(srv, 4), redisq.WorkerConfig{Handler: r, Concurrency: 4})
 }
 
 // payload is a worker that answers every job with the same raw payload.
