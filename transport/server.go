@@ -209,7 +209,7 @@ type Server struct {
 	perIP     map[netip.Addr]int
 	listeners map[net.Listener]struct{}
 	closing   bool
-	running   bool // run has started the epoll loops, the read pool and the keepalive
+	running   bool                      // run has started the epoll loops, the read pool and the keepalive
 	started   map[net.Listener]struct{} // listeners given to Start, so that a second Start does nothing
 	drained   chan struct{}             // closed once closing and no connection is left
 	isDrained bool
@@ -225,6 +225,8 @@ type Server struct {
 	fds      fdGauge
 	noFDs    atomic.Uint64 // Stats.NoFDs
 	fdWarned atomic.Int64  // when "out of file descriptors" was last logged, unix nanoseconds
+	// evictWarned is when a buffer-budget eviction was last logged, unix nanoseconds.
+	evictWarned atomic.Int64
 }
 
 // NewServer checks cfg and returns a server; nothing runs until Start (or Serve, which blocks) accepts
