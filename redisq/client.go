@@ -131,6 +131,9 @@ type Client struct {
 	notices chan string // job IDs (simple mode: results) from pub/sub, for the fetch loop
 	recover chan int64  // asks the fetch loop for a recovery pass (the time of the re-subscription)
 	pending *pendingSet
+	// serealWarned is when "cannot be written as Sereal" was last logged (unix nanoseconds): it can hit every
+	// job of a caller, so one line a minute.
+	serealWarned atomic.Int64
 
 	mu         sync.RWMutex // guards closed against Submit, so that the channels are closed only once idle
 	closed     bool
@@ -421,7 +424,10 @@ func (c *Client) field(f Field) []any {
 		if b, err := encodeSereal(f.Value); err == nil {
 			return []any{"sereal_" + f.Key, b}
 		}
-		c.log.Warn("field cannot be written as Sereal; writing JSON", "key", f.Key)
+		if now, last := time.Now().UnixNano(), c.serealWarned.Load(); now-last >= int64(time.Minute) &&
+			c.serealWarned.CompareAndSwap(last, now) {
+			c.log.Warn("field cannot be written as Sereal; writing JSON (logged once a minute)", "key", f.Key)
+		}
 	}
 	return []any{"json_" + f.Key, f.Value}
 }
