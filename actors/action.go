@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
+	"strings"
 	"time"
 )
 
@@ -16,7 +16,7 @@ type Action struct {
 	MsgType string
 	// StashParams names stash values copied into every job's params for this action.
 	StashParams []string
-	// Timeout is how long to wait for the result; 0 means the session's default (QUEUE_TIMEOUT).
+	// Timeout is how long to wait for the result; 0 means SessionConfig.Timeout.
 	Timeout time.Duration
 	// Submitter routes this action's jobs to its own queue; nil means the session's default.
 	Submitter Submitter
@@ -43,7 +43,12 @@ func (a *Action) msgType() string {
 	return a.Name
 }
 
-var actionNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,50}$`)
+// ValidActionName reports whether name may name an action: letters, digits, _ and -, 1 to 50 of them. It is
+// the sanity check's rule for keys (keyOK), less the final newline that Perl's $ lets through there: any
+// action can then be called by a request that passes the check.
+func ValidActionName(name string) bool {
+	return keyOK(name) && !strings.HasSuffix(name, "\n")
+}
 
 // Actions is an ordered, immutable set of actions. When a request has several keys that name actions, the one
 // listed earliest wins, as in Mojo::WebSocketProxy.
@@ -57,7 +62,7 @@ func NewActions(list ...Action) (*Actions, error) {
 	t := &Actions{index: make(map[string]int, len(list))}
 	for i := range list {
 		a := list[i]
-		if !actionNamePattern.MatchString(a.Name) {
+		if !ValidActionName(a.Name) {
 			return nil, fmt.Errorf("actions: invalid action name %q", a.Name)
 		}
 		if _, dup := t.index[a.Name]; dup {
@@ -82,14 +87,6 @@ func NewActions(list ...Action) (*Actions, error) {
 
 // List returns the actions in priority order.
 func (t *Actions) List() []*Action { return t.list }
-
-// Lookup returns the action with that name, or nil.
-func (t *Actions) Lookup(name string) *Action {
-	if i, ok := t.index[name]; ok {
-		return t.list[i]
-	}
-	return nil
-}
 
 // pick returns the earliest-listed action among the request's keys, or nil.
 func (t *Actions) pick(fields map[string]json.RawMessage) *Action {

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -8,9 +9,17 @@ import (
 )
 
 func TestPoolDispatcher(t *testing.T) {
+	t.Parallel()
 	d := NewPoolDispatcher(2, 300)
 	if d.Throughput() != 300 {
 		t.Fatalf("throughput %d", d.Throughput())
+	}
+	ctx := context.Background()
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx); err != nil { // twice: no second set of workers
+		t.Fatal(err)
 	}
 	// More work than workers and queue together, some of it blocked for a while: Schedule never waits.
 	release := make(chan struct{})
@@ -36,13 +45,16 @@ func TestPoolDispatcher(t *testing.T) {
 	if ran.Load() != n {
 		t.Fatalf("%d of %d ran", ran.Load(), n)
 	}
-	d.Stop()
-	d.Stop()
+	for range 2 { // safe twice
+		if err := d.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	done := make(chan struct{})
-	d.Schedule(func() { close(done) }) // after Stop: still runs, on a goroutine of its own
+	d.Schedule(func() { close(done) }) // after Shutdown: still runs, on a goroutine of its own
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
-		t.Fatal("work scheduled after Stop did not run")
+		t.Fatal("work scheduled after Shutdown did not run")
 	}
 }

@@ -18,6 +18,7 @@ func closed(ch <-chan struct{}) bool {
 // TestDrainGate: the drain ends when the last request admitted before it is done, never earlier, and
 // refuses everything after it.
 func TestDrainGate(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name               string
 		before             int // admitted before the drain
@@ -56,6 +57,7 @@ func TestDrainGate(t *testing.T) {
 // TestDrainGateConcurrent: requests racing the drain are either refused or waited for: when the drain is
 // idle, none that was admitted is still being worked on.
 func TestDrainGateConcurrent(t *testing.T) {
+	t.Parallel()
 	for round := 0; round < 200; round++ {
 		g := newDrainGate()
 		var working atomic.Int64

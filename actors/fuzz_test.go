@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -46,7 +47,10 @@ func FuzzSessionRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(reg.Shutdown)
+	if err := reg.Start(context.Background()); err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = reg.Shutdown(context.Background()) })
 	badParams := make(chan []byte, 1)
 	q := &fakeQueue{reg: reg, answer: func(method string, params []byte) (JobOutcome, bool) {
 		if !json.Valid(params) {
@@ -69,10 +73,10 @@ func FuzzSessionRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	conn := newFakeConn()
-	pid := sessions.Spawn(system.Root, conn, "fuzz")
+	pid := sessions.Spawn(system.Root, conn)
 	f.Cleanup(func() {
 		_ = system.Root.StopFuture(pid).Wait()
-		sessions.Wait()
+		_ = sessions.Shutdown(context.Background())
 	})
 
 	dead := false // after one message went unanswered, the others would wait in vain

@@ -19,8 +19,8 @@ type Request struct {
 	// Params are extra members of the job's params, next to `args` and the stash_params; BeforeCall hooks may
 	// add to them.
 	Params map[string]json.RawMessage
-	// Conn is the connection's identity for hooks (remote address and the like), as the server set it.
-	Conn any
+	// Conn is the connection the request came on: its ID and the client's address.
+	Conn ConnInfo
 
 	echo        json.RawMessage
 	reqID       json.RawMessage
@@ -30,9 +30,6 @@ type Request struct {
 	started     int64 // unix nanoseconds, for latency metrics
 	admitted    bool  // counted by the drain gate and not answered yet
 }
-
-// Raw is the request as the client sent it (its echo_req).
-func (r *Request) Raw() json.RawMessage { return r.echo }
 
 // ReqID is the request's req_id, or nil.
 func (r *Request) ReqID() json.RawMessage { return r.reqID }
@@ -77,9 +74,9 @@ func Refuse(code, message string, details json.RawMessage) Verdict {
 // slow work goes through Verdict.Later.
 type Hooks struct {
 	// OpenedConnection runs when a connection's session starts; it may fill the stash.
-	OpenedConnection []func(conn any, stash map[string]json.RawMessage)
+	OpenedConnection []func(conn ConnInfo, stash map[string]json.RawMessage)
 	// FinishConnection runs when the connection has closed.
-	FinishConnection []func(conn any, stash map[string]json.RawMessage)
+	FinishConnection []func(conn ConnInfo, stash map[string]json.RawMessage)
 	// BeforeForward runs before a request is forwarded (authorisation, validation, rate limits); a Reply
 	// answers instead of forwarding.
 	BeforeForward []func(r *Request) Verdict
@@ -98,7 +95,7 @@ type Hooks struct {
 	AfterSentAPIResponse []func(r *Request, reply []byte)
 	// BinaryFrame handles binary messages; what it returns (if not nil) is sent back as a binary message.
 	// Without it, a binary message is answered with a BadRequest error.
-	BinaryFrame func(conn any, stash map[string]json.RawMessage, data []byte) []byte
+	BinaryFrame func(conn ConnInfo, stash map[string]json.RawMessage, data []byte) []byte
 }
 
 // Merge appends other's hooks to h's (other's run after h's); a BinaryFrame in other replaces h's.

@@ -32,7 +32,6 @@ type jobTimedOut struct{ jobID string }
 // attach hands a new session its connection; it is the session's first message.
 type attach struct {
 	conn Conn
-	info any
 }
 
 // verdictLater carries a deferred hook's verdict back into the session.

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"hash/maphash"
 	"log/slog"
@@ -45,12 +46,17 @@ type Registry struct {
 
 	pending                   atomic.Int64
 	completed, timedOut, late atomic.Uint64
+	life                      sync.Mutex // guards started and stopped: Start and Shutdown may race
+	started, stopped          bool
 	stop                      chan struct{}
-	stopOnce                  sync.Once
 	tickerDone                chan struct{}
+	shardsDone                chan struct{}
 }
 
-// NewRegistry spawns the shard actors and starts the tick source.
+// ErrRegistryStopped is Start's error after Shutdown.
+var ErrRegistryStopped = errors.New("actors: registry is shut down")
+
+// NewRegistry checks cfg and returns a registry; nothing runs until Start.
 func NewRegistry(root *actor.RootContext, cfg RegistryConfig) (*Registry, error) {
 	if root == nil {
 		return nil, errors.New("actors: NewRegistry needs a root context")
@@ -67,14 +73,27 @@ func NewRegistry(root *actor.RootContext, cfg RegistryConfig) (*Registry, error)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	r := &Registry{cfg: cfg, root: root, seed: maphash.MakeSeed(), epoch: time.Now(),
-		stop: make(chan struct{}), tickerDone: make(chan struct{})}
-	for i := 0; i < cfg.Shards; i++ {
-		s := &registryShard{reg: r, jobs: make(map[string]*pendingJob), wheel: newWheel(cfg.WheelSlots, 0)}
-		r.shards = append(r.shards, root.Spawn(actor.PropsFromProducer(func() actor.Actor { return s })))
+	return &Registry{cfg: cfg, root: root, seed: maphash.MakeSeed(), epoch: time.Now(),
+		stop: make(chan struct{}), tickerDone: make(chan struct{}), shardsDone: make(chan struct{})}, nil
+}
+
+// Start spawns the shard actors and starts the tick source. Safe to call twice; after Shutdown it fails.
+func (r *Registry) Start(context.Context) error {
+	r.life.Lock()
+	defer r.life.Unlock()
+	switch {
+	case r.stopped:
+		return ErrRegistryStopped
+	case r.started:
+		return nil
+	}
+	r.started = true
+	for i := 0; i < r.cfg.Shards; i++ {
+		s := &registryShard{reg: r, jobs: make(map[string]*pendingJob), wheel: newWheel(r.cfg.WheelSlots, 0)}
+		r.shards = append(r.shards, r.root.Spawn(actor.PropsFromProducer(func() actor.Actor { return s })))
 	}
 	go r.tickLoop()
-	return r, nil
+	return nil
 }
 
 // ticks converts a time to the registry's tick count.
@@ -150,16 +169,28 @@ func (r *Registry) Stats() RegistryStats {
 		Late: r.late.Load()}
 }
 
-// Shutdown stops the tick source and the shard actors. Pending jobs get no answer after it: drain first.
-// Safe to call twice.
-func (r *Registry) Shutdown() {
-	r.stopOnce.Do(func() {
+// Shutdown stops the tick source and the shard actors, and waits for them or for ctx. Pending jobs get no
+// answer after it: drain first. Safe to call twice.
+func (r *Registry) Shutdown(ctx context.Context) error {
+	r.life.Lock()
+	if !r.stopped {
+		r.stopped = true
 		close(r.stop)
-		<-r.tickerDone
-		for _, s := range r.shards {
-			_ = r.root.StopFuture(s).Wait()
+		if !r.started {
+			close(r.tickerDone)
+			close(r.shardsDone)
+		} else {
+			go func() { // the shards' stop is a future; waiting for it here would ignore ctx
+				<-r.tickerDone
+				for _, s := range r.shards {
+					_ = r.root.StopFuture(s).Wait()
+				}
+				close(r.shardsDone)
+			}()
 		}
-	})
+	}
+	r.life.Unlock()
+	return awaitStopped(ctx, r.shardsDone, "registry shards still running")
 }
 
 func (r *Registry) abandon(jobID string) {

@@ -14,6 +14,7 @@ import (
 )
 
 func TestSanityCheck(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("a", 300)
 	tests := []struct {
 		name, request string
@@ -91,6 +92,7 @@ func TestSanityCheck(t *testing.T) {
 }
 
 func TestSanityCheckCustomValuePattern(t *testing.T) {
+	t.Parallel()
 	s := &SanityCheck{ValuePattern: regexp.MustCompile(`^[a-z0-9]*$`)}
 	tests := []struct {
 		request string
@@ -120,6 +122,7 @@ func TestSanityCheckMatchesPerl(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
+	t.Parallel()
 	if _, err := exec.LookPath("perl"); err != nil {
 		t.Skip("no perl")
 	}

@@ -7,14 +7,28 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/wsgate/wsgate/internal/rpcenvelope"
 )
+
+// ConnInfo is what hooks see of a connection (Request.Conn and the connection hooks): which one it is and
+// where it comes from. transport.Conn satisfies it.
+type ConnInfo interface {
+	// ID identifies the connection within the gateway process; logs show it as conn_id.
+	ID() uint64
+	// RemoteAddr is the client's address.
+	RemoteAddr() netip.AddrPort
+}
 
 // Conn is the client connection as a session sees it. transport.Conn satisfies it.
 type Conn interface {
+	ConnInfo
 	// Send queues one text message; it must not block.
 	Send(msg []byte) error
 	// SendBinary queues one binary message; it must not block.
@@ -52,6 +66,10 @@ const (
 // closeInternalError is the close code of a session that failed.
 const closeInternalError uint16 = 1011
 
+// DefaultTimeout is how long a job's result is awaited when nothing else says, as in the Perl JobAsync backend
+// (its QUEUE_TIMEOUT default).
+const DefaultTimeout = 300 * time.Second
+
 // DefaultMaxResponseSize is the reply size above which ResponseTooLarge is sent, as in the Perl API.
 const DefaultMaxResponseSize = 328000
 
@@ -69,7 +87,7 @@ type SessionConfig struct {
 	Submitter Submitter
 	// NewJobID returns a unique job ID; required (redisq.NewID).
 	NewJobID func() string
-	// Timeout is the default time to wait for a result (QUEUE_TIMEOUT); 0 means 300 s.
+	// Timeout is the default time to wait for a result (QUEUE_TIMEOUT); 0 means DefaultTimeout.
 	Timeout time.Duration
 	// MaxInFlight bounds the requests of one connection that wait for a result (or a deferred hook); 0 means
 	// 100. A request beyond it is answered RateLimit at once.
@@ -121,6 +139,8 @@ type Sessions struct {
 	props *actor.Props
 	later sync.WaitGroup // goroutines running deferred hooks
 	gate  *drainGate     // counts taken requests; refuses new ones once draining
+
+	submitWarn logLimit // "submit failed": one line per second at most
 }
 
 // NewSessions checks cfg and returns a session factory.
@@ -129,7 +149,7 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 		return nil, err
 	}
 	if cfg.Timeout == 0 {
-		cfg.Timeout = 300 * time.Second
+		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = 100
@@ -146,7 +166,7 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Sessions{cfg: cfg, gate: newDrainGate()}
+	s := &Sessions{cfg: cfg, gate: newDrainGate(), submitWarn: logLimit{interval: time.Second}}
 	// One Props for all sessions (each actor keeps a reference to its Props): the connection arrives in the
 	// session's first message instead of being captured by a per-connection producer. The lock-free mailbox
 	// costs ~200 bytes less per session than the default ring-buffer one; a session sees few messages, so its
@@ -159,23 +179,25 @@ func NewSessions(cfg SessionConfig) (*Sessions, error) {
 	return s, nil
 }
 
-// Spawn starts the session of a new connection; info is what hooks see as the connection (Request.Conn). Send
-// it Inbound messages; stop it (root.Stop) when the connection closes.
-func (s *Sessions) Spawn(root *actor.RootContext, conn Conn, info any) *actor.PID {
+// Spawn starts the session of a new connection (which hooks see as a ConnInfo). Send it Inbound messages;
+// stop it (root.Stop) when the connection closes.
+func (s *Sessions) Spawn(root *actor.RootContext, conn Conn) *actor.PID {
 	pid := root.Spawn(s.props)
-	root.Send(pid, &attach{conn: conn, info: info})
+	root.Send(pid, &attach{conn: conn})
 	return pid
 }
 
-// Wait waits for the goroutines of deferred hooks (call it after the sessions have stopped).
-func (s *Sessions) Wait() { s.later.Wait() }
+// Shutdown waits for the goroutines of deferred hooks, or for ctx (call it after the sessions have stopped:
+// their end cancels the hooks' context). Safe to call twice.
+func (s *Sessions) Shutdown(ctx context.Context) error {
+	return awaitStopped(ctx, closeWhenDone(&s.later), "deferred hooks still running")
+}
 
 // session is the actor of one connection.
 type session struct {
 	owner    *Sessions
 	cfg      *SessionConfig
 	conn     Conn
-	info     any
 	pending  map[string]*Request // job ID -> the request that waits for it
 	deferred int                 // requests waiting for a deferred hook
 	stash    map[string]json.RawMessage
@@ -214,10 +236,10 @@ func (s *session) Receive(ctx actor.Context) {
 			s.forwardFrom(ctx, m.r, m.v)
 		}
 	case *attach:
-		s.conn, s.info = m.conn, m.info
+		s.conn = m.conn
 		if hs := s.cfg.Hooks.OpenedConnection; len(hs) > 0 {
 			for _, h := range hs {
-				h(s.info, s.ensureStash())
+				h(s.conn, s.ensureStash())
 			}
 		}
 	case *actor.Stopping:
@@ -236,7 +258,7 @@ func (s *session) Receive(ctx actor.Context) {
 		}
 		s.pending = nil
 		for _, h := range s.cfg.Hooks.FinishConnection {
-			h(s.info, s.ensureStash())
+			h(s.conn, s.ensureStash())
 		}
 		if s.conn != nil { // a no-op when the connection closed first; otherwise the session failed
 			_ = s.conn.Close(closeInternalError, "session ended")
@@ -282,7 +304,7 @@ func (s *session) send(r *Request, msg []byte, action, outcome string) {
 		msg, outcome = s.tooLarge(r, len(msg)), OutcomeTooLarge
 	}
 	if err := s.conn.Send(msg); err != nil {
-		s.cfg.Logger.Debug("send failed", "err", err)
+		s.logRequest(slog.LevelDebug, r, "send failed", "err", err)
 	}
 	if r != nil && r.admitted { // after the Send: a drain that sees zero finds every reply queued
 		r.admitted = false
@@ -298,9 +320,9 @@ func (s *session) send(r *Request, msg []byte, action, outcome string) {
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.RequestDone(action, outcome, d)
 	}
-	if s.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) { // request-level logs: off unless debug
-		s.cfg.Logger.Debug("request answered", "action", action, "outcome", outcome, "duration", d,
-			"bytes", len(msg))
+	if s.debug() { // checked first: building the arguments would cost every request an allocation
+		s.logRequest(slog.LevelDebug, r, "request answered", "action", action, "outcome", outcome,
+			"duration_ms", milliseconds(d), "bytes", len(msg))
 	}
 }
 
@@ -344,7 +366,7 @@ func (s *session) handleInbound(ctx actor.Context, m *Inbound) {
 	switch {
 	case m.Binary:
 		if h := s.cfg.Hooks.BinaryFrame; h != nil {
-			if out := h(s.info, s.ensureStash(), m.Data); out != nil {
+			if out := h(s.conn, s.ensureStash(), m.Data); out != nil {
 				_ = s.conn.SendBinary(out)
 			}
 			return
@@ -369,7 +391,7 @@ func (s *session) handleInbound(ctx actor.Context, m *Inbound) {
 		return
 	}
 	r := &Request{Fields: fields, echo: data, reqID: fields["req_id"], passthrough: fields["passthrough"],
-		Conn: s.info, started: now}
+		Conn: s.conn, started: now}
 	if !s.owner.gate.admit() {
 		mt := msgTypeError
 		if r.Action = s.cfg.Actions.pick(fields); r.Action != nil {
@@ -381,7 +403,7 @@ func (s *session) handleInbound(ctx actor.Context, m *Inbound) {
 	r.admitted = true // from here on, exactly one reply (send) or the session's end uncounts it
 	if s.cfg.Sanity != nil {
 		if bad, ok := s.cfg.Sanity.check(fields); !ok {
-			s.cfg.Logger.Debug("sanity check failed", "key", bad)
+			s.logRequest(slog.LevelDebug, r, "sanity check failed", "key", bad)
 			s.replyCode(r, msgTypeError, SanityCheckFailed, nil, OutcomeBadRequest)
 			return
 		}
@@ -444,7 +466,7 @@ func (s *session) forwardFrom(ctx actor.Context, r *Request, v Verdict) {
 			return
 		}
 		if v.Later != nil {
-			s.defer_(ctx, r, v.Later, false)
+			s.deferVerdict(ctx, r, v.Later, false)
 			return
 		}
 		hs := s.cfg.Hooks.BeforeForward
@@ -467,14 +489,14 @@ func (s *session) applyInsteadOf(ctx actor.Context, r *Request, v Verdict) {
 	case v.Reply != nil:
 		s.answer(r, v.Reply)
 	case v.Later != nil:
-		s.defer_(ctx, r, v.Later, true)
+		s.deferVerdict(ctx, r, v.Later, true)
 	default:
 		s.submit(ctx, r)
 	}
 }
 
-// defer_ runs a hook's slow part on a goroutine and brings its verdict back as a message.
-func (s *session) defer_(ctx actor.Context, r *Request, later func(context.Context) Verdict, insteadOf bool) {
+// deferVerdict runs a hook's slow part on a goroutine and brings its verdict back as a message.
+func (s *session) deferVerdict(ctx actor.Context, r *Request, later func(context.Context) Verdict, insteadOf bool) {
 	if s.ctx == nil {
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 	}
@@ -524,7 +546,10 @@ func (s *session) submit(ctx actor.Context, r *Request) {
 	}
 	if err := sub.Submit(id, a.Name, params); err != nil {
 		reg.forget(ctx, id)
-		s.cfg.Logger.Warn("submit failed", "action", a.Name, "err", err)
+		if suppressed, ok := s.owner.submitWarn.allow(time.Now()); ok { // a Redis outage fails every request
+			s.logRequest(slog.LevelWarn, r, "submit failed", "action", a.Name, "err", err,
+				"suppressed_since_last", suppressed)
+		}
 		s.failed(r, err)
 		s.replyCode(r, a.msgType(), WrongResponse, nil, OutcomeFailure)
 		return
@@ -533,6 +558,9 @@ func (s *session) submit(ctx actor.Context, r *Request) {
 		s.pending = make(map[string]*Request)
 	}
 	s.pending[id] = r
+	if s.debug() {
+		s.logRequest(slog.LevelDebug, r, "job submitted", "action", a.Name, "timeout_ms", timeout.Milliseconds())
+	}
 	for _, h := range s.cfg.Hooks.AfterForward {
 		h(r)
 	}
@@ -574,30 +602,21 @@ func (s *session) handleOutcome(r *Request, o JobOutcome) {
 	}
 	mt := r.Action.msgType()
 	if o.Err != nil {
-		s.cfg.Logger.Debug("job failed", "action", r.Action.Name, "err", o.Err)
+		s.logRequest(slog.LevelDebug, r, "job failed", "action", r.Action.Name, "err", o.Err)
 		s.failed(r, o.Err)
 		s.replyCode(r, mt, WrongResponse, nil, OutcomeFailure)
 		return
 	}
-	var env struct {
-		Result json.RawMessage `json:"result"`
-	}
-	err := json.Unmarshal(o.Payload, &env)
-	if t := bytes.TrimSpace(o.Payload); err == nil && (len(t) == 0 || t[0] != '{') {
-		err = errors.New("not a JSON object")
-	}
-	if err == nil && env.Result == nil && r.Action.RequireResult {
-		err = errors.New("no result member")
+	result, err := rpcenvelope.Result(o.Payload)
+	if errors.Is(err, rpcenvelope.ErrNoResult) && !r.Action.RequireResult {
+		// an envelope without a result ({"success":0,"error":...}): null, as the Perl backend
+		result, err = json.RawMessage("null"), nil
 	}
 	if err != nil {
-		s.cfg.Logger.Debug("result is not an RPC envelope", "action", r.Action.Name, "err", err)
+		s.logRequest(slog.LevelDebug, r, "result is not an RPC envelope", "action", r.Action.Name, "err", err)
 		s.failed(r, fmt.Errorf("actors: result is not an RPC envelope: %w", err))
 		s.replyCode(r, mt, WrongResponse, nil, OutcomeFailure)
 		return
-	}
-	result := env.Result
-	if result == nil { // an envelope without a result ({"success":0,"error":...}): null, as the Perl backend
-		result = json.RawMessage("null")
 	}
 	if t := bytes.TrimSpace(result); len(t) > 0 && t[0] == '{' {
 		var obj map[string]json.RawMessage
@@ -642,23 +661,86 @@ func (s *session) replyRPCError(r *Request, msgType string, raw json.RawMessage)
 func (s *session) resultStash(r *Request, raw json.RawMessage) {
 	switch {
 	case r.Action.IgnoreResultStash:
-		s.cfg.Logger.Debug("result stash ignored: the action may not set the stash", "action", r.Action.Name)
+		s.logRequest(slog.LevelDebug, r, "result stash ignored: the action may not set the stash", "action", r.Action.Name)
 	case r.Fields["stash"] != nil:
-		s.cfg.Logger.Debug("result stash ignored: the request carried a stash of its own", "action", r.Action.Name)
+		s.logRequest(slog.LevelDebug, r, "result stash ignored: the request carried a stash of its own", "action", r.Action.Name)
 	default:
-		s.mergeStash(raw)
+		s.mergeStash(r, raw)
 	}
 }
 
-// mergeStash merges a result's `stash` object into the connection's stash.
-func (s *session) mergeStash(raw json.RawMessage) {
+// mergeStash merges the `stash` object of r's result into the connection's stash.
+func (s *session) mergeStash(r *Request, raw json.RawMessage) {
 	var st map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &st); err != nil {
-		s.cfg.Logger.Debug("result stash is not an object", "err", err)
+		s.logRequest(slog.LevelDebug, r, "result stash is not an object", "err", err)
 		return
 	}
 	stash := s.ensureStash()
 	for k, v := range st {
 		stash[k] = v
 	}
+}
+
+// logRequest logs one line about request r (nil before a request could be parsed) with what an operator
+// follows a request by: the connection's ID (conn_id), the client's req_id and the job's ID (job_id), each
+// when known. Request-level lines are Debug (off unless asked for), so the attributes are built only when
+// the line is written.
+func (s *session) logRequest(lvl slog.Level, r *Request, msg string, args ...any) {
+	ctx := context.Background()
+	if !s.cfg.Logger.Enabled(ctx, lvl) {
+		return
+	}
+	attrs := make([]any, 0, len(args)+6)
+	if s.conn != nil {
+		attrs = append(attrs, "conn_id", s.conn.ID())
+	}
+	if r != nil {
+		if id := reqIDForLog(r.reqID); id != nil {
+			attrs = append(attrs, "req_id", id)
+		}
+		if r.jobID != "" {
+			attrs = append(attrs, "job_id", r.jobID)
+		}
+	}
+	s.cfg.Logger.Log(ctx, lvl, msg, append(attrs, args...)...)
+}
+
+// debug reports whether request-level (Debug) lines are written.
+func (s *session) debug() bool { return s.cfg.Logger.Enabled(context.Background(), slog.LevelDebug) }
+
+// reqIDForLog is a req_id as a log value: a JSON string unquoted, anything else (usually a number) as its
+// JSON text; nil when there is none.
+func reqIDForLog(raw json.RawMessage) any {
+	if len(raw) == 0 {
+		return nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+	}
+	return string(raw)
+}
+
+// milliseconds is d in milliseconds, to the microsecond: request durations are often under one.
+func milliseconds(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// logLimit lets a hot-path log line through at most once per interval (per Sessions, shared by every
+// connection), counting the lines it held back: when Redis is down, every request would log its failure.
+type logLimit struct {
+	interval   time.Duration
+	next       atomic.Int64 // unix nanoseconds before which lines are held back
+	suppressed atomic.Int64
+}
+
+// allow reports whether a line may be written now, and how many were held back since the last one.
+func (l *logLimit) allow(now time.Time) (suppressed int64, ok bool) {
+	n := l.next.Load()
+	if now.UnixNano() < n || !l.next.CompareAndSwap(n, now.Add(l.interval).UnixNano()) {
+		l.suppressed.Add(1)
+		return 0, false
+	}
+	return l.suppressed.Swap(0), true
 }

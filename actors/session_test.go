@@ -1,11 +1,13 @@
 package actors
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"reflect"
 	"strings"
 	"sync"
@@ -27,6 +29,9 @@ type fakeConn struct {
 func newFakeConn() *fakeConn { return &fakeConn{sent: make(chan []byte, 100)} }
 
 func (c *fakeConn) Send(msg []byte) error { c.sent <- msg; return nil }
+
+func (c *fakeConn) ID() uint64                 { return 7 }
+func (c *fakeConn) RemoteAddr() netip.AddrPort { return netip.MustParseAddrPort("192.0.2.1:4242") }
 
 func (c *fakeConn) SendBinary(msg []byte) error {
 	c.sent <- append([]byte("binary:"), msg...)
@@ -96,7 +101,10 @@ func newFixture(t *testing.T, q *fakeQueue, mut func(*SessionConfig)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(reg.Shutdown)
+	if err := reg.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = reg.Shutdown(context.Background()) })
 	q.reg = reg
 	acts, err := NewActions(Action{Name: "ping"}, Action{Name: "status", MsgType: "st"},
 		Action{Name: "auth", StashParams: []string{"token"}}, Action{Name: "strict", RequireResult: true},
@@ -115,8 +123,8 @@ func newFixture(t *testing.T, q *fakeQueue, mut func(*SessionConfig)) *fixture {
 		t.Fatal(err)
 	}
 	f := &fixture{root: system.Root, reg: reg, queue: q, conn: newFakeConn()}
-	f.pid = sessions.Spawn(system.Root, f.conn, "conn-info")
-	t.Cleanup(sessions.Wait)
+	f.pid = sessions.Spawn(system.Root, f.conn)
+	t.Cleanup(func() { _ = sessions.Shutdown(context.Background()) })
 	return f
 }
 
@@ -131,6 +139,7 @@ func envelope(result string) (JobOutcome, bool) {
 }
 
 func TestSessionShapesReplies(t *testing.T) {
+	t.Parallel()
 	// result is the envelope's result; one starting with "payload:" is the whole payload instead.
 	tests := []struct {
 		name, result, request, want string
@@ -176,6 +185,7 @@ func TestSessionShapesReplies(t *testing.T) {
 }
 
 func TestSessionStashFlowsIntoLaterJobs(t *testing.T) {
+	t.Parallel()
 	q := &fakeQueue{answer: func(method string, params []byte) (JobOutcome, bool) {
 		if method == "ping" {
 			return envelope(`{"ok":1,"stash":{"token":"t1","other":2}}`)
@@ -195,6 +205,7 @@ func TestSessionStashFlowsIntoLaterJobs(t *testing.T) {
 }
 
 func TestSessionResultStashIsTrustedOnlyWhereAllowed(t *testing.T) {
+	t.Parallel()
 	q := &fakeQueue{answer: func(method string, params []byte) (JobOutcome, bool) {
 		if method == "auth" {
 			return envelope(`1`)
@@ -233,6 +244,7 @@ func TestSessionResultStashIsTrustedOnlyWhereAllowed(t *testing.T) {
 }
 
 func TestSessionSubmitFailureAnswersAtOnce(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, &fakeQueue{fail: errors.New("queue full")}, nil)
 	got := f.call(t, `{"ping":1,"req_id":3}`)
 	if e, _ := got["error"].(map[string]any); e["code"] != "WrongResponse" || got["req_id"] != 3.0 {
@@ -244,6 +256,7 @@ func TestSessionSubmitFailureAnswersAtOnce(t *testing.T) {
 }
 
 func TestSessionBoundsInFlight(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, &fakeQueue{}, func(c *SessionConfig) { c.MaxInFlight = 2 })
 	f.root.Send(f.pid, &Inbound{Data: []byte(`{"ping":1}`)})
 	f.root.Send(f.pid, &Inbound{Data: []byte(`{"ping":1}`)})
@@ -254,6 +267,7 @@ func TestSessionBoundsInFlight(t *testing.T) {
 }
 
 func TestSessionTimeoutAndStopForgetsPending(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, &fakeQueue{}, func(c *SessionConfig) { c.Timeout = 50 * time.Millisecond })
 	got := f.call(t, `{"ping":1}`)
 	if e, _ := got["error"].(map[string]any); e["code"] != "RequestTimeout" {
@@ -274,6 +288,7 @@ func TestSessionTimeoutAndStopForgetsPending(t *testing.T) {
 }
 
 func TestActionsValidation(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		actions []Action
@@ -293,6 +308,7 @@ func TestActionsValidation(t *testing.T) {
 func waitFor(t *testing.T, cond func() bool) { t.Helper(); testutil.WaitFor(t, cond) }
 
 func TestSessionRepliesFitMaxResponseSize(t *testing.T) {
+	t.Parallel()
 	const max = 400
 	big := strings.Repeat("x", 1<<20)
 	bigRequest := `{"ping":{"d":{"blob":"` + big + `"}}` // deeper than the sanity check looks
@@ -355,6 +371,7 @@ func TestSessionRepliesFitMaxResponseSize(t *testing.T) {
 }
 
 func TestSessionConfigRefusesATinyResponseLimit(t *testing.T) {
+	t.Parallel()
 	for _, n := range []int{1, MinMaxResponseSize - 1} {
 		cfg := SessionConfig{Actions: &Actions{}, Registry: &Registry{}, Submitter: &fakeQueue{}, NewJobID: func() string { return "" },
 			MaxResponseSize: n}

@@ -6,6 +6,7 @@ import (
 )
 
 func TestWheel(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name    string
 		slots   int

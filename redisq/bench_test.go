@@ -80,7 +80,9 @@ func BenchmarkRoundTrip(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				w.Start()
+				if err := w.Start(context.Background()); err != nil {
+					b.Fatal(err)
+				}
 				defer w.Shutdown(context.Background())
 				params := []byte(`{"args":{"ping":1,"req_id":7}}`)
 				admin.ConfigResetStat(context.Background())

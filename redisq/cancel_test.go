@@ -57,6 +57,7 @@ func TestCancelledJobIsNotRunByAGoWorker(t *testing.T) {
 // the list, and the job it had taken is written into a hash that still expires. (With the hash deleted and the
 // IDs left on the list, every late Perl fetch re-created a hash that never expired.)
 func TestTimeoutsInAMixedFleetLeaveNoKeyWithoutTTL(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, _ := startClient(t, srv, redisq.ClientConfig{CancelForgotten: true})
 	rdb := srv.Client()

@@ -138,10 +138,15 @@ type Client struct {
 	notices chan string // job IDs (simple mode: results) from pub/sub, for the fetch loop
 	recover chan int64  // asks the fetch loop for a recovery pass (the time of the re-subscription)
 	pending *pendingSet
+	// serealWarned is when "cannot be written as Sereal" was last logged (unix nanoseconds): it can hit every
+	// job of a caller, so one line a minute.
+	serealWarned atomic.Int64
 
 	mu         sync.RWMutex // guards closed against Submit, so that the channels are closed only once idle
 	closed     bool
 	once       sync.Once
+	startMu    sync.Mutex // one Start at a time; a second one after success does nothing
+	started    bool
 	wg         sync.WaitGroup
 	done       chan struct{} // closed by Shutdown: stops the receive loop's reconnect waits
 	subscribed atomic.Bool
@@ -204,7 +209,19 @@ func (c *Client) Stats() ClientStats {
 
 // Start subscribes to the completion channel and waits until Redis confirms the subscription, so that no
 // completion can be published before the client listens (the Perl client does not wait, and can lose one).
+// Safe to call twice (the second call does nothing); after Shutdown it fails with ErrClosed.
 func (c *Client) Start(ctx context.Context) error {
+	c.startMu.Lock()
+	defer c.startMu.Unlock()
+	c.mu.RLock()
+	closed := c.closed
+	c.mu.RUnlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case c.started:
+		return nil
+	}
 	if c.cfg.Mode == ModeSimple {
 		if _, err := c.markAlive(ctx); err != nil {
 			return fmt.Errorf("redisq: client marker: %w", err)
@@ -217,6 +234,7 @@ func (c *Client) Start(ctx context.Context) error {
 	}
 	c.pubsub = ps
 	c.subscribed.Store(true)
+	c.started = true
 	c.wg.Add(3)
 	go c.submitLoop()
 	go c.receiveLoop(ps)
@@ -504,7 +522,10 @@ func (c *Client) field(f Field) []any {
 		if b, err := encodeSereal(f.Value); err == nil {
 			return []any{"sereal_" + f.Key, b}
 		}
-		c.log.Warn("field cannot be written as Sereal; writing JSON", "key", f.Key)
+		if now, last := time.Now().UnixNano(), c.serealWarned.Load(); now-last >= int64(time.Minute) &&
+			c.serealWarned.CompareAndSwap(last, now) {
+			c.log.Warn("field cannot be written as Sereal; writing JSON (logged once a minute)", "key", f.Key)
+		}
 	}
 	return []any{"json_" + f.Key, f.Value}
 }
@@ -763,12 +784,4 @@ func (c *Client) recoverPending(at int64) {
 		c.fetchResults(ids[:n], true)
 		ids = ids[n:]
 	}
-}
-
-// DecodeJSON decodes a result payload of either tag as JSON into v.
-func (r Result) DecodeJSON(v any) error {
-	if err := json.Unmarshal(r.Payload, v); err != nil {
-		return fmt.Errorf("redisq: decode result: %w", err)
-	}
-	return nil
 }

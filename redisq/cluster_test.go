@@ -15,6 +15,7 @@ func TestRedisCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node Redis Cluster")
 	}
+	t.Parallel()
 	cluster := redistest.StartCluster(t)
 	for _, mode := range []redisq.Mode{redisq.ModeSimple, redisq.ModeRecoverable, redisq.ModeReliable} {
 		t.Run("mode="+string(mode), func(t *testing.T) {
@@ -53,6 +54,7 @@ func TestRedisCluster(t *testing.T) {
 }
 
 func TestReliableModeOnClusterNeedsAHashTag(t *testing.T) {
+	t.Parallel()
 	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
 	defer rdb.Close()
 	_, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Handler: echoRPC, Keys: redisq.Keys{Prefix: "jobs"}})

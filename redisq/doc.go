@@ -2,7 +2,7 @@
 // a Perl worker can serve jobs submitted by this package's Client, and this package's Worker can serve jobs
 // submitted by the Perl client.
 //
-// Keys (see ../shared/spec/job-async-redis.md): the pending list `<prefix>::<queue>`, the in-process list
+// Keys (see PROTOCOL.md): the pending list `<prefix>::<queue>`, the in-process list
 // `<prefix>::processing`, the job hash `job::<id>` and the completion channel `client::<client id>`; and the
 // simple-mode list `<prefix>::<queue>::simple`, which Perl code never sees.
 //

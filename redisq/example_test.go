@@ -31,7 +31,10 @@ func Example() {
 	defer wrdb.Close()
 	w, _ := redisq.NewWorker(redisq.WorkerConfig{Redis: wrdb, Handler: redisq.Chain(router, logging),
 		Concurrency: 2, PollTimeout: time.Second, Logger: quiet})
-	w.Start()
+	if err := w.Start(context.Background()); err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer w.Shutdown(context.Background())
 
 	done := make(chan redisq.Completion, 1)

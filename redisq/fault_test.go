@@ -16,6 +16,7 @@ import (
 )
 
 func TestWorkerKilledMidJobIsRunAgain(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, col := startClient(t, srv, redisq.ClientConfig{})
 	victim := exec.Command(os.Args[0], "-test.run=^$")
@@ -51,6 +52,7 @@ func TestWorkerKilledMidJobIsRunAgain(t *testing.T) {
 }
 
 func TestRedisRestartedMidLoad(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	for _, mode := range []redisq.Mode{redisq.ModeSimple, redisq.ModeRecoverable, redisq.ModeReliable} {
 		t.Run("mode="+string(mode), func(t *testing.T) {

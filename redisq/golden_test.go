@@ -22,7 +22,7 @@ import (
 )
 
 // The golden tests compare what wsgate's client and worker send to Redis with what the real Perl modules sent
-// (testdata/captures, copied from ../shared/spec/captures: redis-cli MONITOR of Job::Async::Redis 0.004). What
+// (testdata/captures: redis-cli MONITOR of Job::Async::Redis 0.004). What
 // must match is what a peer sees: per job and per role, the keys, the fields, the values, and the order of
 // effects. IDs and times are replaced by placeholders.
 
@@ -215,7 +215,9 @@ func runScenario(t *testing.T, jobs int, multi, structured, bare bool, resultTag
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Start()
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	col := newCollector()
 	c, err := redisq.NewClient(redisq.ClientConfig{Redis: clientConns, Multi: multi, Sereal: structured,
 		BareNotifications: bare, OnComplete: col.add, Logger: quiet})
@@ -278,6 +280,7 @@ func runScenario(t *testing.T, jobs int, multi, structured, bare bool, resultTag
 // in the notification (`_reply_with_result`), where the only differences allowed are that extension's: the
 // worker's PUBLISH carries the result, and the client does not read the hash (it still deletes it).
 func TestGoldenCaptures(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		capture           string
 		multi, structured bool

@@ -13,6 +13,7 @@ import (
 // Operators count live workers from their heartbeats, so a Go worker beats in every mode and removes its
 // heartbeat when it stops.
 func TestInspectorSeesWorkersOfEveryMode(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	in := redisq.NewInspector(srv.Client(), redisq.Keys{})
 	for _, mode := range []redisq.Mode{redisq.ModeSimple, redisq.ModeRecoverable, redisq.ModeReliable} {

@@ -67,6 +67,7 @@ func substitute(words []string, job, cid string) []any {
 // TestPerlWorkerServesWsgateClient replays the Perl worker (perl-reliable.txt, and the T-result worker of
 // perl-structured-text.txt) against a job submitted by wsgate's client.
 func TestPerlWorkerServesWsgateClient(t *testing.T) {
+	t.Parallel()
 	for _, capture := range []string{"perl-reliable.txt", "perl-structured-text.txt", "perl-modern-reliable.txt"} {
 		t.Run(capture, func(t *testing.T) {
 			srv := redistest.Start(t)
@@ -106,6 +107,7 @@ func TestPerlWorkerServesWsgateClient(t *testing.T) {
 // TestWsgateWorkerServesPerlClient replays the Perl client (perl-reliable.txt and perl-structured-text.txt,
 // the latter with a Sereal field) against wsgate's worker.
 func TestWsgateWorkerServesPerlClient(t *testing.T) {
+	t.Parallel()
 	for _, capture := range []string{"perl-reliable.txt", "perl-structured-text.txt", "perl-reliable-multi.txt"} {
 		t.Run(capture, func(t *testing.T) {
 			srv := redistest.Start(t)
@@ -164,6 +166,7 @@ func TestWsgateWorkerServesPerlClient(t *testing.T) {
 // failure written by wsgate's worker must fail that decode (so it answers WrongResponse at once), and carry
 // the reason in `_error`, which Perl code ignores.
 func TestFailureIsReadableByThePerlBackend(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startTestWorker(t, srv, redisq.WorkerConfig{Handler: echoRPC})
 	perl := srv.Client()

@@ -48,7 +48,9 @@ func runHelperWorker(addr string) {
 	if err != nil {
 		os.Exit(3)
 	}
-	w.Start()
+	if err := w.Start(context.Background()); err != nil {
+		os.Exit(3)
+	}
 	select {}
 }
 

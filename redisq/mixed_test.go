@@ -17,7 +17,7 @@ import (
 )
 
 // The tests here pair clients and workers whose modes differ, and Perl peers (scripted Redis commands that
-// follow ../shared/spec/job-async-redis.md), as a mixed fleet or a wrong --mode would: no job may be lost
+// follow the Job::Async::Redis protocol, PROTOCOL.md), as a mixed fleet or a wrong --mode would: no job may be lost
 // silently, and no key may be left without a TTL.
 
 // perlFetch is the Perl worker's fetch: BRPOPLPUSH pending processing, every item taken for a job ID.
@@ -244,6 +244,7 @@ func TestModeMismatchOnClusterWithoutHashTag(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node Redis Cluster")
 	}
+	t.Parallel()
 	cluster := redistest.StartCluster(t)
 	newClient := func(pool int) *redis.ClusterClient {
 		c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs(), PoolSize: pool})
@@ -258,7 +259,7 @@ func TestModeMismatchOnClusterWithoutHashTag(t *testing.T) {
 			keys := redisq.Keys{Prefix: "untagged-" + string(tc.client)}
 			c, col := startClient(t, nil, redisq.ClientConfig{Redis: newClient(10), Mode: tc.client, Keys: keys})
 			startTestWorker(t, nil, redisq.WorkerConfig{Redis: newClient(16), Mode: tc.worker, Keys: keys,
-				Handler: echoRPC})
+				Handler: echoRPC, PollTimeout: 500 * time.Millisecond}) // on a cluster, Shutdown waits for the poll
 			for i := 0; i < 3; i++ {
 				c.Submit(redisq.RPCSubmission(fmt.Sprintf("%s-%d", tc.client, i), "echo", []byte(`{"args":1}`)))
 			}

@@ -5,7 +5,7 @@ import "fmt"
 // Mode is how jobs travel through Redis. A client and the workers of its queue must use the same mode.
 type Mode string
 
-// The three modes (see ../shared/spec/job-async-redis.md).
+// The three modes (see PROTOCOL.md).
 const (
 	// ModeSimple pushes the job itself (JSON) on a list of its own (Keys.Simple); the worker BRPOPs it and
 	// publishes the result in the pub/sub message. Fewest Redis operations; a job in flight is lost if its worker

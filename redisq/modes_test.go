@@ -23,6 +23,7 @@ var echoRPC = redisq.RPC(func(ctx context.Context, req *redisq.RPCRequest) (any,
 })
 
 func TestModesAndProtocols(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	for _, mode := range []redisq.Mode{redisq.ModeSimple, redisq.ModeRecoverable, redisq.ModeReliable} {
 		for _, proto := range []int{2, 3} {
@@ -80,6 +81,7 @@ func killPubSub(t *testing.T, srv *redistest.Server) {
 }
 
 func TestRecoveryAfterPubSubDrop(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	for _, mode := range []redisq.Mode{redisq.ModeRecoverable, redisq.ModeReliable} {
 		t.Run("mode="+string(mode), func(t *testing.T) {
@@ -107,6 +109,7 @@ func TestRecoveryAfterPubSubDrop(t *testing.T) {
 }
 
 func TestJobsLostWithRedisFailAtOnce(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, col := startClient(t, srv, redisq.ClientConfig{Mode: redisq.ModeReliable})
 	ids := map[string]bool{}
@@ -138,6 +141,7 @@ func TestJobsLostWithRedisFailAtOnce(t *testing.T) {
 }
 
 func TestForgetCancelsTheQueuedJob(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, col := startClient(t, srv, redisq.ClientConfig{CancelForgotten: true})
 	id := redisq.NewID()
@@ -181,6 +185,7 @@ func takeAsDeadWorker(t *testing.T, rdb *redis.Client, id string, deliveries int
 }
 
 func TestReaperRequeuesJobsOfDeadWorkers(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, col := startClient(t, srv, redisq.ClientConfig{})
 	id := redisq.NewID()
@@ -205,6 +210,7 @@ func TestReaperRequeuesJobsOfDeadWorkers(t *testing.T) {
 }
 
 func TestJobDeadLetteredAfterMaxDeliveries(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, col := startClient(t, srv, redisq.ClientConfig{})
 	id := redisq.NewID()
@@ -225,6 +231,7 @@ func TestJobDeadLetteredAfterMaxDeliveries(t *testing.T) {
 }
 
 func TestLiveWorkersJobsAreNotReaped(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, col := startClient(t, srv, redisq.ClientConfig{})
 	release := make(chan struct{})
@@ -248,6 +255,7 @@ func TestLiveWorkersJobsAreNotReaped(t *testing.T) {
 }
 
 func TestPerlFieldFormats(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t) // no client reads the result: it stays in the hash for the check below
 	type seen struct {
 		data map[string]any
@@ -282,6 +290,7 @@ func TestPerlFieldFormats(t *testing.T) {
 }
 
 func TestInvalidFieldFailsTheJob(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, col := startClient(t, srv, redisq.ClientConfig{})
 	startTestWorker(t, srv, redisq.WorkerConfig{Handler: echoRPC})
@@ -301,6 +310,7 @@ func TestInvalidFieldFailsTheJob(t *testing.T) {
 }
 
 func TestSerealWriting(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, col := startClient(t, srv, redisq.ClientConfig{Sereal: true})
 	id := redisq.NewID()
@@ -329,6 +339,7 @@ func TestSerealWriting(t *testing.T) {
 }
 
 func TestLateResultDoesNotRecreateAnExpiredHash(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, _ := startClient(t, srv, redisq.ClientConfig{JobTTL: time.Second})
 	w := startTestWorker(t, srv, redisq.WorkerConfig{Handler: redisq.HandlerFunc(
@@ -346,6 +357,7 @@ func TestLateResultDoesNotRecreateAnExpiredHash(t *testing.T) {
 }
 
 func TestSweepReportsJobsWhoseHashExpired(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, col := startClient(t, srv, redisq.ClientConfig{JobTTL: time.Second}) // no worker, nobody calls Forget
 	id := redisq.NewID()

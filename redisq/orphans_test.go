@@ -27,6 +27,7 @@ func countingEcho(runs *atomic.Int32) redisq.Handler {
 // heartbeat and no _worker) and dies. With OrphanTimeout a Go worker requeues and runs it once; without, the
 // job is left alone (the Perl at-most-once behaviour), however old it is.
 func TestOrphanTimeout(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		timeout time.Duration
@@ -88,6 +89,7 @@ func TestOrphanTimeout(t *testing.T) {
 // TestUnmarkedJobIsRequeued: a worker moved a job to processing and died before marking it (no _started, no
 // _worker). Reapers stamp _orphan_seen the first time they see it and requeue it three heartbeats later.
 func TestUnmarkedJobIsRequeued(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, col := startClient(t, srv, redisq.ClientConfig{})
 	id := redisq.NewID()
@@ -120,6 +122,7 @@ func TestUnmarkedJobIsRequeued(t *testing.T) {
 // TestWorkerKilledAfterFetchLosesNoJob SIGKILLs a real worker process after it moved jobs to processing and
 // before it marked them (it hangs in the pipeline of its take step): every job is answered exactly once.
 func TestWorkerKilledAfterFetchLosesNoJob(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, col := startClient(t, srv, redisq.ClientConfig{})
 	const n = 40
@@ -165,6 +168,7 @@ func TestWorkerKilledAfterFetchLosesNoJob(t *testing.T) {
 // A job whose worker died and whose caller gave up (cancelled) is dropped by the reaper, not run again: a Perl
 // worker would otherwise run it for nobody.
 func TestReaperDropsCancelledJobsOfDeadWorkers(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	rdb, ctx := srv.Client(), context.Background()
 	for _, worker := range []string{"dead-worker", ""} { // a dead Go worker's job, and an unmarked one

@@ -101,12 +101,15 @@ func startTestWorker(t *testing.T, srv *redistest.Server, cfg redisq.WorkerConfi
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Start()
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { w.Shutdown(context.Background()) })
 	return w
 }
 
 func TestClientWorkerRoundTrip(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	router := redisq.NewRouter()
 	router.Handle("add", redisq.RPC(func(ctx context.Context, req *redisq.RPCRequest) (any, error) {
@@ -168,6 +171,7 @@ func TestClientWorkerRoundTrip(t *testing.T) {
 }
 
 func TestManyConcurrentJobs(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	h := redisq.RPC(func(ctx context.Context, req *redisq.RPCRequest) (any, error) { return req.Args, nil })
 	c, col := startPair(t, srv, h)
@@ -193,6 +197,7 @@ func TestManyConcurrentJobs(t *testing.T) {
 }
 
 func TestJobHashHasTTL(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, _ := startPair(t, srv, nil) // no worker: the job stays queued
 	id := redisq.NewID()
@@ -201,16 +206,17 @@ func TestJobHashHasTTL(t *testing.T) {
 	}
 	rdb := srv.Client()
 	var ttl time.Duration
-	for i := 0; i < 100 && ttl <= 0; i++ {
+	waitFor(t, func() bool { // the submit reaches Redis with the next pipeline
 		ttl, _ = rdb.TTL(context.Background(), redisq.JobKey(id)).Result()
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ttl > 0
+	})
 	if ttl <= 0 || ttl > redisq.DefaultJobTTL {
 		t.Fatalf("TTL of job hash = %v, want (0, %v]", ttl, redisq.DefaultJobTTL)
 	}
 }
 
 func TestSubmitAfterShutdown(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, _ := startPair(t, srv, nil)
 	if err := c.Shutdown(context.Background()); err != nil {
@@ -225,6 +231,7 @@ func TestSubmitAfterShutdown(t *testing.T) {
 }
 
 func TestNewIDShape(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	for i := 0; i < 1000; i++ {
 		id := redisq.NewID()

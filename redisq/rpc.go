@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/wsgate/wsgate/internal/rpcenvelope"
 )
 
 // The JobAsync contract (Mojo::WebSocketProxy::Backend::JobAsync): a job carries exactly two text fields,
@@ -76,14 +78,9 @@ var ErrBadEnvelope = errors.New("redisq: result is not an RPC envelope")
 
 // RPCResult extracts the RPC result from a JobAsync envelope (of either tag).
 func RPCResult(r Result) (json.RawMessage, error) {
-	var env struct {
-		Result json.RawMessage `json:"result"`
-	}
-	if err := json.Unmarshal(r.Payload, &env); err != nil {
+	res, err := rpcenvelope.Result(r.Payload)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadEnvelope, err)
 	}
-	if env.Result == nil {
-		return nil, fmt.Errorf("%w: no result member", ErrBadEnvelope)
-	}
-	return env.Result, nil
+	return res, nil
 }

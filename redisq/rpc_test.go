@@ -12,6 +12,7 @@ import (
 // TestRPCParamsInEveryFormat: redisq.RPC reads `params` whether the client wrote it as text, JSON or Sereal
 // (the Perl client's default for a structure), and fails a job whose params are not an object.
 func TestRPCParamsInEveryFormat(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, col := startClient(t, srv, redisq.ClientConfig{})
 	startTestWorker(t, srv, redisq.WorkerConfig{Handler: echoRPC})

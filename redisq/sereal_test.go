@@ -144,6 +144,7 @@ func unhex(t testing.TB, s string) []byte {
 }
 
 func TestDecodeSereal(t *testing.T) {
+	t.Parallel()
 	for _, tc := range serealFixtures {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := decodeSereal(unhex(t, tc.doc))
@@ -159,6 +160,7 @@ func TestDecodeSereal(t *testing.T) {
 
 // TestDecodeSerealTruncated: every proper prefix of every fixture is an error, never a panic.
 func TestDecodeSerealTruncated(t *testing.T) {
+	t.Parallel()
 	for _, tc := range serealFixtures {
 		doc := unhex(t, tc.doc)
 		for n := range len(doc) {
@@ -170,6 +172,7 @@ func TestDecodeSerealTruncated(t *testing.T) {
 }
 
 func TestDecodeSerealErrors(t *testing.T) {
+	t.Parallel()
 	const v5 = "3df3726c0500"
 	const huge = "808080808080808010" // varint 2^60
 	tests := []struct {
@@ -244,6 +247,7 @@ func shareChain(n int) string {
 // TestSerealRoundTrip: what ClientConfig.Sereal writes (protocol 3, by the Sereal Go library) decodes to the
 // JSON it was made from.
 func TestSerealRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, doc := range []string{
 		`{"n":3,"s":["x","y"],"f":1.5,"neg":-300,"big":9007199254740993,"t":true,"nil":null,"o":{"k":{}},"e":[]}`,
 		`"just a string ☺"`, `[1,2.5,"three",[4],{"five":5}]`, `-1`, `{"s":"` + strings.Repeat("é", 100) + `"}`,
@@ -278,6 +282,7 @@ func TestSerealRoundTrip(t *testing.T) {
 // perl -MSereal::Decoder=decode_sereal -MData::Dumper -e 'print Dumper(decode_sereal(pack "H*", "<hex>"))'
 // (Sereal::Decoder 5.003), which prints $VAR1 = {'a' => [1,{'b' => undef}]};
 func TestSerealWritesReferences(t *testing.T) {
+	t.Parallel()
 	b, err := encodeSereal(`{"a":[1,{"b":null}]}`)
 	if err != nil {
 		t.Fatal(err)
@@ -289,6 +294,7 @@ func TestSerealWritesReferences(t *testing.T) {
 
 // TestPerlObjectJSON: blessed objects and regexps reach a handler's Job.Decode as their data.
 func TestPerlObjectJSON(t *testing.T) {
+	t.Parallel()
 	v, err := decodeSereal(unhex(t, "3df3726c0500422c63466f6f282a0161610131617860")) // [bless({a=>1},"Foo"), REGEXP x//]
 	if err != nil {
 		t.Fatal(err)
@@ -302,6 +308,7 @@ func TestPerlObjectJSON(t *testing.T) {
 // TestSerealFixturesMatchPerl re-runs the one-liner of each Perl-made fixture where Sereal::Encoder is
 // installed (apt-get install libsereal-encoder-perl), so the provenance above can be checked.
 func TestSerealFixturesMatchPerl(t *testing.T) {
+	t.Parallel()
 	if err := exec.Command("perl", "-MSereal::Encoder", "-e1").Run(); err != nil {
 		t.Skip("Perl's Sereal::Encoder is not installed")
 	}
@@ -324,6 +331,7 @@ func TestSerealFixturesMatchPerl(t *testing.T) {
 // TestParseJobSerealProtocol5: a job whose Sereal field holds Perl 5.36 booleans (protocol 5 YES/NO, which
 // failed the whole job before) reaches the handler (issue 9, item 5).
 func TestParseJobSerealProtocol5(t *testing.T) {
+	t.Parallel()
 	// encode_sereal({ok=>!!1, off=>!!0, none=>undef}, {sort_keys=>1}) by Sereal::Encoder 5.003.
 	doc := unhex(t, "3df3726c050053626f6b35636f666634646e6f6e6525")
 	j, err := parseJob("j1", map[string]string{"_reply_to": "c", "sereal_flags": string(doc)})
@@ -342,6 +350,7 @@ func TestParseJobSerealProtocol5(t *testing.T) {
 // TestSerealWrittenIsReadByPerl: what ClientConfig.Sereal writes decodes in Perl's Sereal::Decoder to the
 // same data (where that module is installed: apt-get install libsereal-decoder-perl).
 func TestSerealWrittenIsReadByPerl(t *testing.T) {
+	t.Parallel()
 	if err := exec.Command("perl", "-MSereal::Decoder", "-MJSON::PP", "-e1").Run(); err != nil {
 		t.Skip("Perl's Sereal::Decoder is not installed")
 	}

@@ -17,6 +17,7 @@ import (
 // whose channel permission the test takes away (and drops its subscription), so that it cannot re-subscribe
 // until every result has been published.
 func TestSimpleResultsKeptWhilePubSubIsDown(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	admin, ctx := srv.Client(), context.Background()
 	if err := admin.Do(ctx, "ACL", "SETUSER", "gw", "on", ">pw", "~*", "&*", "+@all").Err(); err != nil {
@@ -77,6 +78,7 @@ func TestSimpleResultsKeptWhilePubSubIsDown(t *testing.T) {
 // TestSimpleJobsLostWithRedisFailAtOnce: queued simple-mode jobs wiped by a Redis restart fail with ErrJobLost
 // as soon as the client re-subscribes.
 func TestSimpleJobsLostWithRedisFailAtOnce(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	c, col := startClient(t, srv, redisq.ClientConfig{Mode: redisq.ModeSimple})
 	for i := 0; i < 3; i++ {

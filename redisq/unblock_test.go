@@ -30,6 +30,7 @@ func blockedClients(rdb *redis.Client) int {
 // every mode; and a job submitted at the moment of the shutdown is either run and answered or still queued,
 // never dropped by the interrupted fetch.
 func TestShutdownInterruptsTheBlockingFetch(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	rdb := srv.Client()
 	ctx := context.Background()
@@ -62,9 +63,12 @@ func TestShutdownInterruptsTheBlockingFetch(t *testing.T) {
 					t.Fatal(err)
 				}
 				// The submit may still be on its way to Redis: wait until the job is either queued or answered.
+				// (A simple-mode client queues its jobs on a list of its own, Keys.Simple.)
 				var got redisq.Completion
 				waitFor(t, func() bool {
-					if n, _ := rdb.LLen(ctx, keys.Pending()).Result(); n > 0 {
+					n1, _ := rdb.LLen(ctx, keys.Pending()).Result()
+					n2, _ := rdb.LLen(ctx, keys.Simple()).Result()
+					if n1+n2 > 0 {
 						return true
 					}
 					if n, _ := rdb.LLen(ctx, keys.Simple()).Result(); n > 0 { // simple mode's own list

@@ -163,6 +163,8 @@ type Worker struct {
 	log     *slog.Logger
 	stop    chan struct{}
 	once    sync.Once
+	startMu sync.Mutex // Start and Shutdown's first step: a worker shut down never starts
+	started bool
 	slots   chan struct{}  // one per running job: bounds concurrency
 	answers chan answer    // finished jobs, for the answerer
 	done    chan struct{}  // closed when Shutdown has stopped everything
@@ -249,9 +251,22 @@ func (w *Worker) count(f func(*WorkerStats)) {
 	w.stats.Unlock()
 }
 
+// ErrWorkerStopped is Start's error after Shutdown.
+var ErrWorkerStopped = errors.New("redisq: worker is shut down")
+
 // Start launches the fetchers, the answerer and the heartbeat (and in reliable mode the reaper) and returns.
-func (w *Worker) Start() {
-	w.beat(context.Background()) // alive before the first job is taken (every mode: operators count workers)
+// ctx bounds the first heartbeat. Safe to call twice (the second call does nothing); after Shutdown it fails.
+func (w *Worker) Start(ctx context.Context) error {
+	w.startMu.Lock()
+	defer w.startMu.Unlock()
+	if w.stopping() {
+		return ErrWorkerStopped
+	}
+	if w.started {
+		return nil
+	}
+	w.started = true
+	w.beat(ctx) // alive before the first job is taken (every mode: operators count workers)
 	w.bg.Add(1)
 	go w.heartbeatLoop()
 	if w.cfg.Mode == ModeReliable {
@@ -264,11 +279,14 @@ func (w *Worker) Start() {
 		w.wg.Add(1)
 		go w.fetchLoop()
 	}
+	return nil
 }
 
 // Run starts the worker and blocks until ctx ends, then shuts it down gracefully.
 func (w *Worker) Run(ctx context.Context) error {
-	w.Start()
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), w.cfg.PollTimeout+30*time.Second)
 	defer cancel()
@@ -280,7 +298,9 @@ func (w *Worker) Run(ctx context.Context) error {
 // the answerer, heartbeat and reaper.
 func (w *Worker) Shutdown(ctx context.Context) error {
 	w.once.Do(func() {
+		w.startMu.Lock()
 		close(w.stop)
+		w.startMu.Unlock()
 		fetched, unblocked := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(unblocked)

@@ -13,6 +13,7 @@ import (
 // TestAdminListenerAccess: pprof only when asked for; with an admin token, everything but /healthz and
 // /readyz wants `Authorization: Bearer <token>`.
 func TestAdminListenerAccess(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	const token = "s3cr3t-t0ken"
 	gateways := map[string]*server.Gateway{
@@ -27,6 +28,9 @@ func TestAdminListenerAccess(t *testing.T) {
 		notBody             string
 	}{
 		{"default", "/healthz", "", 200, "ok", ""},
+		{"pprof", "/debug/pprof/goroutine?debug=1", "", 200, "goroutine profile:", ""},
+		{"pprof", "/debug/pprof/nosuchprofile", "", 404, "", ""},
+		{"pprof", "/debug/pprof/profile?seconds=0.1", "", 200, "", ""},
 		{"default", "/readyz", "", 200, "ready", ""},
 		{"default", "/metrics", "", 200, "wsgate_", ""},
 		{"default", "/debug/pprof/", "", 404, "", ""},
@@ -62,5 +66,14 @@ func TestAdminListenerAccess(t *testing.T) {
 				t.Error("401 without WWW-Authenticate")
 			}
 		})
+	}
+}
+
+// The gateway serves pprof on its admin mux only: the embedding program's http.DefaultServeMux stays its own
+// (importing net/http/pprof would have registered /debug/pprof/ there).
+func TestPprofLeavesTheDefaultMuxAlone(t *testing.T) {
+	req, _ := http.NewRequest("GET", "http://example.com/debug/pprof/", nil)
+	if _, pattern := http.DefaultServeMux.Handler(req); pattern != "" {
+		t.Fatalf("http.DefaultServeMux serves /debug/pprof/ (pattern %q)", pattern)
 	}
 }

@@ -29,6 +29,7 @@ func (f *fakeConn) ChargeBuffer(int) {}
 // session's goroutine) around the pause and resume thresholds: once everything is handled, the connection
 // must be reading, and while it is paused the count must be at or above the resume threshold.
 func TestBacklogPauseFollowsTheCount(t *testing.T) {
+	t.Parallel()
 	var pauses int64
 	for round := 0; round < 200; round++ {
 		fc := &fakeConn{}

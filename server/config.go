@@ -4,9 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"regexp"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,20 +13,22 @@ import (
 	"github.com/wsgate/wsgate/transport"
 )
 
-// Defaults of the public face (../shared/spec/cli.md).
+// Defaults of the public face (the flags of cmd/wsgate).
 const (
 	DefaultListen   = "127.0.0.1:8080"
 	DefaultAdmin    = "127.0.0.1:8081"
 	DefaultRedisURL = "redis://127.0.0.1:6379"
 	DefaultMode     = "reliable"
-	// DefaultQueueTimeout is the job timeout when neither the config nor QUEUE_TIMEOUT sets one, as in the
-	// Perl JobAsync backend.
-	DefaultQueueTimeout = 300 * time.Second
+	// DefaultQueueTimeout is the job timeout when the config sets none, as in the Perl JobAsync backend.
+	DefaultQueueTimeout = actors.DefaultTimeout
+	// DefaultDrainTimeout bounds a drain when Config.DrainTimeout is 0.
+	DefaultDrainTimeout = 10 * time.Second
 	// DefaultQueueName names the queue of actions that name none.
 	DefaultQueueName = "default"
 )
 
-// Action is one RPC method that clients may call, as configured.
+// Action is one RPC method that clients may call, as configured (in Go, or under `actions:` in the file,
+// where a bare name is an action without options). New turns each into the actors.Action that sessions run.
 type Action struct {
 	// Name is the request key that selects the action and the job name sent to the worker.
 	Name string `yaml:"name"`
@@ -112,10 +111,11 @@ type Config struct {
 	Queues map[string]Queue
 	// Prefix is the default queue's prefix when Queues does not define it; "" means "jobs".
 	Prefix string
-	// QueueTimeout is the default time to wait for a job's result; 0 means the QUEUE_TIMEOUT environment
-	// variable (seconds), or DefaultQueueTimeout if that is unset.
+	// QueueTimeout is the default time to wait for a job's result; 0 means DefaultQueueTimeout. (The command
+	// line reads the QUEUE_TIMEOUT environment variable into it; the library reads no environment.)
 	QueueTimeout time.Duration
-	// Actions lists the RPC methods in priority order; nil means DemoActions().
+	// Actions lists the RPC methods in priority order; required (New fails without any). The command line
+	// passes DemoActions() when no configuration names actions.
 	Actions []Action
 	// RequireResult makes a worker envelope without `result` a WrongResponse for every action that does not
 	// say otherwise; false (the default) answers it as the Perl JobAsync backend does, a success with a null
@@ -159,8 +159,6 @@ type Config struct {
 	clusterPrefixed []string // queues that WithDefaults gave ClusterPrefix, for a log line
 }
 
-var actionName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,50}$`)
-
 // DemoActions are the actions of the demo worker (ping, echo, sleep, fail, whoami). echo's results may not set
 // the stash: it returns what the client sent.
 func DemoActions() []Action {
@@ -169,19 +167,6 @@ func DemoActions() []Action {
 		{Name: "ping"}, {Name: "echo", ResultStash: &no}, {Name: "sleep"}, {Name: "fail"},
 		{Name: "whoami", StashParams: []string{"user"}},
 	}
-}
-
-// QueueTimeoutFromEnv reads QUEUE_TIMEOUT (seconds, may be fractional); ok is false when it is unset.
-func QueueTimeoutFromEnv() (d time.Duration, ok bool, err error) {
-	v, set := os.LookupEnv("QUEUE_TIMEOUT")
-	if !set || v == "" {
-		return 0, false, nil
-	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f <= 0 {
-		return 0, false, fmt.Errorf("server: QUEUE_TIMEOUT=%q is not a positive number of seconds", v)
-	}
-	return time.Duration(f * float64(time.Second)), true, nil
 }
 
 // WithDefaults returns a copy of c with every zero value replaced by its default, checked.
@@ -203,17 +188,7 @@ func (c Config) WithDefaults() (Config, error) {
 		c.Mode = DefaultMode
 	}
 	if c.QueueTimeout == 0 {
-		d, ok, err := QueueTimeoutFromEnv()
-		if err != nil {
-			return c, err
-		}
 		c.QueueTimeout = DefaultQueueTimeout
-		if ok {
-			c.QueueTimeout = d
-		}
-	}
-	if c.Actions == nil {
-		c.Actions = DemoActions()
 	}
 	queues := make(map[string]Queue, len(c.Queues)+1)
 	for k, v := range c.Queues {
@@ -228,7 +203,7 @@ func (c Config) WithDefaults() (Config, error) {
 		return c, err
 	}
 	if c.DrainTimeout == 0 {
-		c.DrainTimeout = 10 * time.Second
+		c.DrainTimeout = DefaultDrainTimeout
 	}
 	if c.QueueWatch.Interval == 0 {
 		c.QueueWatch.Interval = 5 * time.Second
@@ -242,6 +217,10 @@ func (c Config) WithDefaults() (Config, error) {
 	}
 	return c, c.Validate()
 }
+
+// ErrNoActions is New's error for a Config that lists no actions. (Validate accepts it: the worker and queue
+// commands share the configuration and need none.)
+var ErrNoActions = errors.New("actions: none configured (list the RPC methods clients may call; DemoActions() are the demo worker's)")
 
 // Validate reports a configuration error, naming the setting.
 func (c Config) Validate() error {
@@ -278,7 +257,7 @@ func (c Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, a := range c.Actions {
-		if !actionName.MatchString(a.Name) {
+		if !actors.ValidActionName(a.Name) {
 			return fmt.Errorf("actions[%d].name: %q is not a valid action name (letters, digits, _ and -, at most 50)", i, a.Name)
 		}
 		if seen[a.Name] {

@@ -32,7 +32,7 @@ type File struct {
 	// MemoryLimit is the process's soft memory limit (bytes, "auto" or "off"); the binary applies it (a
 	// process-wide setting, which the library never touches).
 	MemoryLimit string `yaml:"memory_limit"`
-	QueueWatch   struct {
+	QueueWatch  struct {
 		Interval      Duration `yaml:"interval"`
 		NoWorkerAfter Duration `yaml:"no_worker_after"`
 		RequireWorker bool     `yaml:"require_worker"`
@@ -68,7 +68,7 @@ type File struct {
 		SkipValues   string `yaml:"skip_values"`
 	} `yaml:"sanity_check"`
 	Queues  map[string]Queue `yaml:"queues"`
-	Actions []FileAction     `yaml:"actions"`
+	Actions []Action         `yaml:"actions"`
 
 	// RequireResult and ResultStash are the defaults of the actions' options of the same names.
 	RequireResult bool  `yaml:"require_result"`
@@ -79,27 +79,32 @@ type File struct {
 	TLS ListenerTLS `yaml:"tls"`
 }
 
-// FileAction is an action in the file; a bare string is an action with that name and no options.
-type FileAction struct {
-	Name        string       `yaml:"name"`
-	MsgType     string       `yaml:"msg_type"`
-	Queue       string       `yaml:"queue"`
-	Timeout     Duration     `yaml:"timeout"`
-	StashParams []string     `yaml:"stash_params"`
-	RateLimit   *actors.Rate `yaml:"rate_limit"`
-	// RequireResult and ResultStash: see Action.
-	RequireResult *bool `yaml:"require_result"`
-	ResultStash   *bool `yaml:"result_stash"`
-}
-
-// UnmarshalYAML accepts `- ping` as well as `- {name: ping, ...}`.
-func (a *FileAction) UnmarshalYAML(n *yaml.Node) error {
+// UnmarshalYAML reads an action of the file: `- ping` as well as `- {name: ping, ...}`, with its timeout in
+// seconds or as a Go duration (see Duration).
+func (a *Action) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode {
-		a.Name = n.Value
+		*a = Action{Name: n.Value}
 		return nil
 	}
-	type plain FileAction
-	return n.Decode((*plain)(a))
+	// The timeout is read as a Duration, the rest as the plain struct (without this method).
+	rest := *n
+	rest.Content = nil
+	var timeout Duration
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "timeout" {
+			if err := n.Content[i+1].Decode(&timeout); err != nil {
+				return err
+			}
+			continue
+		}
+		rest.Content = append(rest.Content, n.Content[i], n.Content[i+1])
+	}
+	type plain Action
+	if err := rest.Decode((*plain)(a)); err != nil {
+		return err
+	}
+	a.Timeout = time.Duration(timeout)
+	return nil
 }
 
 // Duration is a time.Duration written as a Go duration ("30s", "2m") or a number of seconds (300, 0.5), the
@@ -344,13 +349,6 @@ func (f *File) Config() (Config, error) {
 		}
 		cfg.Sanity = s
 	}
-	if f.Actions != nil {
-		cfg.Actions = []Action{}
-	}
-	for _, a := range f.Actions {
-		cfg.Actions = append(cfg.Actions, Action{Name: a.Name, MsgType: a.MsgType, Queue: a.Queue,
-			Timeout: time.Duration(a.Timeout), StashParams: a.StashParams, RateLimit: a.RateLimit,
-			RequireResult: a.RequireResult, ResultStash: a.ResultStash})
-	}
+	cfg.Actions = f.Actions
 	return cfg, nil
 }

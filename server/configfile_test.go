@@ -1,7 +1,7 @@
 package server_test
 
 import (
-	"os"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +10,7 @@ import (
 )
 
 func TestExampleConfigFileLoads(t *testing.T) {
+	t.Parallel()
 	cfg, file, err := server.LoadFile("../wsgate.example.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -33,6 +34,7 @@ func TestExampleConfigFileLoads(t *testing.T) {
 }
 
 func TestConfigFileErrorsNameTheLine(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, yaml, want string
 	}{
@@ -66,20 +68,21 @@ func TestConfigFileErrorsNameTheLine(t *testing.T) {
 	}
 }
 
-func TestQueueTimeoutEnvironment(t *testing.T) {
+// The library reads no environment: QUEUE_TIMEOUT is the command line's (cmd/wsgate), and a gateway without
+// actions is an error, not the demo.
+func TestConfigDefaultsReadNoEnvironment(t *testing.T) {
 	t.Setenv("QUEUE_TIMEOUT", "2.5")
 	cfg, err := server.Config{}.WithDefaults()
-	if err != nil || cfg.QueueTimeout != 2500*time.Millisecond {
-		t.Fatalf("%v %v", cfg.QueueTimeout, err)
+	if err != nil || cfg.QueueTimeout != server.DefaultQueueTimeout || cfg.Actions != nil {
+		t.Fatalf("%v %v %v", cfg.QueueTimeout, cfg.Actions, err)
 	}
-	t.Setenv("QUEUE_TIMEOUT", "never")
-	if _, err := (server.Config{}).WithDefaults(); err == nil {
-		t.Fatal("bad QUEUE_TIMEOUT accepted")
+	if _, err := server.New(server.Config{Logger: quiet}); !errors.Is(err, server.ErrNoActions) {
+		t.Fatalf("New without actions: %v, want ErrNoActions", err)
 	}
-	os.Unsetenv("QUEUE_TIMEOUT")
 }
 
 func TestHandshakeAndDescriptorLimitsFromFile(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, yaml          string
 		timeout             time.Duration

@@ -25,6 +25,7 @@ import (
 // TestConsoleInChromium opens the admin console in a real headless Chromium, sends {"ping":1} through its
 // request box and reads "pong" from the page. It saves a screenshot (to $WSGATE_ARTIFACTS when set).
 func TestConsoleInChromium(t *testing.T) {
+	t.Parallel()
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Skip("chromium is not installed (.ci/run installs Debian's chromium so CI runs this test)")

@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,39 +17,21 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/wsgate/wsgate/internal/redistest"
+	"github.com/wsgate/wsgate/internal/testutil"
 	"github.com/wsgate/wsgate/internal/wstest"
 	"github.com/wsgate/wsgate/redisq"
 	"github.com/wsgate/wsgate/server"
 	"github.com/wsgate/wsgate/server/demo"
 )
 
-// syncBuffer is a log sink for tests that read the gateway's log while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startRecordingWorker runs the demo worker and records the req_id of every request it is handed: a request
 // the gateway did not answer must not be among them.
 func startRecordingWorker(t *testing.T, srv *redistest.Server, seen *sync.Map) {
 	t.Helper()
 	const concurrency = 64
-	rdb := redis.NewClient(redisq.WorkerRedisOptions(&redis.Options{Addr: srv.Addr}, concurrency))
+	rdb := workerRedis(srv, concurrency)
 	h := demo.Handler()
 	record := redisq.HandlerFunc(func(ctx context.Context, job *redisq.Job) (redisq.Result, error) {
 		var p struct {
@@ -63,16 +44,7 @@ func startRecordingWorker(t *testing.T, srv *redistest.Server, seen *sync.Map) {
 		}
 		return h.ServeJob(ctx, job)
 	})
-	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Handler: record, Concurrency: concurrency,
-		PollTimeout: time.Second, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Start()
-	t.Cleanup(func() {
-		w.Shutdown(context.Background())
-		rdb.Close()
-	})
+	runWorker(t, rdb, redisq.WorkerConfig{Handler: record, Concurrency: concurrency})
 }
 
 // drainClient keeps `window` requests in flight until the gateway answers one with ServiceUnavailable (as a
@@ -151,10 +123,11 @@ func (c *drainClient) run(window int, results *atomic.Int64) {
 // left pending, and every connection is then closed with 1001. A request that crossed the close frame on the
 // wire was never read, so never forwarded: the worker must not have seen it.
 func TestDrainUnderLoad(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	var seen sync.Map
 	startRecordingWorker(t, srv, &seen)
-	var logs syncBuffer
+	var logs testutil.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	gw := startGateway(t, srv, server.Config{DrainTimeout: 20 * time.Second, Logger: log})
 
@@ -237,6 +210,7 @@ func TestDrainUnderLoad(t *testing.T) {
 // drain timeout is up first), a request during it gets ServiceUnavailable at once, readiness fails from the
 // start, and the connection is closed with 1001 afterwards.
 func TestDrainAnswersTakenRequests(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name         string
 		drainTimeout time.Duration

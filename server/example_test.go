@@ -24,11 +24,14 @@ func ExampleNew() {
 	defer rdb.Close()
 	worker, _ := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Handler: demo.Handler(), Concurrency: 4,
 		PollTimeout: time.Second, Logger: quiet})
-	worker.Start()
+	if err := worker.Start(context.Background()); err != nil {
+		fmt.Println(err)
+		return
+	}
 	defer worker.Shutdown(context.Background())
 
 	gw, err := server.New(server.Config{Listen: "127.0.0.1:0", Admin: "off", RedisURL: "redis://" + mr.Addr(),
-		Logger: quiet})
+		Actions: server.DemoActions(), Logger: quiet})
 	if err != nil {
 		fmt.Println(err)
 		return

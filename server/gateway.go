@@ -9,9 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"net/netip"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -79,6 +77,8 @@ type Gateway struct {
 	ready   atomic.Bool
 
 	wg           sync.WaitGroup
+	startOnce    sync.Once
+	startErr     error
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -86,6 +86,9 @@ type Gateway struct {
 // New checks cfg and builds a gateway; nothing runs until Start.
 func New(cfg Config, opts ...Option) (*Gateway, error) {
 	cfg, err := cfg.WithDefaults()
+	if err == nil && len(cfg.Actions) == 0 {
+		err = ErrNoActions
+	}
 	if err != nil {
 		return nil, fmt.Errorf("server: config: %w", err)
 	}
@@ -319,7 +322,7 @@ func (d *inboundDone) Handled() {
 
 func (h wsHandler) OnOpen(c *transport.Conn) {
 	cs := &connState{conn: c}
-	cs.pid = h.g.sessions.Spawn(h.g.root, c, c)
+	cs.pid = h.g.sessions.Spawn(h.g.root, c)
 	c.SetValue(cs)
 }
 
@@ -342,12 +345,26 @@ func (h wsHandler) OnClose(c *transport.Conn, err error) {
 	}
 }
 
-// Start connects to Redis, subscribes the queues' completion channels, and starts the listeners. It returns
-// once the gateway accepts connections.
+// Start connects to Redis, starts the parts in the order of the package documentation, and returns once the
+// gateway accepts connections. Safe to call twice: the second call returns the first one's result. After a
+// failed Start, call Shutdown to release what it started.
 func (g *Gateway) Start(ctx context.Context) error {
+	g.startOnce.Do(func() { g.startErr = g.start(ctx) })
+	return g.startErr
+}
+
+func (g *Gateway) start(ctx context.Context) error {
 	began := time.Now()
 	if err := PingRedis(ctx, g.rdb); err != nil {
 		return fmt.Errorf("server: redis: %w", err)
+	}
+	if err := g.registry.Start(ctx); err != nil {
+		return fmt.Errorf("server: registry: %w", err)
+	}
+	if g.dispatch != nil {
+		if err := g.dispatch.Start(ctx); err != nil {
+			return fmt.Errorf("server: session workers: %w", err)
+		}
 	}
 	for name, c := range g.clients {
 		if err := c.Start(ctx); err != nil {
@@ -358,20 +375,17 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server: listen: %w", err)
 	}
-	g.ln = ln
 	if g.cfg.Admin != "off" {
 		if err := g.startAdmin(); err != nil {
 			ln.Close()
 			return err
 		}
 	}
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		if err := g.ws.Serve(ln); err != nil {
-			g.log.Error("websocket listener failed", "err", err)
-		}
-	}()
+	if err := g.ws.Start(ctx, ln); err != nil {
+		ln.Close()
+		return fmt.Errorf("server: websocket: %w", err)
+	}
+	g.ln = ln
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	g.stopWatch = stopWatch
 	g.wg.Add(1)
@@ -381,15 +395,15 @@ func (g *Gateway) Start(ctx context.Context) error {
 	}()
 	g.ready.Store(true)
 	g.log.Info("wsgate listening", "websocket", g.URL(), "admin", g.AdminAddr(), "redis", g.redisForLog(),
-		"mode", g.cfg.Mode, "queue_timeout", g.cfg.QueueTimeout, "queues", len(g.clients),
-		"drain_timeout", g.cfg.DrainTimeout, "pprof", g.cfg.Pprof && g.adminLn != nil,
+		"mode", g.cfg.Mode, "queue_timeout_ms", g.cfg.QueueTimeout.Milliseconds(), "queues", len(g.clients),
+		"drain_timeout_ms", g.cfg.DrainTimeout.Milliseconds(), "pprof", g.cfg.Pprof && g.adminLn != nil,
 		"admin_token", g.cfg.AdminToken != "", "start_ms", time.Since(began).Milliseconds())
 	return nil
 }
 
 func (g *Gateway) path() string {
 	if g.cfg.Transport.Path == "" {
-		return "/ws"
+		return transport.DefaultPath
 	}
 	return g.cfg.Transport.Path
 }
@@ -483,11 +497,7 @@ func (g *Gateway) startAdmin() error {
 	mux.Handle("GET /metrics", g.requireToken(promhttp.HandlerFor(g.gatherer, promhttp.HandlerOpts{})))
 	g.mountConsole(mux, g.requireToken)
 	if g.cfg.Pprof {
-		mux.Handle("/debug/pprof/", g.requireToken(http.HandlerFunc(pprof.Index)))
-		mux.Handle("/debug/pprof/cmdline", g.requireToken(http.HandlerFunc(redactedCmdline)))
-		mux.Handle("/debug/pprof/profile", g.requireToken(http.HandlerFunc(pprof.Profile)))
-		mux.Handle("/debug/pprof/symbol", g.requireToken(http.HandlerFunc(pprof.Symbol)))
-		mux.Handle("/debug/pprof/trace", g.requireToken(http.HandlerFunc(pprof.Trace)))
+		mountPprof(mux, g.requireToken)
 	}
 	ln, err := net.Listen("tcp", g.cfg.Admin)
 	if err != nil {
@@ -535,13 +545,6 @@ func (g *Gateway) requireToken(h http.Handler) http.Handler {
 	})
 }
 
-// redactedCmdline is pprof.Cmdline with credentials masked (a --redis URL may carry a password).
-func redactedCmdline(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprint(w, strings.Join(redact.Args(os.Args), "\x00"))
-}
-
 // Run starts the gateway, serves until ctx ends, then shuts down gracefully.
 func (g *Gateway) Run(ctx context.Context) error {
 	if err := g.Start(ctx); err != nil {
@@ -557,8 +560,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 // Shutdown stops accepting connections (readiness goes false at once) and drains: requests that arrive from
 // now on are answered ServiceUnavailable, and those taken before get their answers (results, errors, or
 // RequestTimeout once DrainTimeout is up); only then is every connection closed with 1001 and everything
-// stopped. ctx bounds the whole. Safe to call twice.
-// Order: listeners, drain, connections (and so sessions), queue clients, registry, admin, actor system.
+// stopped, in the order of the package documentation. ctx bounds the whole. Safe to call twice, and after a
+// failed Start or none.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.shutdownOnce.Do(func() { g.shutdownErr = g.shutdown(ctx) })
 	return g.shutdownErr
@@ -582,7 +585,9 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("queue %s: %w", name, err))
 		}
 	}
-	g.registry.Shutdown()
+	if err := g.registry.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if g.stopWatch != nil {
 		g.stopWatch()
 	}
@@ -592,9 +597,13 @@ func (g *Gateway) shutdown(ctx context.Context) error {
 		}
 	}
 	g.wg.Wait()
-	g.sessions.Wait()
+	if err := g.sessions.Shutdown(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if g.dispatch != nil {
-		g.dispatch.Stop()
+		if err := g.dispatch.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if g.ownSystem {
 		g.system.Shutdown()

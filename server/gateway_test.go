@@ -7,12 +7,15 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/wsgate/wsgate/actors"
 	"github.com/wsgate/wsgate/internal/redistest"
 	"github.com/wsgate/wsgate/internal/testutil"
 	"github.com/wsgate/wsgate/internal/wstest"
@@ -27,42 +30,38 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // unless cfg.Admin asks for one.
 func startGateway(t *testing.T, srv *redistest.Server, cfg server.Config, opts ...server.Option) *server.Gateway {
 	t.Helper()
-	cfg.Listen = "127.0.0.1:0"
-	if cfg.Admin == "" {
-		cfg.Admin = "off"
-	}
 	cfg.RedisURL = srv.URL()
-	if cfg.Logger == nil {
-		cfg.Logger = quiet
-	}
-	gw, err := server.New(cfg, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := gw.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return gw
+	return startGatewayOn(t, cfg, opts...)
 }
 
 // startWorker runs the demo worker against srv until the test ends (or until the returned stop is called).
 func startWorker(t *testing.T, srv *redistest.Server) (stop func()) {
 	t.Helper()
-	const concurrency = 16
-	rdb := redis.NewClient(redisq.WorkerRedisOptions(&redis.Options{Addr: srv.Addr}, concurrency))
-	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Handler: demo.Handler(), Concurrency: concurrency,
-		PollTimeout: time.Second, Logger: quiet})
+	_, stop = runWorker(t, workerRedis(srv, 16), redisq.WorkerConfig{Handler: demo.Handler(), Concurrency: 16})
+	return stop
+}
+
+// workerRedis is a connection pool to srv sized for a worker of that concurrency.
+func workerRedis(srv *redistest.Server, concurrency int) *redis.Client {
+	return redis.NewClient(redisq.WorkerRedisOptions(&redis.Options{Addr: srv.Addr}, concurrency))
+}
+
+// runWorker starts a worker of cfg on rdb until the test ends (or stop is called), then closes rdb. Unset
+// PollTimeout and Logger mean 1 s and quiet.
+func runWorker(t *testing.T, rdb redis.UniversalClient, cfg redisq.WorkerConfig) (w *redisq.Worker, stop func()) {
+	t.Helper()
+	cfg.Redis = rdb
+	if cfg.PollTimeout == 0 {
+		cfg.PollTimeout = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	w, err := redisq.NewWorker(cfg)
 	if err != nil {
+		rdb.Close()
 		t.Fatal(err)
 	}
-	w.Start()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -71,7 +70,10 @@ func startWorker(t *testing.T, srv *redistest.Server) (stop func()) {
 		})
 	}
 	t.Cleanup(stop)
-	return stop
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return w, stop
 }
 
 func decode(t *testing.T, s string) map[string]any {
@@ -84,6 +86,7 @@ func decode(t *testing.T, s string) map[string]any {
 }
 
 func TestRequestsGetDocumentedReplies(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	gw := startGateway(t, srv, server.Config{})
@@ -130,6 +133,7 @@ func TestRequestsGetDocumentedReplies(t *testing.T) {
 }
 
 func TestThousandConcurrentRequestsEachGetOneReply(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	gw := startGateway(t, srv, server.Config{})
@@ -143,7 +147,10 @@ func TestThousandConcurrentRequestsEachGetOneReply(t *testing.T) {
 			defer wg.Done()
 			// All ten requests go out before any reply is read: they are in flight together.
 			for j := 0; j < perConn; j++ {
-				c.Send(fmt.Sprintf(`{"echo":{"conn":%d,"n":%d},"req_id":%d}`, i, j, j))
+				if err := c.Write(fmt.Sprintf(`{"echo":{"conn":%d,"n":%d},"req_id":%d}`, i, j, j)); err != nil {
+					errs <- fmt.Errorf("conn %d: %w", i, err)
+					return
+				}
 			}
 			seen := map[int]bool{}
 			for j := 0; j < perConn; j++ {
@@ -187,10 +194,10 @@ func TestThousandConcurrentRequestsEachGetOneReply(t *testing.T) {
 }
 
 func TestTimeoutThenLateResultIsDropped(t *testing.T) {
-	t.Setenv("QUEUE_TIMEOUT", "0.3")
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
-	gw := startGateway(t, srv, server.Config{})
+	gw := startGateway(t, srv, server.Config{QueueTimeout: 300 * time.Millisecond})
 	c := wstest.Dial(t, gw.URL())
 
 	// The worker takes the job at once but needs 800 ms: the gateway answers RequestTimeout at 300 ms.
@@ -201,7 +208,7 @@ func TestTimeoutThenLateResultIsDropped(t *testing.T) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 	if waited := time.Since(start); waited < 300*time.Millisecond {
-		t.Fatalf("RequestTimeout after %v, before QUEUE_TIMEOUT (300 ms)", waited)
+		t.Fatalf("RequestTimeout after %v, before QueueTimeout (300 ms)", waited)
 	}
 	// The result arrives late: it is counted and dropped, and the client gets nothing more.
 	waitFor(t, func() bool { return gw.Stats().Queue.Late == 1 })
@@ -217,9 +224,9 @@ func TestTimeoutThenLateResultIsDropped(t *testing.T) {
 }
 
 func TestTimedOutQueuedJobIsCancelled(t *testing.T) {
-	t.Setenv("QUEUE_TIMEOUT", "0.2")
+	t.Parallel()
 	srv := redistest.Start(t)
-	gw := startGateway(t, srv, server.Config{}) // no worker: the job stays queued
+	gw := startGateway(t, srv, server.Config{QueueTimeout: 200 * time.Millisecond}) // no worker: the job stays queued
 	c := wstest.Dial(t, gw.URL())
 	if e, _ := c.Call(`{"echo":1}`)["error"].(map[string]any); e["code"] != "RequestTimeout" {
 		t.Fatalf("want RequestTimeout, got %v", e)
@@ -246,3 +253,111 @@ func TestTimedOutQueuedJobIsCancelled(t *testing.T) {
 }
 
 func waitFor(t *testing.T, cond func() bool) { t.Helper(); testutil.WaitFor(t, cond) }
+
+// One lifecycle shape: Start and Shutdown are safe to call twice, Shutdown works without Start, and the parts
+// refuse to start again once shut down.
+func TestLifecycleCallsAreIdempotent(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	startWorker(t, srv)
+	gw := startGateway(t, srv, server.Config{SessionWorkers: 2}) // with every part, the dispatcher too
+	if err := gw.Start(ctx); err != nil {
+		t.Fatalf("second Start: %v", err)
+	}
+	if got := wstest.Dial(t, gw.URL()).Call(`{"ping":1}`); got["ping"] != "pong" {
+		t.Fatalf("after a second Start: %v", got)
+	}
+	for i := range 2 {
+		if err := gw.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown %d: %v", i+1, err)
+		}
+	}
+
+	never, err := server.New(server.Config{Listen: "127.0.0.1:0", Admin: "off", RedisURL: srv.URL(),
+		Actions: server.DemoActions(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := never.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown without Start: %v", err)
+	}
+
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer rdb.Close()
+	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Handler: demo.Handler(), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := redisq.NewClient(redisq.ClientConfig{Redis: rdb, Logger: quiet, OnComplete: func(redisq.Completion) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	system := actor.NewActorSystem()
+	defer system.Shutdown()
+	reg, err := actors.NewRegistry(system.Root, actors.RegistryConfig{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, part := range map[string]interface {
+		Start(context.Context) error
+		Shutdown(context.Context) error
+	}{"worker": w, "client": c, "registry": reg, "dispatcher": actors.NewPoolDispatcher(2, 10)} {
+		for i := range 2 {
+			if err := part.Start(ctx); err != nil {
+				t.Fatalf("%s: Start %d: %v", name, i+1, err)
+			}
+		}
+		for i := range 2 {
+			if err := part.Shutdown(ctx); err != nil {
+				t.Fatalf("%s: Shutdown %d: %v", name, i+1, err)
+			}
+		}
+		if err := part.Start(ctx); err == nil {
+			t.Fatalf("%s: Start after Shutdown succeeded", name)
+		}
+	}
+}
+
+// An operator follows one request through the debug log: every line about it carries the connection's ID,
+// the client's req_id and the job's ID, and durations are in milliseconds.
+func TestRequestLogLinesCarryConnReqAndJobIDs(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	startWorker(t, srv)
+	var logs testutil.Buffer
+	gw := startGateway(t, srv, server.Config{
+		Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	c := wstest.Dial(t, gw.URL())
+	if got := c.Call(`{"ping":1,"req_id":"r-42"}`); got["ping"] != "pong" {
+		t.Fatalf("ping: %v", got)
+	}
+	byMsg := map[string]map[string]any{}
+	waitFor(t, func() bool { // the answer's log line is written just after the reply is queued
+		for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(line), &rec); err == nil && rec["req_id"] == "r-42" {
+				byMsg[rec["msg"].(string)] = rec
+			}
+		}
+		return byMsg["request answered"] != nil
+	})
+	submitted, answered := byMsg["job submitted"], byMsg["request answered"]
+	if submitted == nil {
+		t.Fatalf("no \"job submitted\" line for req_id r-42 in:\n%s", logs.String())
+	}
+	for _, rec := range []map[string]any{submitted, answered} {
+		id, _ := rec["conn_id"].(float64)
+		job, _ := rec["job_id"].(string)
+		if id < 1 || job == "" || rec["action"] != "ping" {
+			t.Fatalf("%q: conn_id %v, job_id %q, action %v; want all three: %v", rec["msg"], rec["conn_id"], job,
+				rec["action"], rec)
+		}
+	}
+	if submitted["job_id"] != answered["job_id"] || submitted["conn_id"] != answered["conn_id"] {
+		t.Fatalf("one request, two identities: %v / %v", submitted, answered)
+	}
+	if _, ok := answered["duration_ms"].(float64); !ok || answered["outcome"] != "ok" {
+		t.Fatalf("request answered: %v, want duration_ms and outcome ok", answered)
+	}
+}

@@ -39,42 +39,7 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}},
 			[]string{"action"}),
 	}
-	gauge := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsgate", Name: name, Help: help}, f)
-	}
-	counter := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "wsgate", Name: name, Help: help}, f)
-	}
-	st := func() Stats { return g.Stats() }
-	collectors := []prometheus.Collector{
-		m.requests, m.latency, g.watch,
-		gauge("connections", "Open WebSocket connections.", func() float64 { return float64(st().Transport.Connections) }),
-		counter("connections_accepted_total", "Upgraded connections.", func() float64 { return float64(st().Transport.Accepted) }),
-		counter("connections_rejected_total", "Failed or refused upgrades.", func() float64 { return float64(st().Transport.Rejected) }),
-		counter("connections_refused_no_fd_total", "Upgrades refused with 503 for want of file descriptors (fd_reserve).",
-			func() float64 { return float64(st().Transport.NoFDs) }),
-		counter("slow_consumer_disconnects_total", "Clients closed because their write queue was full.",
-			func() float64 { return float64(st().Transport.SlowConsumers) }),
-		counter("write_timeout_disconnects_total", "Clients closed because they did not read for the write timeout.",
-			func() float64 { return float64(st().Transport.WriteTimeouts) }),
-		counter("protocol_errors_total", "Connections closed for WebSocket protocol errors.",
-			func() float64 { return float64(st().Transport.ProtocolErrors) }),
-		gauge("buffered_bytes", "Bytes held in unfinished client messages and write queues (against the buffer budget).",
-			func() float64 { return float64(st().Transport.Buffered) }),
-		counter("buffer_budget_disconnects_total", "Clients closed to keep buffered bytes under the budget.",
-			func() float64 { return float64(st().Transport.BudgetEvictions) }),
-		counter("message_timeout_disconnects_total", "Clients closed for not finishing a message within the message timeout.",
-			func() float64 { return float64(st().Transport.MessageTimeouts) }),
-		gauge("pending_jobs", "Jobs submitted and waiting for their result.", func() float64 { return float64(st().Registry.Pending) }),
-		counter("job_timeouts_total", "Jobs answered RequestTimeout.", func() float64 { return float64(st().Registry.TimedOut) }),
-		counter("late_results_total", "Results that arrived after their request was answered or its connection closed.",
-			func() float64 { return float64(st().Queue.Late + st().Registry.Late) }),
-		counter("redis_errors_total", "Jobs that could not be submitted to Redis.", func() float64 { return float64(st().Queue.SubmitErrors) }),
-		counter("jobs_lost_total", "Pending jobs found gone from Redis (restart without persistence).",
-			func() float64 { return float64(st().Queue.Lost) }),
-		counter("redis_resubscribes_total", "Pub/sub re-subscriptions after a dropped connection.",
-			func() float64 { return float64(st().Queue.Resubscribed) }),
-	}
+	collectors := []prometheus.Collector{m.requests, m.latency, g.watch, newStatsCollector(g.Stats)}
 	collectors = append(collectors, g.tlsCollectors()...)
 	for _, c := range collectors {
 		if err := reg.Register(c); err != nil {
@@ -82,4 +47,70 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// statMetric is one metric read from the gateway's Stats.
+type statMetric struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(Stats) float64
+}
+
+// statsCollector exports the counters the parts already keep. A scrape reads Stats once and derives every
+// metric from that one reading (Stats takes the transport's lock and asks every queue client).
+type statsCollector struct {
+	stats   func() Stats
+	metrics []statMetric
+}
+
+func newStatsCollector(stats func() Stats) *statsCollector {
+	c := &statsCollector{stats: stats}
+	add := func(kind prometheus.ValueType, name, help string, value func(Stats) float64) {
+		c.metrics = append(c.metrics, statMetric{
+			desc: prometheus.NewDesc(prometheus.BuildFQName("wsgate", "", name), help, nil, nil), kind: kind,
+			value: value})
+	}
+	gauge, counter := prometheus.GaugeValue, prometheus.CounterValue
+	add(gauge, "connections", "Open WebSocket connections.", func(st Stats) float64 { return float64(st.Transport.Connections) })
+	add(counter, "connections_accepted_total", "Upgraded connections.", func(st Stats) float64 { return float64(st.Transport.Accepted) })
+	add(counter, "connections_rejected_total", "Failed or refused upgrades.", func(st Stats) float64 { return float64(st.Transport.Rejected) })
+	add(counter, "connections_refused_no_fd_total", "Upgrades refused with 503 for want of file descriptors (fd_reserve).",
+		func(st Stats) float64 { return float64(st.Transport.NoFDs) })
+	add(counter, "slow_consumer_disconnects_total", "Clients closed because their write queue was full.",
+		func(st Stats) float64 { return float64(st.Transport.SlowConsumers) })
+	add(counter, "write_timeout_disconnects_total", "Clients closed because they did not read for the write timeout.",
+		func(st Stats) float64 { return float64(st.Transport.WriteTimeouts) })
+	add(counter, "protocol_errors_total", "Connections closed for WebSocket protocol errors.",
+		func(st Stats) float64 { return float64(st.Transport.ProtocolErrors) })
+	add(gauge, "buffered_bytes", "Bytes held in unfinished client messages and write queues (against the buffer budget).",
+		func(st Stats) float64 { return float64(st.Transport.Buffered) })
+	add(counter, "buffer_budget_disconnects_total", "Clients closed to keep buffered bytes under the budget.",
+		func(st Stats) float64 { return float64(st.Transport.BudgetEvictions) })
+	add(counter, "message_timeout_disconnects_total", "Clients closed for not finishing a message within the message timeout.",
+		func(st Stats) float64 { return float64(st.Transport.MessageTimeouts) })
+	add(gauge, "pending_jobs", "Jobs submitted and waiting for their result.", func(st Stats) float64 { return float64(st.Registry.Pending) })
+	add(counter, "job_timeouts_total", "Jobs answered RequestTimeout.", func(st Stats) float64 { return float64(st.Registry.TimedOut) })
+	add(counter, "late_results_total", "Results that arrived after their request was answered or its connection closed.",
+		func(st Stats) float64 { return float64(st.Queue.Late + st.Registry.Late) })
+	add(counter, "redis_errors_total", "Jobs that could not be submitted to Redis.", func(st Stats) float64 { return float64(st.Queue.SubmitErrors) })
+	add(counter, "jobs_lost_total", "Pending jobs found gone from Redis (restart without persistence).",
+		func(st Stats) float64 { return float64(st.Queue.Lost) })
+	add(counter, "redis_resubscribes_total", "Pub/sub re-subscriptions after a dropped connection.",
+		func(st Stats) float64 { return float64(st.Queue.Resubscribed) })
+	return c
+}
+
+// Describe implements prometheus.Collector.
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, m := range c.metrics {
+		ch <- m.desc
+	}
+}
+
+// Collect implements prometheus.Collector: one Stats reading per scrape.
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.stats()
+	for _, m := range c.metrics {
+		ch <- prometheus.MustNewConstMetric(m.desc, m.kind, m.value(st))
+	}
 }

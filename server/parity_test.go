@@ -28,6 +28,7 @@ func errCode(m map[string]any) string {
 }
 
 func TestProtocolParity(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	actions := append(server.DemoActions(), server.Action{Name: "history", MsgType: "ticks_history"},
@@ -101,6 +102,7 @@ func TestProtocolParity(t *testing.T) {
 }
 
 func TestConnectionRateLimitAndInFlightBound(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	gw := startGateway(t, srv, server.Config{RateLimit: &actors.Rate{PerSecond: 0.001, Burst: 3}, MaxInFlight: 2})
@@ -122,15 +124,16 @@ func TestConnectionRateLimitAndInFlightBound(t *testing.T) {
 }
 
 func TestHooks(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	var opened, finished, sent, failures atomic.Int32
 	hooks := actors.Hooks{
-		OpenedConnection: []func(any, map[string]json.RawMessage){func(_ any, stash map[string]json.RawMessage) {
+		OpenedConnection: []func(actors.ConnInfo, map[string]json.RawMessage){func(_ actors.ConnInfo, stash map[string]json.RawMessage) {
 			opened.Add(1)
 			stash["user"] = json.RawMessage(`"from-open-hook"`)
 		}},
-		FinishConnection: []func(any, map[string]json.RawMessage){func(any, map[string]json.RawMessage) { finished.Add(1) }},
+		FinishConnection: []func(actors.ConnInfo, map[string]json.RawMessage){func(actors.ConnInfo, map[string]json.RawMessage) { finished.Add(1) }},
 		BeforeForward: []func(*actors.Request) actors.Verdict{
 			func(r *actors.Request) actors.Verdict { // authorisation, decided off the actor
 				if r.Action.Name != "fail" {
@@ -155,7 +158,7 @@ func TestHooks(t *testing.T) {
 			},
 		},
 		AfterSentAPIResponse: []func(*actors.Request, []byte){func(*actors.Request, []byte) { sent.Add(1) }},
-		BinaryFrame: func(_ any, _ map[string]json.RawMessage, data []byte) []byte {
+		BinaryFrame: func(_ actors.ConnInfo, _ map[string]json.RawMessage, data []byte) []byte {
 			return append([]byte("got:"), data...)
 		},
 	}
@@ -188,6 +191,7 @@ func TestHooks(t *testing.T) {
 }
 
 func TestMetricsAndReadiness(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	gw := startGateway(t, srv, server.Config{Admin: "127.0.0.1:0"})
@@ -228,12 +232,13 @@ func TestMetricsAndReadiness(t *testing.T) {
 }
 
 func TestGracefulShutdownAnswersInFlightRequests(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	gw := startGateway(t, srv, server.Config{}) // the test shuts it down; the cleanup's second Shutdown is a no-op
 	c := wstest.Dial(t, gw.URL())
 	c.Send(`{"sleep":400,"req_id":1}`)
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, func() bool { return gw.Stats().Registry.Pending == 1 }) // in flight when the shutdown begins
 	done := make(chan error)
 	go func() { done <- gw.Shutdown(context.Background()) }()
 	if got := c.ReadJSON(5 * time.Second); got["msg_type"] != "sleep" || errCode(got) != "" {
@@ -259,6 +264,7 @@ func asClosed(err error, target *wsutil.ClosedError) bool {
 }
 
 func TestActionsRoutedToTheirQueues(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv) // serves jobs::pending only
 	gw := startGateway(t, srv, server.Config{
@@ -275,6 +281,7 @@ func TestActionsRoutedToTheirQueues(t *testing.T) {
 }
 
 func TestSlowSessionPausesReading(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	slow := actors.Hooks{BeforeForward: []func(*actors.Request) actors.Verdict{func(r *actors.Request) actors.Verdict {
 		time.Sleep(time.Millisecond) // a session that cannot keep up (hooks must not block: this one does, on purpose)
@@ -283,16 +290,24 @@ func TestSlowSessionPausesReading(t *testing.T) {
 	gw := startGateway(t, srv, server.Config{}, server.WithHooks(slow))
 	c := wstest.Dial(t, gw.URL())
 	const n = 500
+	wrote := make(chan error, 1)
 	go func() {
 		for i := 0; i < n; i++ {
-			wsutil.WriteClientText(c.Conn, []byte(fmt.Sprintf(`{"ping":1,"req_id":%d}`, i)))
+			if err := c.Write(fmt.Sprintf(`{"ping":1,"req_id":%d}`, i)); err != nil {
+				wrote <- err
+				return
+			}
 		}
+		wrote <- nil
 	}()
 	for i := 0; i < n; i++ {
 		got := c.ReadJSON(20 * time.Second)
 		if got["ping"] != float64(i) {
 			t.Fatalf("reply %d: %v", i, got)
 		}
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
 	}
 	if st := gw.Stats().Transport; st.ReadPauses == 0 {
 		t.Fatalf("the connection was never paused: %+v", st)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/internal/redistest"
+	"github.com/wsgate/wsgate/internal/testutil"
 	"github.com/wsgate/wsgate/internal/wstest"
 	"github.com/wsgate/wsgate/server"
 )
@@ -27,10 +28,11 @@ func adminGet(t *testing.T, gw *server.Gateway, path string) (int, string) {
 // A queue with requests waiting and no worker is the classic "it hangs" report: the gateway must say so in its
 // log, on /readyz and in /metrics, and stop saying so once a worker serves the queue.
 func TestUnservedQueueIsReported(t *testing.T) {
+	t.Parallel()
 	for _, require := range []bool{false, true} {
 		t.Run(map[bool]string{false: "warn", true: "require_worker"}[require], func(t *testing.T) {
 			srv := redistest.Start(t)
-			logs := &syncBuffer{}
+			logs := &testutil.Buffer{}
 			gw := startGateway(t, srv, server.Config{Admin: "127.0.0.1:0",
 				Logger:     slog.New(slog.NewTextHandler(logs, nil)),
 				QueueWatch: server.QueueWatch{Interval: 50 * time.Millisecond, NoWorkerAfter: 300 * time.Millisecond, RequireWorker: require}})

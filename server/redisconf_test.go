@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/wsgate/wsgate/internal/redistest"
+	"github.com/wsgate/wsgate/internal/testutil"
 	"github.com/wsgate/wsgate/internal/wstest"
 	"github.com/wsgate/wsgate/redisq"
 	"github.com/wsgate/wsgate/server"
@@ -24,6 +24,7 @@ import (
 )
 
 func TestRedisConfigInTheFile(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, yaml string
 		want       server.RedisConfig
@@ -57,6 +58,7 @@ redis:
 
 // The commented-out redis mapping of wsgate.example.yaml uses only keys that exist.
 func TestExampleRedisMappingParses(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("../wsgate.example.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +84,7 @@ func TestExampleRedisMappingParses(t *testing.T) {
 }
 
 func TestRedisConfigErrorsNameTheSetting(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, yaml, want string
 	}{
@@ -114,6 +117,7 @@ func TestRedisConfigErrorsNameTheSetting(t *testing.T) {
 }
 
 func TestClusterQueuePrefixes(t *testing.T) {
+	t.Parallel()
 	cluster := server.RedisConfig{Cluster: server.RedisCluster{Addrs: []string{"127.0.0.1:1"}}}
 	tests := []struct {
 		name   string
@@ -152,6 +156,7 @@ func TestClusterQueuePrefixes(t *testing.T) {
 }
 
 func TestRedisConfigBuildsTheClientItNames(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		rc   server.RedisConfig
@@ -209,14 +214,21 @@ func TestRedisConfigBuildsTheClientItNames(t *testing.T) {
 	}
 }
 
-// startGatewayOn runs a gateway with cfg's Redis settings until the test ends.
-func startGatewayOn(t *testing.T, cfg server.Config) *server.Gateway {
+// startGatewayOn runs a gateway with cfg's Redis settings until the test ends: WebSocket on a free port, no
+// admin listener unless cfg.Admin asks for one, the demo actions unless cfg names some.
+func startGatewayOn(t *testing.T, cfg server.Config, opts ...server.Option) *server.Gateway {
 	t.Helper()
-	cfg.Listen, cfg.Admin = "127.0.0.1:0", "off"
+	cfg.Listen = "127.0.0.1:0"
+	if cfg.Admin == "" {
+		cfg.Admin = "off"
+	}
+	if cfg.Actions == nil {
+		cfg.Actions = server.DemoActions()
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
 	}
-	gw, err := server.New(cfg)
+	gw, err := server.New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,17 +259,9 @@ func startWorkerOn(t *testing.T, cfg server.Config) *redisq.Worker {
 		t.Fatal(err)
 	}
 	q := cfg.Queues[server.DefaultQueueName]
-	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Mode: redisq.Mode(cfg.Mode), Handler: demo.Handler(),
+	w, _ := runWorker(t, rdb, redisq.WorkerConfig{Mode: redisq.Mode(cfg.Mode), Handler: demo.Handler(),
 		Keys: redisq.Keys{Prefix: q.Prefix, NoPrefix: q.NoPrefix, Queue: q.Name}, Concurrency: concurrency,
-		PollTimeout: time.Second, Heartbeat: 500 * time.Millisecond, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Start()
-	t.Cleanup(func() {
-		w.Shutdown(context.Background())
-		rdb.Close()
-	})
+		Heartbeat: 500 * time.Millisecond})
 	return w
 }
 
@@ -265,6 +269,9 @@ func startWorkerOn(t *testing.T, cfg server.Config) *redisq.Worker {
 func startFails(t *testing.T, cfg server.Config, want ...string) {
 	t.Helper()
 	cfg.Listen, cfg.Admin, cfg.Logger = "127.0.0.1:0", "off", quiet
+	if cfg.Actions == nil {
+		cfg.Actions = server.DemoActions()
+	}
 	gw, err := server.New(cfg)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -290,6 +297,7 @@ func pong(t *testing.T, gw *server.Gateway) {
 }
 
 func TestRedisOverTLS(t *testing.T) {
+	t.Parallel()
 	certs := redistest.NewCerts(t)
 	_, addr := redistest.StartTLS(t, certs)
 	rc := server.RedisConfig{URL: "rediss://" + addr,
@@ -316,6 +324,7 @@ func TestRedisOverTLS(t *testing.T) {
 }
 
 func TestRedisACLUser(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	ctx := context.Background()
@@ -351,10 +360,11 @@ func TestRedisCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node Redis Cluster")
 	}
+	t.Parallel()
 	cluster := redistest.StartCluster(t)
 	cfg := server.Config{RedisConfig: server.RedisConfig{Cluster: server.RedisCluster{Addrs: cluster.Addrs()[:1]}}}
 	startWorkerOn(t, cfg)
-	log := &syncWriter{}
+	log := &testutil.Buffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
 	gw := startGatewayOn(t, cfg)
 	c := wstest.Dial(t, gw.URL())
@@ -368,25 +378,8 @@ func TestRedisCluster(t *testing.T) {
 	}
 }
 
-// syncWriter is a log destination that a test may read while the gateway writes to it.
-type syncWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
-
 func TestRedisUnixSocket(t *testing.T) {
+	t.Parallel()
 	sock := filepath.Join(t.TempDir(), "redis.sock")
 	redistest.Start(t, "--unixsocket", sock, "--unixsocketperm", "700")
 	rc := server.RedisConfig{URL: "unix://" + sock}

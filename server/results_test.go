@@ -1,20 +1,17 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/wsgate/wsgate/internal/redistest"
+	"github.com/wsgate/wsgate/internal/testutil"
 	"github.com/wsgate/wsgate/internal/wstest"
 	"github.com/wsgate/wsgate/redisq"
 	"github.com/wsgate/wsgate/server"
@@ -29,17 +26,7 @@ func startTestWorker(t *testing.T, srv *redistest.Server, extra map[string]redis
 	for name, h := range extra {
 		r.Handle(name, h)
 	}
-	rdb := redis.NewClient(redisq.WorkerRedisOptions(&redis.Options{Addr: srv.Addr}, 4))
-	w, err := redisq.NewWorker(redisq.WorkerConfig{Redis: rdb, Handler: r, Concurrency: 4, PollTimeout: time.Second,
-		Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Start()
-	t.Cleanup(func() {
-		w.Shutdown(context.Background())
-		rdb.Close()
-	})
+	runWorker(t, workerRedis(srv, 4), redisq.WorkerConfig{Handler: r, Concurrency: 4})
 }
 
 // payload is a worker that answers every job with the same raw payload.
@@ -53,6 +40,7 @@ var (
 )
 
 func TestEnvelopeWithoutResult(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	noResult := payload(`{"success":0,"error":"the worker died"}`)
 	startTestWorker(t, srv, map[string]redisq.Handler{
@@ -90,25 +78,8 @@ func TestEnvelopeWithoutResult(t *testing.T) {
 	}
 }
 
-// logBuffer collects log output from several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestOnlyWorkersSetTheStash(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	// login is a worker that sets the stash (a real one would check a password); reflect returns the request
 	// as the demo echo used to, stash included.
@@ -119,7 +90,7 @@ func TestOnlyWorkersSetTheStash(t *testing.T) {
 	})
 	reflectArgs := redisq.RPC(func(_ context.Context, req *redisq.RPCRequest) (any, error) { return req.Args, nil })
 	startTestWorker(t, srv, map[string]redisq.Handler{"login": login, "login_denied": login, "reflect": reflectArgs})
-	logs := &logBuffer{}
+	logs := &testutil.Buffer{}
 	gw := startGateway(t, srv, server.Config{
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Actions: append(server.DemoActions(), server.Action{Name: "login"},
@@ -172,6 +143,7 @@ func TestOnlyWorkersSetTheStash(t *testing.T) {
 }
 
 func TestResultOptionsInConfigFile(t *testing.T) {
+	t.Parallel()
 	cfg, _, err := server.ParseFile("cfg.yaml", []byte(`
 require_result: true
 result_stash: false
@@ -204,6 +176,7 @@ actions:
 }
 
 func TestErrorRepliesFitMaxResponseSize(t *testing.T) {
+	t.Parallel()
 	srv := redistest.Start(t)
 	startWorker(t, srv)
 	// Requests of 1 MiB (the default max_message_size): one the demo echo returns whole, one that fails the

@@ -11,6 +11,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/wsgate/wsgate/internal/redistest"
+	"github.com/wsgate/wsgate/internal/testutil"
 	"github.com/wsgate/wsgate/internal/wstest"
 	"github.com/wsgate/wsgate/server"
 )
@@ -22,6 +23,7 @@ func TestRedisSentinelFailoverUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a master, a replica and a Sentinel, and fails over")
 	}
+	t.Parallel()
 	set := redistest.StartSentinel(t, 1)
 	oldMaster := set.MasterAddr()
 	const queueTimeout = 4 * time.Second
@@ -97,14 +99,21 @@ func TestRedisSentinelFailoverUnderLoad(t *testing.T) {
 	failedOver.Store(true)
 	took := time.Since(start)
 	// Every connection gets answers again (waiting past a queue timeout if a job was lost on the way).
-	deadline := time.Now().Add(3*queueTimeout + 10*time.Second)
-	for i := range okAfter {
-		for okAfter[i].Load() < okAfterWanted && len(problems) == 0 {
-			if time.Now().After(deadline) {
-				t.Errorf("conn %d: only %d requests answered after the failover", i, okAfter[i].Load())
-				break
+	// (Eventually, not WaitFor: on failure the load goroutines must still be stopped below, and the problems
+	// they found reported.)
+	answeredAll := func() bool {
+		for i := range okAfter {
+			if okAfter[i].Load() < okAfterWanted {
+				return false
 			}
-			time.Sleep(10 * time.Millisecond)
+		}
+		return true
+	}
+	if !testutil.Eventually(3*queueTimeout+10*time.Second, func() bool { return answeredAll() || len(problems) > 0 }) {
+		for i := range okAfter {
+			if n := okAfter[i].Load(); n < okAfterWanted {
+				t.Errorf("conn %d: only %d requests answered after the failover", i, n)
+			}
 		}
 	}
 	close(stop)

@@ -123,8 +123,14 @@ func (s *Server) enforceBudget(grower *Conn) {
 		if h.read >= h.queued && h.read >= h.held {
 			code, reason = CloseMessageTooBig, "server buffer budget exceeded: message too big for now"
 		}
-		s.log.Warn("closing a connection over the buffer budget", "remote", h.c.remote,
-			"unfinished_bytes", h.read, "queued_bytes", h.queued, "handler_bytes", h.held, "code", code)
+		// Under an attack this runs for many connections a second: one line a second says enough (the
+		// metric counts them all).
+		if now, last := time.Now().UnixNano(), s.evictWarned.Load(); now-last >= int64(time.Second) &&
+			s.evictWarned.CompareAndSwap(last, now) {
+			s.log.Warn("closing a connection over the buffer budget", "conn_id", h.c.id, "remote", h.c.remote,
+				"unfinished_bytes", h.read, "queued_bytes", h.queued, "handler_bytes", h.held, "code", code,
+				"evictions_total", s.stats.budgetEvictions.Load())
+		}
 		h.c.evict(code, reason)
 	}
 }

@@ -72,7 +72,7 @@ type Conn struct {
 	state      uint8
 	writeArmed bool // fd is registered with the write poller
 	deflate    bool // permessage-deflate was negotiated
-	paused     bool // PauseReading: re-arm for hang-up only, not for reading
+	paused     bool // SetReadPaused: re-arm for hang-up only, not for reading
 	armed      bool // a one-shot epoll registration is pending (it has not fired yet)
 	watching   bool // the pending registration is for hang-up only (the connection is paused)
 	hangup     bool // epoll reported a hang-up or an error
@@ -105,6 +105,10 @@ func (c *Conn) Value() any { return c.value }
 
 // RemoteAddr is the client's address.
 func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
+
+// ID identifies the connection within the server (1, 2, ... in the order of their upgrades); logs show it as
+// conn_id.
+func (c *Conn) ID() uint64 { return c.id }
 
 // Send queues a text message and returns at once. The connection owns msg from now on. If the queue is over
 // its byte limit, the connection is closed (1008) and ErrSlowConsumer returned.
@@ -358,7 +362,7 @@ func (c *Conn) armReadLocked() {
 }
 
 // fired takes the pending epoll registration when it reports ev, and says whether a worker should handle it.
-// An event with no pending registration is stale (ResumeReading changed the interest of a registration that
+// An event with no pending registration is stale (SetReadPaused(false) changed the interest of a registration that
 // had just fired): dropping it keeps to at most one worker per connection.
 func (c *Conn) fired(ev netpoll.EpollEvent) bool {
 	c.mu.Lock()
@@ -373,16 +377,11 @@ func (c *Conn) fired(ev netpoll.EpollEvent) bool {
 	return true
 }
 
-// PauseReading stops reading from the connection after what is being read now, until ResumeReading: the
-// kernel's buffer fills and TCP pushes back on the client. The handler uses it when it cannot keep up. A
-// paused connection still notices a hang-up (and is then closed).
-func (c *Conn) PauseReading() { c.SetReadPaused(true) }
-
-// ResumeReading undoes PauseReading.
-func (c *Conn) ResumeReading() { c.SetReadPaused(false) }
-
-// SetReadPaused pauses or resumes reading under the connection's lock: when several goroutines decide the
-// state, the last call wins, whatever the order in which they reached it.
+// SetReadPaused(true) stops reading from the connection after what is being read now, until
+// SetReadPaused(false): the kernel's buffer fills and TCP pushes back on the client. The handler uses it when
+// it cannot keep up. A paused connection still notices a hang-up (and is then closed). It works under the
+// connection's lock: when several goroutines decide the state, the last call wins, whatever the order in
+// which they reached it.
 func (c *Conn) SetReadPaused(paused bool) {
 	c.mu.Lock()
 	if paused == c.paused {

@@ -27,9 +27,8 @@
 // offer it cannot honour or parse (server_max_window_bits below 15, unknown parameters) is declined, and the
 // connection proceeds uncompressed.
 //
-// A handler that cannot keep up calls Conn.PauseReading (or SetReadPaused): the connection's epoll interest
-// is narrowed to hang-up, the kernel's buffer fills and TCP pushes back on the client, until
-// Conn.ResumeReading; a client that leaves meanwhile is still noticed and unregistered at once.
+// A handler that cannot keep up calls Conn.SetReadPaused(true): the connection's epoll interest is narrowed
+// to hang-up, the kernel's buffer fills and TCP pushes back on the client, until SetReadPaused(false); a client that leaves meanwhile is still noticed and unregistered at once.
 //
 // Admission: a handshake holds one of MaxHandshakes slots and one of its address's MaxHandshakesPerIP for at
 // most HandshakeTimeout; a socket over either bound is closed at once. The descriptor a connection will own
@@ -45,6 +44,6 @@
 // balancer keeps the gateway at the plain figure. CertReloader swaps the certificate for new handshakes.
 //
 // Concurrency contract: Handler callbacks for one connection never run concurrently (epoll one-shot; for TLS,
-// its one reader goroutine), and OnMessage's data is valid only during the call. Conn.Send, Conn.Close,
-// PauseReading and ResumeReading are safe from any goroutine and never block. The package knows nothing of JSON, actors or Redis.
+// its one reader goroutine), and OnMessage's data is valid only during the call. Conn.Send, Conn.Close and
+// Conn.SetReadPaused are safe from any goroutine and never block. The package knows nothing of JSON, actors or Redis.
 package transport

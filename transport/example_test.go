@@ -24,7 +24,7 @@ func (echo) OnMessage(c *transport.Conn, m transport.Message) {
 func ExampleNewServer() {
 	srv, _ := transport.NewServer(transport.Config{Path: "/ws"}, echo{})
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go srv.Serve(ln)
+	_ = srv.Start(context.Background(), ln) // accepts on a goroutine of its own
 	defer srv.Shutdown(context.Background())
 
 	conn, _, _, _ := ws.Dial(context.Background(), "ws://"+ln.Addr().String()+"/ws")

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -72,31 +70,13 @@ func TestFDLimitServer(t *testing.T) {
 	fmt.Printf("stats %+v\n", s.Stats())
 }
 
-// lockedBuffer is a bytes.Buffer that a child process's output can be copied into while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startFDLimitServer starts TestFDLimitServer in a child process and returns its address and its stderr
 // (the server's warnings).
-func startFDLimitServer(t *testing.T, reserve int) (string, *lockedBuffer) {
+func startFDLimitServer(t *testing.T, reserve int) (string, *testutil.Buffer) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestFDLimitServer$", "-test.v")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", fdLimitServerEnv, reserve))
-	stderr := &lockedBuffer{}
+	stderr := &testutil.Buffer{}
 	cmd.Stderr = stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -32,23 +32,22 @@ func startRecorder(t *testing.T) (*Server, *connRecorder, string) {
 	return s, h, addr
 }
 
-// serve runs s on a loopback listener until the test ends.
+// serve runs s (Start) on a loopback listener until the test ends.
 func serve(t *testing.T, s *Server) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Serve(ln)
-	}()
-	t.Cleanup(func() {
+	if err := s.Start(context.Background(), ln); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // Shutdown waits for the accept loop too
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		s.Shutdown(ctx)
-		<-done
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
 	})
 	return ln.Addr().String()
 }
@@ -122,7 +121,7 @@ func TestPausedConnectionNoticesHangup(t *testing.T) {
 	if _, err := wsutil.ReadServerText(c); err != nil {
 		t.Fatal(err)
 	}
-	sc.PauseReading()
+	sc.SetReadPaused(true)
 	if err := wsutil.WriteClientText(c, []byte("unread")); err != nil { // fires the read registration once
 		t.Fatal(err)
 	}

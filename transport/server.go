@@ -33,9 +33,12 @@ type Handler interface {
 // DefaultBufferBudget is Config.BufferBudget's default: 512 MiB, about 26 KiB a connection at 20,000.
 const DefaultBufferBudget = 512 << 20
 
+// DefaultPath is the WebSocket path when Config.Path is empty.
+const DefaultPath = "/ws"
+
 // Config configures a Server. Each field's zero value means the default named in its comment.
 type Config struct {
-	// Path is the WebSocket path; "" means "/ws". Other paths get 404.
+	// Path is the WebSocket path; "" means DefaultPath. Other paths get 404.
 	Path string
 	// MaxFrameSize bounds one frame's payload; 0 means 256 KiB. Bigger: close 1009.
 	MaxFrameSize int
@@ -118,7 +121,7 @@ func (c *Config) setDefaults() {
 		}
 	}
 	if c.Path == "" {
-		c.Path = "/ws"
+		c.Path = DefaultPath
 	}
 	def(&c.MaxFrameSize, 256<<10)
 	def(&c.MaxMessageSize, 256<<10)
@@ -218,6 +221,10 @@ type Server struct {
 	perIP     map[netip.Addr]int
 	listeners map[net.Listener]struct{}
 	closing   bool
+	running   bool                      // run has started the epoll loops, the read pool and the keepalive
+	started   map[net.Listener]struct{} // listeners given to Start, so that a second Start does nothing
+	drained   chan struct{}             // closed once closing and no connection is left
+	isDrained bool
 
 	wg       sync.WaitGroup // every goroutine the server starts
 	workers  sync.WaitGroup // the read pool
@@ -230,9 +237,12 @@ type Server struct {
 	fds      fdGauge
 	noFDs    atomic.Uint64 // Stats.NoFDs
 	fdWarned atomic.Int64  // when "out of file descriptors" was last logged, unix nanoseconds
+	// evictWarned is when a buffer-budget eviction was last logged, unix nanoseconds.
+	evictWarned atomic.Int64
 }
 
-// NewServer checks cfg and starts the epoll loop and the read pool; call Serve to accept connections.
+// NewServer checks cfg and returns a server; nothing runs until Start (or Serve, which blocks) accepts
+// connections on a listener and starts the epoll loops and the read pool. Shutdown stops everything.
 func NewServer(cfg Config, h Handler) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -250,26 +260,42 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		perIP:     make(map[netip.Addr]int),
 		listeners: make(map[net.Listener]struct{}),
 		stop:      make(chan struct{}),
+		drained:   make(chan struct{}),
 	}
 	s.hsByIP = make(map[netip.Addr]int)
 	s.fds.reserve = int64(max(cfg.FDReserve, -1))
 	s.fds.sample(0)
+	return s, nil
+}
+
+// run starts the epoll loops, the read pool and the keepalive, the first time Start or Serve is called.
+func (s *Server) run() error {
+	s.mu.Lock() // against Shutdown: once it has begun, nothing starts
+	defer s.mu.Unlock()
+	if s.closing {
+		return ErrServerClosed
+	}
+	if s.running {
+		return nil
+	}
 	ecfg := &netpoll.EpollConfig{OnWaitError: func(err error) { s.log.Error("epoll wait failed", "err", err) }}
-	var err error
-	if s.poller, err = netpoll.EpollCreate(ecfg); err != nil {
-		return nil, fmt.Errorf("transport: epoll: %w", err)
+	poller, err := netpoll.EpollCreate(ecfg)
+	if err != nil {
+		return fmt.Errorf("transport: epoll: %w", err)
 	}
-	if s.wpoller, err = netpoll.EpollCreate(ecfg); err != nil {
-		s.poller.Close()
-		return nil, fmt.Errorf("transport: epoll: %w", err)
+	wpoller, err := netpoll.EpollCreate(ecfg)
+	if err != nil {
+		poller.Close()
+		return fmt.Errorf("transport: epoll: %w", err)
 	}
-	for i := 0; i < cfg.ReadWorkers; i++ {
+	s.poller, s.wpoller, s.running = poller, wpoller, true
+	for i := 0; i < s.cfg.ReadWorkers; i++ {
 		s.workers.Add(1)
 		go s.readWorker()
 	}
 	s.wg.Add(1)
 	go s.keepalive()
-	return s, nil
+	return nil
 }
 
 // Stats returns the server's counters.
@@ -289,8 +315,14 @@ func (s *Server) Len() int {
 	return len(s.conns)
 }
 
-// Serve accepts connections on ln until StopAccepting or Shutdown; it then returns nil.
+// Serve accepts connections on ln until StopAccepting or Shutdown; it then returns nil. It fails only when the
+// server's epoll loops cannot start.
 func (s *Server) Serve(ln net.Listener) error {
+	if err := s.run(); errors.Is(err, ErrServerClosed) {
+		return nil
+	} else if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -555,6 +587,7 @@ func (s *Server) forget(c *Conn) {
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)
 	}
+	s.noteDrainedLocked()
 	s.mu.Unlock()
 }
 
@@ -625,6 +658,46 @@ func (s *Server) keepalive() {
 	}
 }
 
+// noteDrainedLocked closes s.drained when the server is closing and has no connection left (s.mu held).
+func (s *Server) noteDrainedLocked() {
+	if s.closing && len(s.conns) == 0 && !s.isDrained {
+		s.isDrained = true
+		close(s.drained)
+	}
+}
+
+// ErrServerClosed is Start's error once Shutdown has begun.
+var ErrServerClosed = errors.New("transport: server is shut down")
+
+// Start starts the server's loops and accepts connections on ln on a goroutine the server owns (Serve),
+// until StopAccepting or Shutdown; it returns at once. Starting the same listener twice does nothing; after
+// Shutdown it fails.
+func (s *Server) Start(_ context.Context, ln net.Listener) error {
+	if err := s.run(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return ErrServerClosed
+	}
+	if _, ok := s.started[ln]; ok {
+		return nil
+	}
+	if s.started == nil {
+		s.started = map[net.Listener]struct{}{}
+	}
+	s.started[ln] = struct{}{}
+	s.wg.Add(1) // under mu, before Shutdown (which sets closing under mu) can wait for wg
+	go func() {
+		defer s.wg.Done()
+		if err := s.Serve(ln); err != nil {
+			s.log.Error("websocket listener failed", "err", err)
+		}
+	}()
+	return nil
+}
+
 // StopAccepting closes the listeners; open connections go on.
 func (s *Server) StopAccepting() {
 	s.mu.Lock()
@@ -642,6 +715,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.StopAccepting()
 	s.mu.Lock()
 	s.closing = true
+	s.noteDrainedLocked()
 	conns := make([]*Conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
@@ -651,12 +725,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		_ = c.Close(CloseGoingAway, "server shutting down")
 	}
 	var err error
-	for s.Len() > 0 {
-		if ctx.Err() != nil {
-			err = ctx.Err()
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-s.drained:
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
 	s.mu.Lock()
 	for c := range s.conns {
@@ -668,8 +740,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.stopOnce.Do(func() {
 		close(s.stop)
-		_ = s.poller.Close()
-		_ = s.wpoller.Close()
+		if s.running { // closing is set: run cannot start them now
+			_ = s.poller.Close()
+			_ = s.wpoller.Close()
+		}
 		s.wg.Wait() // handshakes and keepalive end before the pool's channels close
 		close(s.ready)
 		close(s.writable)

@@ -339,13 +339,13 @@ func TestLimitsOverPlainAndTLS(t *testing.T) {
 			c := e.dial()
 			sc := <-e.h.conns
 			echoes(t, c)
-			sc.PauseReading()
+			sc.SetReadPaused(true)
 			wsutil.WriteClientText(c, []byte("later"))
 			_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 			if got, err := wsutil.ReadServerText(c); err == nil {
 				t.Fatalf("paused connection answered %q", got)
 			}
-			sc.ResumeReading()
+			sc.SetReadPaused(false)
 			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 			if got, err := wsutil.ReadServerText(c); err != nil || string(got) != "later" {
 				t.Fatalf("after resume: %q, %v", got, err)
@@ -355,7 +355,7 @@ func TestLimitsOverPlainAndTLS(t *testing.T) {
 			c := e.dial()
 			sc := <-e.h.conns
 			echoes(t, c)
-			sc.PauseReading()
+			sc.SetReadPaused(true)
 			wsutil.WriteClientText(c, []byte("unread"))
 			c.Close()
 			testutil.WaitFor(t, func() bool { return e.s.Len() == 0 })
@@ -440,7 +440,7 @@ func TestConnectionFootprint(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestConnectionFootprint$", "-test.count=1")
 			cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d,%t,%s", footprintClientEnv, addr, n, tt.secure, certs.CA))
 			stdin, _ := cmd.StdinPipe()
-			out := &lockedBuffer{}
+			out := &testutil.Buffer{}
 			cmd.Stdout, cmd.Stderr = out, out
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)

@@ -18,6 +18,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+
+	"github.com/wsgate/wsgate/internal/testutil"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -59,22 +61,7 @@ func startServer(t *testing.T, cfg Config) (*Server, *echoHandler, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-		<-done
-	})
-	return s, h, ln.Addr().String()
+	return s, h, serve(t, s)
 }
 
 func dial(t testing.TB, addr string) net.Conn {
@@ -241,13 +228,8 @@ func TestUpgradeRefusals(t *testing.T) {
 		t.Fatalf("bad origin: %d, want 403", got)
 	}
 	dial(t, addr) // the one allowed connection
-	deadline := time.Now().Add(5 * time.Second)
-	for get("/ws", "https://ok.example") != 503 {
-		if time.Now().After(deadline) {
-			t.Fatal("connection over MaxConnections was not refused with 503")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitWithin(t, 5*time.Second, func() bool { return get("/ws", "https://ok.example") == 503 },
+		func() string { return "connection over MaxConnections was not refused with 503" })
 }
 
 func TestHalfFrameClientsDoNotPinTheReadPool(t *testing.T) {
@@ -282,13 +264,8 @@ func TestSlowReaderIsDisconnected(t *testing.T) {
 	if err := wsutil.WriteClientText(c, []byte("flood:1024")); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Stats().SlowConsumers == 0 || s.Len() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("slow reader not disconnected: %+v", s.Stats())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitWithin(t, 10*time.Second, func() bool { return s.Stats().SlowConsumers > 0 && s.Len() == 0 },
+		func() string { return fmt.Sprintf("slow reader not disconnected: %+v", s.Stats()) })
 }
 
 func TestIdleConnectionsArePingedThenClosed(t *testing.T) {
@@ -303,13 +280,8 @@ func TestIdleConnectionsArePingedThenClosed(t *testing.T) {
 	if code := readClose(t, c); code != CloseGoingAway {
 		t.Fatalf("close code %d, want %d", code, CloseGoingAway)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Len() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("idle connection still registered")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitWithin(t, 5*time.Second, func() bool { return s.Len() == 0 },
+		func() string { return "idle connection still registered" })
 }
 
 func TestGoroutinesDoNotGrowWithConnections(t *testing.T) {
@@ -320,7 +292,7 @@ func TestGoroutinesDoNotGrowWithConnections(t *testing.T) {
 	c0 := dial(t, addr)
 	wsutil.WriteClientText(c0, []byte("x"))
 	wsutil.ReadServerText(c0)
-	time.Sleep(50 * time.Millisecond)
+	testutil.WaitFor(t, func() bool { return len(s.hsSlots) == 0 }) // no handshake goroutine left
 	before := runtime.NumGoroutine()
 	const n = 5000
 	conns := make([]net.Conn, 0, n)
@@ -364,10 +336,10 @@ func TestGoroutinesDoNotGrowWithConnections(t *testing.T) {
 	if s.Len() != n+1 {
 		t.Fatalf("server holds %d connections, want %d", s.Len(), n+1)
 	}
-	time.Sleep(50 * time.Millisecond)
-	if after := runtime.NumGoroutine(); after-before > 20 {
-		t.Fatalf("goroutines grew from %d to %d with %d idle connections", before, after, n)
-	}
+	// The handshakes' goroutines end just after the upgrades: wait for them, not for a fixed time.
+	testutil.WaitWithin(t, 10*time.Second, func() bool { return runtime.NumGoroutine()-before <= 20 }, func() string {
+		return fmt.Sprintf("goroutines grew from %d to %d with %d idle connections", before, runtime.NumGoroutine(), n)
+	})
 }
 
 func TestShutdownSendsGoingAway(t *testing.T) {
@@ -413,25 +385,22 @@ func TestClientThatStopsReadingTimesOut(t *testing.T) {
 	if err := wsutil.WriteClientText(c, []byte("flood:256")); err != nil { // 16 MiB
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for s.Stats().WriteTimeouts == 0 || s.Len() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("blocked client not cut off: %+v", s.Stats())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitWithin(t, 15*time.Second, func() bool { return s.Stats().WriteTimeouts > 0 && s.Len() == 0 },
+		func() string { return fmt.Sprintf("blocked client not cut off: %+v", s.Stats()) })
 	if st := s.Stats(); st.SlowConsumers != 0 {
 		t.Fatalf("closed as a slow consumer, not by the write timeout: %+v", st)
 	}
 }
 
 func TestBackedUpClientGetsEverythingOnceItReads(t *testing.T) {
-	_, _, addr := startServer(t, Config{WriteQueueBytes: 64 << 20})
+	s, _, addr := startServer(t, Config{WriteQueueBytes: 64 << 20})
 	c := dial(t, addr)
+	const flood = 128 * 64 << 10
 	if err := wsutil.WriteClientText(c, []byte("flood:128")); err != nil { // 8 MiB: more than the socket buffers
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // let the server's socket fill up and wait for writability
+	// Backed up: the socket took what it could and the rest waits in the queue for writability.
+	testutil.WaitFor(t, func() bool { b := s.Stats().Buffered; return b > 0 && b < flood })
 	for i := 0; i < 128; i++ {
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		got, err := wsutil.ReadServerText(c)
@@ -479,18 +448,14 @@ func TestSlowHandshakeIsCutOff(t *testing.T) {
 		c.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\n"))
 	}
 	// Once the deadline passes their slots free up and a real client gets in.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		conn, _, _, err := ws.Dial(context.Background(), "ws://"+addr+"/ws")
-		if err == nil {
+	var err error
+	testutil.WaitWithin(t, 5*time.Second, func() bool {
+		var conn net.Conn
+		if conn, _, _, err = ws.Dial(context.Background(), "ws://"+addr+"/ws"); err == nil {
 			conn.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slow handshakes still block new clients: %v (%+v)", err, s.Stats())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err == nil
+	}, func() string { return fmt.Sprintf("slow handshakes still block new clients: %v (%+v)", err, s.Stats()) })
 	if s.Stats().Rejected < 2 {
 		t.Fatalf("slow handshakes not counted as rejected: %+v", s.Stats())
 	}

@@ -11,6 +11,7 @@ import (
 // The systemd units in deploy/ must pass `systemd-analyze verify` without a single warning, with the binary
 // path pointing at a freshly built wsgate.
 func TestSystemdUnitsVerify(t *testing.T) {
+	t.Parallel()
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		t.Skip("systemd-analyze is not installed")

@@ -1,4 +1,4 @@
-// Command wsgate is the gateway binary: serve, worker, dev and version (see ../shared/spec/cli.md).
+// Command wsgate is the gateway binary: serve, worker, dev, queue and version (`wsgate help` lists them).
 package main
 
 import (
@@ -24,6 +24,7 @@ import (
 	"github.com/wsgate/wsgate/redisq/workermetrics"
 	"github.com/wsgate/wsgate/server"
 	"github.com/wsgate/wsgate/server/demo"
+	"github.com/wsgate/wsgate/transport"
 )
 
 // version, if set at build time with -ldflags "-X main.version=...", replaces the module version that the Go
@@ -138,7 +139,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			fmt.Fprintln(stdout, "configuration OK")
 			return nil
 		}
-		if o.cfg.Actions == nil {
+		if o.demoActions {
 			o.logger.Warn("no actions configured: serving the demo action list (ping, echo, sleep, fail, whoami); " +
 				"list your actions under `actions:` in a --config file (see wsgate.example.yaml)")
 		}
@@ -159,7 +160,7 @@ func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err := applyMemoryLimit(o); err != nil {
 			return err
 		}
-		return server.RunDev(ctx, o.gatewayConfig(), stdout)
+		return runDev(ctx, o.gatewayConfig(), stdout)
 	case "worker":
 		o, err := parseFlags("worker", args[1:], stderr)
 		if err != nil {
@@ -188,6 +189,7 @@ type options struct {
 	concurrency int
 	checkOnly   bool
 	logger      *slog.Logger
+	demoActions bool // no configuration named actions: cfg.Actions is server.DemoActions()
 
 	orphanTimeout time.Duration // worker: redisq.WorkerConfig.OrphanTimeout
 	queue         *queueCommand // queue: its own flags and the job IDs
@@ -208,7 +210,7 @@ func settings() []setting {
 	s := []setting{
 		{"listen", "WSGATE_LISTEN", "WebSocket listener address", str(func(o *options) *string { return &o.cfg.Listen }), server.DefaultListen},
 		{"admin", "WSGATE_ADMIN", `admin HTTP listener address, or "off"`, str(func(o *options) *string { return &o.cfg.Admin }), server.DefaultAdmin},
-		{"path", "WSGATE_PATH", "WebSocket path", str(func(o *options) *string { return &o.cfg.Transport.Path }), "/ws"},
+		{"path", "WSGATE_PATH", "WebSocket path", str(func(o *options) *string { return &o.cfg.Transport.Path }), transport.DefaultPath},
 		{"handshake-timeout", "WSGATE_HANDSHAKE_TIMEOUT", "time a client has to send its upgrade request (30s, or seconds)",
 			durationSetting(func(o *options) *time.Duration { return &o.cfg.Transport.HandshakeTimeout }), "5s"},
 		{"max-handshakes", "WSGATE_MAX_HANDSHAKES", "upgrades in progress at once; beyond it a new socket is closed", intSetting(func(o *options) *int { return &o.cfg.Transport.MaxHandshakes }), "1024"},
@@ -441,6 +443,16 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 		level = *logLevel
 	}
 	o.cfg.RedisURL, o.cfg.Mode = o.redisURL, o.mode
+	if o.cfg.QueueTimeout == 0 { // the file's queue_timeout beats the variable, as before
+		d, err := queueTimeoutFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		o.cfg.QueueTimeout = d
+	}
+	if o.cfg.Actions == nil {
+		o.cfg.Actions, o.demoActions = server.DemoActions(), true
+	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level: %w", err)
@@ -463,6 +475,20 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*options, error) {
 }
 
 func (o *options) gatewayConfig() server.Config { return o.cfg }
+
+// queueTimeoutFromEnv reads QUEUE_TIMEOUT (seconds, may be fractional), the Perl backend's setting; 0 when
+// it is unset.
+func queueTimeoutFromEnv() (time.Duration, error) {
+	v := os.Getenv("QUEUE_TIMEOUT")
+	if v == "" {
+		return 0, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 {
+		return 0, fmt.Errorf("QUEUE_TIMEOUT=%q is not a positive number of seconds", v)
+	}
+	return time.Duration(f * float64(time.Second)), nil
+}
 
 func runWorker(ctx context.Context, o *options) error {
 	if !o.demo {
@@ -512,7 +538,9 @@ func runWorker(ctx context.Context, o *options) error {
 	}
 	o.logger.Info("wsgate worker running", "redis", cfg.RedisConfig, "queue", keys.Pending(),
 		"concurrency", o.concurrency, "mode", mode, "id", w.ID(), "admin", admin.addr())
-	w.Start()
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
 	<-ctx.Done()
 	began := time.Now()
 	o.logger.Info("wsgate worker stopping: finishing running jobs")

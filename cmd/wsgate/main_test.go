@@ -11,22 +11,48 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/wsgate/wsgate/internal/redistest"
 	"github.com/wsgate/wsgate/internal/wstest"
+	"github.com/wsgate/wsgate/server"
 )
 
-// buildBinary builds wsgate once for the test.
+// built is the wsgate binary, built once for all the package's tests (a build per test cost seconds each).
+var built struct {
+	once sync.Once
+	dir  string // removed by TestMain
+	bin  string
+	err  error
+}
+
+// TestMain removes the binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// buildBinary returns the wsgate binary, building it on first use.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "wsgate")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "wsgate-test-"); built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "wsgate")
+		if out, err := exec.Command("go", "build", "-o", built.bin, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("build: %w\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
 }
 
 // startProcess runs the binary until the test ends and returns its combined output as lines.
@@ -94,6 +120,7 @@ func pingOK(t *testing.T, url string) {
 }
 
 func TestServeAndWorkerProcesses(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	srv := redistest.Start(t)
 	port := redistest.FreePort(t)
@@ -131,6 +158,7 @@ func TestServeAndWorkerProcesses(t *testing.T) {
 }
 
 func TestDevAnswersWithNothingElseRunning(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	port := redistest.FreePort(t)
 	lines := startProcess(t, bin, nil, "dev", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--admin", "off")
@@ -212,5 +240,30 @@ func TestHandshakeAndDescriptorSettings(t *testing.T) {
 		if _, err := parseFlags("serve", args, io.Discard); err == nil {
 			t.Errorf("%q accepted", args)
 		}
+	}
+}
+
+// QUEUE_TIMEOUT is read here, not in the library; the file's queue_timeout beats it. With no actions
+// configured the command passes the demo list (the library would refuse an empty one).
+func TestQueueTimeoutEnvironmentAndDemoActions(t *testing.T) {
+	t.Setenv("QUEUE_TIMEOUT", "2.5")
+	o, err := parseFlags("serve", nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.cfg.QueueTimeout != 2500*time.Millisecond || !o.demoActions || len(o.cfg.Actions) != len(server.DemoActions()) {
+		t.Fatalf("queue timeout %v, demo actions %v (%d)", o.cfg.QueueTimeout, o.demoActions, len(o.cfg.Actions))
+	}
+	path := filepath.Join(t.TempDir(), "wsgate.yaml")
+	os.WriteFile(path, []byte("queue_timeout: 7\nactions: [status]\n"), 0o644)
+	if o, err = parseFlags("serve", []string{"--config", path}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if o.cfg.QueueTimeout != 7*time.Second || o.demoActions || len(o.cfg.Actions) != 1 {
+		t.Fatalf("file: queue timeout %v, demo actions %v, actions %v", o.cfg.QueueTimeout, o.demoActions, o.cfg.Actions)
+	}
+	t.Setenv("QUEUE_TIMEOUT", "never")
+	if _, err := parseFlags("serve", nil, io.Discard); err == nil || !strings.Contains(err.Error(), "QUEUE_TIMEOUT") {
+		t.Fatalf("bad QUEUE_TIMEOUT: %v", err)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,35 +23,17 @@ import (
 	"github.com/wsgate/wsgate/server"
 )
 
-// output collects a process's combined output.
-type output struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
-
 // process is a running wsgate whose output the test reads.
 type process struct {
 	cmd  *exec.Cmd
-	out  *output
+	out  *testutil.Buffer
 	done chan struct{}
 }
 
 // launch starts the binary; the test ends it with stop (or the cleanup kills it).
 func launch(t *testing.T, bin string, env []string, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(bin, args...), out: &output{}, done: make(chan struct{})}
+	p := &process{cmd: exec.Command(bin, args...), out: &testutil.Buffer{}, done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -106,6 +87,7 @@ const secret = "Pa55w0rdXyz"
 // TestNoSecretsInLogsOrEndpoints: with a password in the Redis URL and an admin token, neither the logs of
 // serve and worker (also their errors) nor /debug/pprof/cmdline show them; pprof is served only with --pprof.
 func TestNoSecretsInLogsOrEndpoints(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	srv := redistest.Start(t)
 	rdb := srv.Client()
@@ -168,6 +150,7 @@ func TestNoSecretsInLogsOrEndpoints(t *testing.T) {
 // TestServeLogs: serve warns that it serves the demo actions when none are configured, and logs its start,
 // drain and stop, each with a duration in milliseconds.
 func TestServeLogs(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	srv := redistest.Start(t)
 	serve := launch(t, bin, nil, "serve", "--redis", srv.URL(), "--admin", "off",
@@ -200,6 +183,7 @@ func TestServeLogs(t *testing.T) {
 
 // TestBinaryExitCodes: help is not an error; mistakes are (exit 2), with a message that names them.
 func TestBinaryExitCodes(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	unknownKey := filepath.Join(dir, "unknown.yaml")
@@ -247,6 +231,7 @@ var helpFlag = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)[^\n]*\n\s+([^\n]*)`)
 
 // TestWorkerHelpListsWorkerFlags: worker --help has exactly the worker's flags; serve's has the gateway's.
 func TestWorkerHelpListsWorkerFlags(t *testing.T) {
+	t.Parallel()
 	const redisFlags = "redis-cluster-addrs redis-sentinel-addrs redis-sentinel-master redis-tls redis-tls-ca " +
 		"redis-tls-cert redis-tls-insecure-skip-verify redis-tls-key redis-tls-server-name redis-username"
 	tests := []struct {
@@ -404,6 +389,7 @@ func TestEveryFlagHasItsVariable(t *testing.T) {
 func isJSON(o *options) bool { return fmt.Sprintf("%T", o.logger.Handler()) == "*slog.JSONHandler" }
 
 func TestFormatVersion(t *testing.T) {
+	t.Parallel()
 	vcs := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v1.4.0"}, Settings: []debug.BuildSetting{
 		{Key: "vcs", Value: "git"}, {Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"},
 		{Key: "vcs.time", Value: "2026-12-02T03:01:50Z"}, {Key: "vcs.modified", Value: "true"}}}

@@ -150,7 +150,9 @@ func TestQueueStatsJobsAndShow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.Start()
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { w.Shutdown(context.Background()) })
 	testutil.WaitFor(t, func() bool {
 		st := queueStats(t, srv)

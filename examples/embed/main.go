@@ -94,7 +94,9 @@ func run(ctx context.Context, listen, redisURL string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	worker.Start()
+	if err := worker.Start(ctx); err != nil {
+		return err
+	}
 	defer worker.Shutdown(context.Background())
 
 	if err := gw.Start(ctx); err != nil {

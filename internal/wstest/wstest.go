@@ -1,4 +1,8 @@
 // Package wstest is a small WebSocket test client (gobwas/ws client side) for the gateway's tests.
+//
+// Goroutines: Dial, Send, ReadJSON and Call fail the test (t.Fatal) and so may be called only from the
+// test's own goroutine. Other goroutines use Write and Read, which return their errors for the goroutine to
+// hand back (over a channel, or with t.Error).
 package wstest
 
 import (
@@ -6,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -70,17 +75,25 @@ func TryDialTLS(tb testing.TB, url string, cfg *tls.Config) (*Client, *x509.Cert
 	return &Client{tb: tb, Conn: conn}, peer, nil
 }
 
-// Send writes one text message.
+// Send writes one text message, failing the test if it cannot (the test's goroutine only).
 func (c *Client) Send(msg string) {
 	c.tb.Helper()
-	if err := wsutil.WriteClientText(c.Conn, []byte(msg)); err != nil {
-		c.tb.Fatalf("send: %v", err)
+	if err := c.Write(msg); err != nil {
+		c.tb.Fatal(err)
 	}
 }
 
-// Read reads the next data message (answering pings on the way), waiting up to timeout. A close frame ends it
-// with a wsutil.ClosedError that carries the server's code, also when the server has already gone and the
-// reply to its close frame cannot be written.
+// Write writes one text message; safe from any goroutine (one writer at a time).
+func (c *Client) Write(msg string) error {
+	if err := wsutil.WriteClientText(c.Conn, []byte(msg)); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	return nil
+}
+
+// Read reads the next data message (answering pings on the way), waiting up to timeout; safe from any
+// goroutine (one reader at a time). A close frame ends it with a wsutil.ClosedError that carries the server's
+// code, also when the server has already gone and the reply to its close frame cannot be written.
 func (c *Client) Read(timeout time.Duration) ([]byte, error) {
 	_ = c.Conn.SetReadDeadline(time.Now().Add(timeout))
 	defer c.Conn.SetReadDeadline(time.Time{})

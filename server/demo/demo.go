@@ -1,5 +1,5 @@
 // Package demo holds the demo RPC methods that `wsgate worker --demo` and `wsgate dev` serve: ping, echo, sleep,
-// fail and whoami (see ../shared/spec/cli.md).
+// fail and whoami (see `wsgate help`).
 package demo
 
 import (

@@ -1,4 +1,4 @@
-package server
+package main
 
 import (
 	"context"
@@ -10,15 +10,17 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wsgate/wsgate/redisq"
+	"github.com/wsgate/wsgate/server"
 	"github.com/wsgate/wsgate/server/demo"
 )
 
-// RunDev runs the gateway for trying it out: an in-process Redis (miniredis), the demo worker, and the gateway,
+// runDev runs the gateway for trying it out: an in-process Redis (miniredis), the demo worker, and the gateway,
 // in one process, until ctx ends. It prints how to talk to it on out. cfg.Redis and cfg.RedisURL are ignored.
-func RunDev(ctx context.Context, cfg Config, out io.Writer) error {
+// It lives in the command, not in server, so that programs embedding the gateway do not link miniredis.
+func runDev(ctx context.Context, cfg server.Config, out io.Writer) error {
 	mr := miniredis.NewMiniRedis()
 	if err := mr.StartAddr("127.0.0.1:0"); err != nil {
-		return fmt.Errorf("server: dev redis: %w", err)
+		return fmt.Errorf("dev redis: %w", err)
 	}
 	defer mr.Close()
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
@@ -34,14 +36,16 @@ func RunDev(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	worker.Start()
+	if err := worker.Start(ctx); err != nil {
+		return err
+	}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		worker.Shutdown(sctx)
 	}()
 
-	gw, err := New(cfg)
+	gw, err := server.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -64,8 +68,5 @@ wsgate dev: gateway, in-process Redis (%s) and demo worker are running.
   Ctrl-C stops it.
 
 `, mr.Addr(), gw.URL(), gw.URL(), gw.AdminAddr(), gw.AdminAddr())
-	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), gw.cfg.DrainTimeout+5*time.Second)
-	defer cancel()
-	return gw.Shutdown(sctx)
+	return gw.Run(ctx) // started already: serves until ctx ends, then drains
 }
