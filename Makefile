@@ -46,7 +46,7 @@ vet:
 
 # Every package runs under the race detector: nearly all of them are concurrent.
 test: redis-server haproxy vet
-	$(GO) test -count=1 -race -timeout 10m $(PKGS)
+	$(GO) test -count=1 -race -parallel 4 -timeout 10m $(PKGS)
 
 # The memory attack of issue 10 at full size (1,500 fragment holders, 300 clients that never read) against
 # a gateway process; `make test` runs a small version of it.

@@ -59,7 +59,7 @@ func TestFleetRollingDeploy(t *testing.T) {
 	out := t.TempDir()
 	f, err := parseFleetFlags([]string{"--scenarios", "capacity,rolling", "--gateways", "2", "--workers", "1",
 		"--sessions", "300", "--per-process", "150", "--settle", "0s", "--roll-clients", "200", "--think", "20ms",
-		"--roll-settle", "1500ms", "--out", out})
+		"--roll-settle", "500ms", "--out", out})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -256,6 +256,7 @@ func TestModeMismatchOnClusterWithoutHashTag(t *testing.T) {
 		{redisq.ModeRecoverable, redisq.ModeSimple},
 	} {
 		t.Run(fmt.Sprintf("client=%s/worker=%s", tc.client, tc.worker), func(t *testing.T) {
+			t.Parallel() // each pairing has its own prefix
 			keys := redisq.Keys{Prefix: "untagged-" + string(tc.client)}
 			c, col := startClient(t, nil, redisq.ClientConfig{Redis: newClient(10), Mode: tc.client, Keys: keys})
 			startTestWorker(t, nil, redisq.WorkerConfig{Redis: newClient(16), Mode: tc.worker, Keys: keys,

@@ -416,9 +416,9 @@ func TestConnectionFootprint(t *testing.T) {
 		return
 	}
 	if testing.Short() {
-		t.Skip("opens 2 × 1,000 connections")
+		t.Skip("opens 2 × 300 connections")
 	}
-	const n = 1000
+	const n = 300
 	certs := redistest.NewCerts(t)
 	for _, tt := range []struct {
 		name       string
