@@ -64,9 +64,10 @@ wsgate dev: gateway, in-process Redis (%s) and demo worker are running.
     {"whoami": 1}   (the stash values that workers set and whoami's stash_params name)
   e.g. with websocat:  echo '{"ping":1,"req_id":1}' | websocat %s
 
-  Health: http://%s/healthz   Ready: http://%s/readyz
+  Console (live figures and a request box): http://%s/console/
+  Health: http://%s/healthz   Ready: http://%s/readyz   Metrics: http://%s/metrics
   Ctrl-C stops it.
 
-`, mr.Addr(), gw.URL(), gw.URL(), gw.AdminAddr(), gw.AdminAddr())
+`, mr.Addr(), gw.URL(), gw.URL(), gw.AdminAddr(), gw.AdminAddr(), gw.AdminAddr(), gw.AdminAddr())
 	return gw.Run(ctx) // started already: serves until ctx ends, then drains
 }
