@@ -136,7 +136,7 @@ func effects(cmds []command) map[string][]string {
 				a[i] = "client::" + name("CID", a[i][8:])
 			}
 		}
-		if len(a) > 1 && (strings.Contains(a[1], "::worker::") || strings.Contains(a[1], "::done::")) {
+		if len(a) > 1 && (strings.Contains(a[1], "::worker::") || strings.HasSuffix(a[1], "::workers") || strings.Contains(a[1], "::done::")) {
 			continue // the heartbeat and the finished-jobs counter: wsgate extensions on keys of their own
 		}
 		if len(a) > 1 && strings.HasSuffix(a[1], "::simple") {

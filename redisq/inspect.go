@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -97,32 +96,11 @@ func (in *Inspector) Stats(ctx context.Context) (QueueStats, error) {
 	return st, nil
 }
 
-// Workers lists the IDs of the Go workers of this queue's prefix whose heartbeat is alive.
+// Workers lists the IDs of the Go workers of this queue's prefix whose heartbeat is alive (from the workers'
+// sorted set: one command, whatever the size of the keyspace).
 func (in *Inspector) Workers(ctx context.Context) ([]string, error) {
-	pattern := in.keys.heartbeat("*")
-	prefix := strings.TrimSuffix(pattern, "*")
-	var ids []string
-	scan := func(ctx context.Context, c *redis.Client) error {
-		it := c.Scan(ctx, 0, pattern, 1000).Iterator()
-		for it.Next(ctx) {
-			ids = append(ids, strings.TrimPrefix(it.Val(), prefix))
-		}
-		return it.Err()
-	}
-	var err error
-	switch c := in.rdb.(type) {
-	case *redis.ClusterClient:
-		var mu sync.Mutex // ForEachMaster runs its callbacks concurrently
-		err = c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			mu.Lock()
-			defer mu.Unlock()
-			return scan(ctx, node)
-		})
-	case *redis.Client:
-		err = scan(ctx, c)
-	default:
-		return nil, fmt.Errorf("redisq: listing workers needs a *redis.Client or *redis.ClusterClient, not %T", in.rdb)
-	}
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	ids, err := in.rdb.ZRangeByScore(ctx, in.keys.workers(), &redis.ZRangeBy{Min: "(" + now, Max: "+inf"}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("redisq: list workers: %w", err)
 	}

@@ -1,10 +1,15 @@
 package redisq
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // DefaultPrefix is the queue prefix when Keys.Prefix is empty and Keys.NoPrefix is false, as in the Perl code.
@@ -72,6 +77,18 @@ func (k Keys) Dead() string { return k.prefixed("dead") }
 
 // heartbeat is the key that proves a reliable-mode worker alive.
 func (k Keys) heartbeat(workerID string) string { return k.prefixed("worker::" + workerID) }
+
+// workers is the sorted set of the Go workers of this prefix, scored by when their heartbeat expires: operators
+// list live workers from it (one ZRANGEBYSCORE) instead of scanning the keyspace for heartbeats.
+func (k Keys) workers() string { return k.prefixed("workers") }
+
+// registerWorker records in p that the worker is alive until expires, drops workers whose heartbeat ran out,
+// and keeps the set itself from outliving its last worker.
+func (k Keys) registerWorker(ctx context.Context, p redis.Pipeliner, id string, expires time.Time) {
+	p.ZAdd(ctx, k.workers(), redis.Z{Score: float64(expires.UnixMilli()), Member: id})
+	p.ZRemRangeByScore(ctx, k.workers(), "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
+	p.PExpireAt(ctx, k.workers(), expires)
+}
 
 // JobKey is the hash of one job; never prefixed.
 func JobKey(id string) string { return "job::" + id }

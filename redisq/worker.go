@@ -322,6 +322,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 	w.cfg.Redis.Del(context.Background(), w.cfg.Keys.heartbeat(w.cfg.WorkerID))
+	w.cfg.Redis.ZRem(context.Background(), w.cfg.Keys.workers(), w.cfg.WorkerID)
 	return nil
 }
 
@@ -404,7 +405,13 @@ func (w *Worker) serve(ctx context.Context, job *Job) (res Result, err error) {
 
 // beat marks the worker alive for three heartbeats.
 func (w *Worker) beat(ctx context.Context) {
-	if err := w.cfg.Redis.Set(ctx, w.cfg.Keys.heartbeat(w.cfg.WorkerID), epoch(time.Now()), 3*w.cfg.Heartbeat).Err(); err != nil {
+	now, ttl := time.Now(), 3*w.cfg.Heartbeat
+	_, err := w.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, w.cfg.Keys.heartbeat(w.cfg.WorkerID), epoch(now), ttl)
+		w.cfg.Keys.registerWorker(ctx, p, w.cfg.WorkerID, now.Add(ttl))
+		return nil
+	})
+	if err != nil {
 		w.log.Warn("heartbeat failed", "err", err)
 	}
 }
