@@ -378,8 +378,8 @@ func (s *session) handleInbound(ctx actor.Context, m *Inbound) {
 		return
 	}
 	data := m.Data
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
+	fields, err := decodeRequest(data)
+	if err != nil {
 		r := &Request{started: now}
 		reason := "the request is not a JSON object"
 		if json.Valid(data) {
@@ -429,6 +429,21 @@ func (s *session) handleInbound(ctx actor.Context, m *Inbound) {
 		r.Stash = s.ensureStash()
 	}
 	s.forwardFrom(ctx, r, Continue)
+}
+
+// errNotObject: the request is valid JSON but not an object.
+var errNotObject = errors.New("not a JSON object")
+
+// decodeRequest returns the top-level members of a request, which must be a JSON object.
+func decodeRequest(data []byte) (map[string]json.RawMessage, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return nil, err
+	}
+	if fields == nil {
+		return nil, errNotObject
+	}
+	return fields, nil
 }
 
 // allow applies the connection's and the action's token buckets.
