@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"testing"
 
@@ -155,5 +156,29 @@ func BenchmarkSessionRoundTrip(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestDecodeRequestMatchesEncodingJSON: the one-pass decode gives what encoding/json's map decode gives, on
+// the fuzz seeds and the benchmark requests.
+func TestDecodeRequestMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	inputs := append([]string{`{"k\u00e9y":1,"\"":2, "a" : [1, {"b":"}"}] }`, "{\"\xff\":1}"}, requestSeeds...)
+	for _, tt := range benchRequests {
+		inputs = append(inputs, tt.req)
+	}
+	for _, in := range inputs {
+		var want map[string]json.RawMessage
+		wantErr := json.Unmarshal([]byte(in), &want)
+		got, err := decodeRequest([]byte(in))
+		if wantErr != nil || want == nil {
+			if err == nil {
+				t.Errorf("%q: decoded %v, encoding/json fails (%v)", in, got, wantErr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%q: got %q, %v; want %q", in, got, err, want)
+		}
 	}
 }
