@@ -664,22 +664,45 @@ func (s *session) handleOutcome(r *Request, o JobOutcome) {
 		return
 	}
 	if t := bytes.TrimSpace(result); len(t) > 0 && t[0] == '{' {
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(t, &obj); err != nil {
-			s.replyCode(r, mt, WrongResponse, nil, OutcomeFailure)
+		// The members that matter (error, stash, status), found in one pass: result is valid JSON, a member of
+		// an envelope that rpcenvelope checked.
+		var rpcErr, status json.RawMessage
+		stash, others := false, false
+		jsonscan.Members(t, func(m jsonscan.Member) bool {
+			key := string(t[m.KeyStart:m.KeyEnd]) // compared, never kept: no allocation
+			if !m.Plain {
+				key = unquote(t[m.KeyStart-1 : m.KeyEnd+1])
+			}
+			switch key {
+			case "error":
+				rpcErr = t[m.ValStart:m.ValEnd]
+			case "stash":
+				stash = true
+			case "status":
+				status = t[m.ValStart:m.ValEnd]
+			default:
+				others = true
+			}
+			return true
+		})
+		switch {
+		case rpcErr != nil:
+			s.replyRPCError(r, mt, rpcErr)
 			return
-		}
-		if e, ok := obj["error"]; ok {
-			s.replyRPCError(r, mt, e)
-			return
-		}
-		if st, ok := obj["stash"]; ok {
-			s.resultStash(r, st)
+		case stash: // rare (a login): the stash leaves the result, which is encoded again
+			var obj map[string]json.RawMessage
+			if err := json.Unmarshal(t, &obj); err != nil {
+				s.replyCode(r, mt, WrongResponse, nil, OutcomeFailure)
+				return
+			}
+			s.resultStash(r, obj["stash"])
 			delete(obj, "stash")
 			result, _ = json.Marshal(obj)
-		}
-		if st, ok := obj["status"]; ok && len(obj) == 1 {
-			result = st
+			if st, ok := obj["status"]; ok && len(obj) == 1 {
+				result = st
+			}
+		case status != nil && !others:
+			result = status
 		}
 	}
 	s.send(r, appendSuccess(nil, mt, result, r), r.Action.Name, OutcomeOK)
