@@ -199,7 +199,8 @@ type session struct {
 	owner    *Sessions
 	cfg      *SessionConfig
 	conn     Conn
-	pending  map[string]*Request // job ID -> the request that waits for it
+	pending  *Request // the newest request whose job is pending (a list through Request.older/newer)
+	npending int
 	deferred int                 // requests waiting for a deferred hook
 	stash    map[string]json.RawMessage
 	limits   *sessionLimits
@@ -220,14 +221,14 @@ func (s *session) Receive(ctx actor.Context) {
 		if m.Done != nil {
 			m.Done.Handled()
 		}
-	case *jobDone:
-		if r := s.take(m.jobID); r != nil {
-			s.handleOutcome(r, m.outcome)
-		}
-	case *jobTimedOut:
-		if r := s.take(m.jobID); r != nil {
-			s.failed(r, errTimeout)
-			s.replyError(r, r.Action.msgType(), string(RequestTimeout), RequestTimeout.Message(), nil, OutcomeTimeout)
+	case *pendingJob: // the registry's answer: the job's outcome, or its deadline passed first
+		if r := m.req; s.take(r) {
+			if m.timedOut {
+				s.failed(r, errTimeout)
+				s.replyError(r, r.Action.msgType(), string(RequestTimeout), RequestTimeout.Message(), nil, OutcomeTimeout)
+			} else {
+				s.handleOutcome(r, m.outcome)
+			}
 		}
 	case *verdictLater:
 		s.deferred--
@@ -247,17 +248,13 @@ func (s *session) Receive(ctx actor.Context) {
 		if s.cancel != nil {
 			s.cancel()
 		}
-		if len(s.pending) > 0 {
-			ids := make([]string, 0, len(s.pending))
-			for id := range s.pending {
-				ids = append(ids, id)
-			}
+		if ids := s.pendingJobIDs(); len(ids) > 0 {
 			s.cfg.Registry.forget(ctx, ids...)
 		}
-		if n := len(s.pending) + s.deferred; n > 0 { // taken, and never to be answered: the drain must not wait
+		if n := s.npending + s.deferred; n > 0 { // taken, and never to be answered: the drain must not wait
 			s.owner.gate.done(int64(n))
 		}
-		s.pending = nil
+		s.pending, s.npending = nil, 0
 		for _, h := range s.cfg.Hooks.FinishConnection {
 			h(s.conn, s.ensureStash())
 		}
@@ -276,15 +273,45 @@ func (s *session) ensureStash() map[string]json.RawMessage {
 	return s.stash
 }
 
-func (s *session) take(jobID string) *Request {
-	r := s.pending[jobID]
-	if r != nil {
-		delete(s.pending, jobID)
-		if len(s.pending) == 0 {
-			s.pending = nil // an idle session holds no map (a map never shrinks)
-		}
+// wait adds r, whose job was just submitted, to the pending requests.
+func (s *session) wait(r *Request) {
+	r.waiting, r.older, r.newer = true, s.pending, nil
+	if s.pending != nil {
+		s.pending.newer = r
 	}
-	return r
+	s.pending = r
+	s.npending++
+}
+
+// take removes r from the pending requests, and reports whether it was pending (a registry answer for a
+// request that is not could only follow a duplicate job ID).
+func (s *session) take(r *Request) bool {
+	if r == nil || !r.waiting {
+		return false
+	}
+	if r.older != nil {
+		r.older.newer = r.newer
+	}
+	if r.newer != nil {
+		r.newer.older = r.older
+	} else {
+		s.pending = r.older
+	}
+	r.waiting, r.older, r.newer = false, nil, nil
+	s.npending--
+	return true
+}
+
+// pendingJobIDs lists the jobs of the pending requests.
+func (s *session) pendingJobIDs() []string {
+	if s.npending == 0 {
+		return nil
+	}
+	ids := make([]string, 0, s.npending)
+	for r := s.pending; r != nil; r = r.older {
+		ids = append(ids, r.jobID)
+	}
+	return ids
 }
 
 // send runs the reply hooks, enforces the size limit and queues the reply. r is nil for replies to requests
@@ -419,7 +446,7 @@ func (s *session) handleInbound(ctx actor.Context, m *Inbound) {
 		s.replyError(r, mt, string(RateLimit), fmt.Sprintf("You have reached the rate limit for %s.", mt), nil, OutcomeRateLimit)
 		return
 	}
-	if len(s.pending)+s.deferred >= s.cfg.MaxInFlight {
+	if s.npending+s.deferred >= s.cfg.MaxInFlight {
 		details, _ := json.Marshal(map[string]int{"max_in_flight": s.cfg.MaxInFlight})
 		mt := r.Action.msgType()
 		s.replyError(r, mt, string(RateLimit), fmt.Sprintf("You have reached the rate limit for %s.", mt), details, OutcomeRateLimit)
@@ -584,7 +611,7 @@ func (s *session) submit(ctx actor.Context, r *Request) {
 		timeout = s.cfg.Timeout
 	}
 	reg := s.cfg.Registry
-	reg.register(ctx, id, ctx.Self(), reg.deadline(timeout))
+	reg.register(ctx, id, ctx.Self(), r, reg.deadline(timeout))
 	sub := a.Submitter
 	if sub == nil {
 		sub = s.cfg.Submitter
@@ -599,10 +626,7 @@ func (s *session) submit(ctx actor.Context, r *Request) {
 		s.replyCode(r, a.msgType(), WrongResponse, nil, OutcomeFailure)
 		return
 	}
-	if s.pending == nil {
-		s.pending = make(map[string]*Request)
-	}
-	s.pending[id] = r
+	s.wait(r)
 	if s.debug() {
 		s.logRequest(slog.LevelDebug, r, "job submitted", "action", a.Name, "timeout_ms", timeout.Milliseconds())
 	}

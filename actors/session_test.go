@@ -384,3 +384,33 @@ func TestSessionConfigRefusesATinyResponseLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionAnswersOutOfOrderAndForgetsTheRest: the registry brings each request back with its outcome, in
+// whatever order the jobs finish; the requests still pending when the session stops are forgotten.
+func TestSessionAnswersOutOfOrderAndForgetsTheRest(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, &fakeQueue{}, nil)
+	for i := 1; i <= 4; i++ {
+		f.root.Send(f.pid, &Inbound{Data: []byte(fmt.Sprintf(`{"ping":1,"req_id":%d}`, i))})
+	}
+	waitFor(t, func() bool { return f.reg.Stats().Pending == 4 })
+	for _, n := range []int{3, 1, 4} { // the middle, the oldest, the newest
+		f.reg.Complete(fmt.Sprint("job-", n), JobOutcome{Payload: []byte(`{"result":` + fmt.Sprint(n) + `}`)})
+		if got := f.conn.next(t); got["req_id"] != float64(n) || got["ping"] != float64(n) {
+			t.Fatalf("completion of job-%d answered %v", n, got)
+		}
+	}
+	f.reg.Complete("job-3", JobOutcome{Payload: []byte(`{"result":0}`)}) // a second completion is late
+	waitFor(t, func() bool { return f.reg.Stats().Late == 1 })
+	if err := f.root.StopFuture(f.pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return f.reg.Stats().Pending == 0 }) // job-2 forgotten
+	f.reg.Complete("job-2", JobOutcome{Payload: []byte(`{"result":2}`)})
+	waitFor(t, func() bool { return f.reg.Stats().Late == 2 })
+	select {
+	case b := <-f.conn.sent:
+		t.Fatalf("a stopped session replied %s", b)
+	default:
+	}
+}
