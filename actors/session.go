@@ -201,7 +201,7 @@ type session struct {
 	conn     Conn
 	pending  *Request // the newest request whose job is pending (a list through Request.older/newer)
 	npending int
-	deferred int                 // requests waiting for a deferred hook
+	deferred int // requests waiting for a deferred hook
 	stash    map[string]json.RawMessage
 	limits   *sessionLimits
 	cancel   context.CancelFunc // ends the context of deferred hooks
