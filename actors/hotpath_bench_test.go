@@ -182,3 +182,52 @@ func TestDecodeRequestMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// heldQueue hands each job's ID to the benchmark, which completes it.
+type heldQueue struct{ ids chan string }
+
+func (q heldQueue) Submit(jobID, _ string, _ []byte) error { q.ids <- jobID; return nil }
+
+// BenchmarkCompletionTrip measures the way back alone: from Registry.Complete (where the queue client delivers
+// a completion) through the registry shard to the session and its reply. The request's way in is outside the
+// timer.
+func BenchmarkCompletionTrip(b *testing.B) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
+	defer system.Shutdown()
+	ctx := context.Background()
+	reg, err := NewRegistry(system.Root, RegistryConfig{Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := reg.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer reg.Shutdown(ctx)
+	n := 0
+	q := heldQueue{ids: make(chan string, 1)}
+	sessions, err := NewSessions(SessionConfig{Actions: benchActions(b), Registry: reg, Logger: quiet,
+		Submitter: q, NewJobID: func() string { n++; return "job-" + strconv.Itoa(n) }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sessions.Shutdown(ctx)
+	conn := discardConn{sent: make(chan []byte, 1)}
+	pid := sessions.Spawn(system.Root, conn)
+	defer func() { _ = system.Root.StopFuture(pid).Wait() }()
+	req := []byte(benchRequests[0].req)
+	outcome := JobOutcome{Payload: []byte(`{"success":1,"result":"pong"}`)}
+	b.Run("req=ping", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			b.StopTimer()
+			data := make([]byte, len(req))
+			copy(data, req)
+			system.Root.Send(pid, &Inbound{Data: data})
+			id := <-q.ids
+			b.StartTimer()
+			reg.Complete(id, outcome)
+			<-conn.sent
+		}
+	})
+}
