@@ -29,6 +29,10 @@ type Request struct {
 	jobID       string
 	started     int64 // unix nanoseconds, for latency metrics
 	admitted    bool  // counted by the drain gate and not answered yet
+	// The session's list of requests whose jobs are pending (so that it can forget them when it stops): the
+	// registry's entry brings the request back, so no table by job ID is needed.
+	waiting      bool
+	older, newer *Request
 }
 
 // ReqID is the request's req_id, or nil.

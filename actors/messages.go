@@ -1,7 +1,5 @@
 package actors
 
-import "github.com/asynkron/protoactor-go/actor"
-
 // Inbound is one message from the client. The session takes ownership of Data.
 type Inbound struct {
 	Data        []byte
@@ -20,15 +18,6 @@ type JobOutcome struct {
 	Err     error
 }
 
-// jobDone is sent by the registry to the session that waits for a job.
-type jobDone struct {
-	jobID   string
-	outcome JobOutcome
-}
-
-// jobTimedOut is sent by the registry when a job's deadline passed first.
-type jobTimedOut struct{ jobID string }
-
 // attach hands a new session its connection; it is the session's first message.
 type attach struct {
 	conn Conn
@@ -41,13 +30,8 @@ type verdictLater struct {
 	insteadOf bool // the verdict of the action's InsteadOfForward, not of a BeforeForward hook
 }
 
-// Registry shard messages.
+// Registry shard messages (a registration is the *pendingJob itself).
 type (
-	register struct {
-		jobID    string
-		session  *actor.PID
-		deadline int64 // in ticks
-	}
 	complete struct {
 		jobID   string
 		outcome JobOutcome

@@ -127,10 +127,11 @@ func (r *Registry) shard(jobID string) *actor.PID {
 	return r.shards[maphash.String(r.seed, jobID)%uint64(len(r.shards))]
 }
 
-// register tells the job's shard that session waits for it until the deadline (in ticks).
-func (r *Registry) register(sender actor.SenderContext, jobID string, session *actor.PID, deadline int64) {
+// register tells the job's shard that session waits for it with request req until the deadline (in ticks).
+// The session gets req back with the outcome.
+func (r *Registry) register(sender actor.SenderContext, jobID string, session *actor.PID, req *Request, deadline int64) {
 	r.pending.Add(1)
-	sender.Send(r.shard(jobID), &register{jobID: jobID, session: session, deadline: deadline})
+	sender.Send(r.shard(jobID), &pendingJob{id: jobID, session: session, req: req, due: deadline})
 }
 
 // forget drops pending jobs (their session ended, or their submit failed); late results for them are counted.
@@ -208,14 +209,13 @@ type registryShard struct {
 
 func (s *registryShard) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
-	case *register:
-		p := &pendingJob{id: m.jobID, session: m.session, due: m.deadline}
-		if old, dup := s.jobs[m.jobID]; dup { // IDs are random: a duplicate is a caller bug; keep the newer
+	case *pendingJob: // a registration
+		if old, dup := s.jobs[m.id]; dup { // IDs are random: a duplicate is a caller bug; keep the newer
 			s.wheel.remove(old)
 			s.reg.pending.Add(-1)
 		}
-		s.jobs[m.jobID] = p
-		s.wheel.add(p)
+		s.jobs[m.id] = m
+		s.wheel.add(m)
 	case *complete:
 		p, ok := s.jobs[m.jobID]
 		if !ok {
@@ -224,7 +224,8 @@ func (s *registryShard) Receive(ctx actor.Context) {
 		}
 		s.drop(p)
 		s.reg.completed.Add(1)
-		ctx.Send(p.session, &jobDone{jobID: m.jobID, outcome: m.outcome})
+		p.outcome = m.outcome
+		ctx.Send(p.session, p) // the shard lets go of p: the session owns it now
 	case *forget:
 		for _, id := range m.jobIDs {
 			if p, ok := s.jobs[id]; ok {
@@ -236,16 +237,18 @@ func (s *registryShard) Receive(ctx actor.Context) {
 		for _, p := range s.jobs {
 			s.drop(p)
 			s.reg.timedOut.Add(1)
-			ctx.Send(p.session, &jobTimedOut{jobID: p.id})
+			p.timedOut = true
 			s.reg.abandon(p.id)
+			ctx.Send(p.session, p)
 		}
 	case *tick:
 		s.wheel.advance(m.now, func(p *pendingJob) {
 			delete(s.jobs, p.id)
 			s.reg.pending.Add(-1)
 			s.reg.timedOut.Add(1)
-			ctx.Send(p.session, &jobTimedOut{jobID: p.id})
+			p.timedOut = true
 			s.reg.abandon(p.id)
+			ctx.Send(p.session, p)
 		})
 	}
 }

@@ -7,7 +7,11 @@ import (
 // Replies are built by appending to a byte slice: the field order is fixed (msg_type first, as clients of the
 // Perl API see it) and raw JSON from the request and the worker is copied in without decoding it again.
 
+// appendSuccess appends a success reply; with a nil buf it allocates one of the reply's size.
 func appendSuccess(buf []byte, msgType string, result json.RawMessage, r *Request) []byte {
+	if buf == nil {
+		buf = make([]byte, 0, len(`{"msg_type":"","":`)+2*len(msgType)+len(result)+metaLen(r, metaAll))
+	}
 	buf = append(buf, `{"msg_type":`...)
 	buf = appendString(buf, msgType)
 	buf = append(buf, ',')

@@ -14,6 +14,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/wsgate/wsgate/internal/jsonscan"
 	"github.com/wsgate/wsgate/internal/rpcenvelope"
 )
 
@@ -198,8 +199,9 @@ type session struct {
 	owner    *Sessions
 	cfg      *SessionConfig
 	conn     Conn
-	pending  map[string]*Request // job ID -> the request that waits for it
-	deferred int                 // requests waiting for a deferred hook
+	pending  *Request // the newest request whose job is pending (a list through Request.older/newer)
+	npending int
+	deferred int // requests waiting for a deferred hook
 	stash    map[string]json.RawMessage
 	limits   *sessionLimits
 	cancel   context.CancelFunc // ends the context of deferred hooks
@@ -219,14 +221,14 @@ func (s *session) Receive(ctx actor.Context) {
 		if m.Done != nil {
 			m.Done.Handled()
 		}
-	case *jobDone:
-		if r := s.take(m.jobID); r != nil {
-			s.handleOutcome(r, m.outcome)
-		}
-	case *jobTimedOut:
-		if r := s.take(m.jobID); r != nil {
-			s.failed(r, errTimeout)
-			s.replyError(r, r.Action.msgType(), string(RequestTimeout), RequestTimeout.Message(), nil, OutcomeTimeout)
+	case *pendingJob: // the registry's answer: the job's outcome, or its deadline passed first
+		if r := m.req; s.take(r) {
+			if m.timedOut {
+				s.failed(r, errTimeout)
+				s.replyError(r, r.Action.msgType(), string(RequestTimeout), RequestTimeout.Message(), nil, OutcomeTimeout)
+			} else {
+				s.handleOutcome(r, m.outcome)
+			}
 		}
 	case *verdictLater:
 		s.deferred--
@@ -246,17 +248,13 @@ func (s *session) Receive(ctx actor.Context) {
 		if s.cancel != nil {
 			s.cancel()
 		}
-		if len(s.pending) > 0 {
-			ids := make([]string, 0, len(s.pending))
-			for id := range s.pending {
-				ids = append(ids, id)
-			}
+		if ids := s.pendingJobIDs(); len(ids) > 0 {
 			s.cfg.Registry.forget(ctx, ids...)
 		}
-		if n := len(s.pending) + s.deferred; n > 0 { // taken, and never to be answered: the drain must not wait
+		if n := s.npending + s.deferred; n > 0 { // taken, and never to be answered: the drain must not wait
 			s.owner.gate.done(int64(n))
 		}
-		s.pending = nil
+		s.pending, s.npending = nil, 0
 		for _, h := range s.cfg.Hooks.FinishConnection {
 			h(s.conn, s.ensureStash())
 		}
@@ -275,15 +273,45 @@ func (s *session) ensureStash() map[string]json.RawMessage {
 	return s.stash
 }
 
-func (s *session) take(jobID string) *Request {
-	r := s.pending[jobID]
-	if r != nil {
-		delete(s.pending, jobID)
-		if len(s.pending) == 0 {
-			s.pending = nil // an idle session holds no map (a map never shrinks)
-		}
+// wait adds r, whose job was just submitted, to the pending requests.
+func (s *session) wait(r *Request) {
+	r.waiting, r.older, r.newer = true, s.pending, nil
+	if s.pending != nil {
+		s.pending.newer = r
 	}
-	return r
+	s.pending = r
+	s.npending++
+}
+
+// take removes r from the pending requests, and reports whether it was pending (a registry answer for a
+// request that is not could only follow a duplicate job ID).
+func (s *session) take(r *Request) bool {
+	if r == nil || !r.waiting {
+		return false
+	}
+	if r.older != nil {
+		r.older.newer = r.newer
+	}
+	if r.newer != nil {
+		r.newer.older = r.older
+	} else {
+		s.pending = r.older
+	}
+	r.waiting, r.older, r.newer = false, nil, nil
+	s.npending--
+	return true
+}
+
+// pendingJobIDs lists the jobs of the pending requests.
+func (s *session) pendingJobIDs() []string {
+	if s.npending == 0 {
+		return nil
+	}
+	ids := make([]string, 0, s.npending)
+	for r := s.pending; r != nil; r = r.older {
+		ids = append(ids, r.jobID)
+	}
+	return ids
 }
 
 // send runs the reply hooks, enforces the size limit and queues the reply. r is nil for replies to requests
@@ -378,8 +406,8 @@ func (s *session) handleInbound(ctx actor.Context, m *Inbound) {
 		return
 	}
 	data := m.Data
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
+	fields, err := decodeRequest(data)
+	if err != nil {
 		r := &Request{started: now}
 		reason := "the request is not a JSON object"
 		if json.Valid(data) {
@@ -418,7 +446,7 @@ func (s *session) handleInbound(ctx actor.Context, m *Inbound) {
 		s.replyError(r, mt, string(RateLimit), fmt.Sprintf("You have reached the rate limit for %s.", mt), nil, OutcomeRateLimit)
 		return
 	}
-	if len(s.pending)+s.deferred >= s.cfg.MaxInFlight {
+	if s.npending+s.deferred >= s.cfg.MaxInFlight {
 		details, _ := json.Marshal(map[string]int{"max_in_flight": s.cfg.MaxInFlight})
 		mt := r.Action.msgType()
 		s.replyError(r, mt, string(RateLimit), fmt.Sprintf("You have reached the rate limit for %s.", mt), details, OutcomeRateLimit)
@@ -429,6 +457,50 @@ func (s *session) handleInbound(ctx actor.Context, m *Inbound) {
 		r.Stash = s.ensureStash()
 	}
 	s.forwardFrom(ctx, r, Continue)
+}
+
+// errNotObject: the request is valid JSON but not an object.
+var errNotObject = errors.New("not a JSON object")
+
+// decodeRequest returns the top-level members of a request, which must be a JSON object. It is encoding/json's
+// map decode in one pass and three allocations (the map, its slots, one string holding every key): the
+// values are slices of data (which the session owns; hooks treat Fields as read-only), and a key is decoded
+// by encoding/json only when it has escapes or non-ASCII bytes. Later duplicates win, as with encoding/json.
+func decodeRequest(data []byte) (map[string]json.RawMessage, error) {
+	if !json.Valid(data) {
+		var v any // rare: encoding/json says what is wrong
+		err := json.Unmarshal(data, &v)
+		if err == nil {
+			err = errNotObject
+		}
+		return nil, err
+	}
+	var keys string // every plain key is a substring of one copy of the request
+	fields := make(map[string]json.RawMessage, 8)
+	isObject := jsonscan.Members(data, func(m jsonscan.Member) bool {
+		var key string
+		if m.Plain {
+			if keys == "" {
+				keys = string(data)
+			}
+			key = keys[m.KeyStart:m.KeyEnd]
+		} else {
+			key = unquote(data[m.KeyStart-1 : m.KeyEnd+1])
+		}
+		fields[key] = data[m.ValStart:m.ValEnd:m.ValEnd]
+		return true
+	})
+	if !isObject {
+		return nil, errNotObject
+	}
+	return fields, nil
+}
+
+// unquote decodes a JSON string that is known to be valid.
+func unquote(quoted []byte) string {
+	var s string
+	_ = json.Unmarshal(quoted, &s)
+	return s
 }
 
 // allow applies the connection's and the action's token buckets.
@@ -539,7 +611,7 @@ func (s *session) submit(ctx actor.Context, r *Request) {
 		timeout = s.cfg.Timeout
 	}
 	reg := s.cfg.Registry
-	reg.register(ctx, id, ctx.Self(), reg.deadline(timeout))
+	reg.register(ctx, id, ctx.Self(), r, reg.deadline(timeout))
 	sub := a.Submitter
 	if sub == nil {
 		sub = s.cfg.Submitter
@@ -554,10 +626,7 @@ func (s *session) submit(ctx actor.Context, r *Request) {
 		s.replyCode(r, a.msgType(), WrongResponse, nil, OutcomeFailure)
 		return
 	}
-	if s.pending == nil {
-		s.pending = make(map[string]*Request)
-	}
-	s.pending[id] = r
+	s.wait(r)
 	if s.debug() {
 		s.logRequest(slog.LevelDebug, r, "job submitted", "action", a.Name, "timeout_ms", timeout.Milliseconds())
 	}
@@ -619,22 +688,45 @@ func (s *session) handleOutcome(r *Request, o JobOutcome) {
 		return
 	}
 	if t := bytes.TrimSpace(result); len(t) > 0 && t[0] == '{' {
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal(t, &obj); err != nil {
-			s.replyCode(r, mt, WrongResponse, nil, OutcomeFailure)
+		// The members that matter (error, stash, status), found in one pass: result is valid JSON, a member of
+		// an envelope that rpcenvelope checked.
+		var rpcErr, status json.RawMessage
+		stash, others := false, false
+		jsonscan.Members(t, func(m jsonscan.Member) bool {
+			key := string(t[m.KeyStart:m.KeyEnd]) // compared, never kept: no allocation
+			if !m.Plain {
+				key = unquote(t[m.KeyStart-1 : m.KeyEnd+1])
+			}
+			switch key {
+			case "error":
+				rpcErr = t[m.ValStart:m.ValEnd]
+			case "stash":
+				stash = true
+			case "status":
+				status = t[m.ValStart:m.ValEnd]
+			default:
+				others = true
+			}
+			return true
+		})
+		switch {
+		case rpcErr != nil:
+			s.replyRPCError(r, mt, rpcErr)
 			return
-		}
-		if e, ok := obj["error"]; ok {
-			s.replyRPCError(r, mt, e)
-			return
-		}
-		if st, ok := obj["stash"]; ok {
-			s.resultStash(r, st)
+		case stash: // rare (a login): the stash leaves the result, which is encoded again
+			var obj map[string]json.RawMessage
+			if err := json.Unmarshal(t, &obj); err != nil {
+				s.replyCode(r, mt, WrongResponse, nil, OutcomeFailure)
+				return
+			}
+			s.resultStash(r, obj["stash"])
 			delete(obj, "stash")
 			result, _ = json.Marshal(obj)
-		}
-		if st, ok := obj["status"]; ok && len(obj) == 1 {
-			result = st
+			if st, ok := obj["status"]; ok && len(obj) == 1 {
+				result = st
+			}
+		case status != nil && !others:
+			result = status
 		}
 	}
 	s.send(r, appendSuccess(nil, mt, result, r), r.Action.Name, OutcomeOK)

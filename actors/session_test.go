@@ -148,6 +148,10 @@ func TestSessionShapesReplies(t *testing.T) {
 			`{"msg_type":"ping","ping":"pong","echo_req":{"ping":1,"req_id":1},"req_id":1}`},
 		{"status collapses", `{"status":1}`, `{"status":1}`,
 			`{"msg_type":"st","st":1,"echo_req":{"status":1}}`},
+		{"status with other members does not collapse", `{"status":1,"x":[2]}`, `{"status":1}`,
+			`{"msg_type":"st","st":{"status":1,"x":[2]},"echo_req":{"status":1}}`},
+		{"status left alone after the stash is taken out collapses", `{"stash":{"a":1},"status":"ok"}`, `{"status":1}`,
+			`{"msg_type":"st","st":"ok","echo_req":{"status":1}}`},
 		{"RPC error with details", `{"error":{"code":"AuthFailed","message_to_client":"No.","details":{"f":1}}}`,
 			`{"ping":1,"passthrough":[1]}`,
 			`{"msg_type":"ping","error":{"code":"AuthFailed","message":"No.","details":{"f":1}},"echo_req":{"ping":1,"passthrough":[1]},"passthrough":[1]}`},
@@ -378,5 +382,35 @@ func TestSessionConfigRefusesATinyResponseLimit(t *testing.T) {
 		if err := cfg.Validate(); err == nil {
 			t.Errorf("MaxResponseSize %d accepted", n)
 		}
+	}
+}
+
+// TestSessionAnswersOutOfOrderAndForgetsTheRest: the registry brings each request back with its outcome, in
+// whatever order the jobs finish; the requests still pending when the session stops are forgotten.
+func TestSessionAnswersOutOfOrderAndForgetsTheRest(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, &fakeQueue{}, nil)
+	for i := 1; i <= 4; i++ {
+		f.root.Send(f.pid, &Inbound{Data: []byte(fmt.Sprintf(`{"ping":1,"req_id":%d}`, i))})
+	}
+	waitFor(t, func() bool { return f.reg.Stats().Pending == 4 })
+	for _, n := range []int{3, 1, 4} { // the middle, the oldest, the newest
+		f.reg.Complete(fmt.Sprint("job-", n), JobOutcome{Payload: []byte(`{"result":` + fmt.Sprint(n) + `}`)})
+		if got := f.conn.next(t); got["req_id"] != float64(n) || got["ping"] != float64(n) {
+			t.Fatalf("completion of job-%d answered %v", n, got)
+		}
+	}
+	f.reg.Complete("job-3", JobOutcome{Payload: []byte(`{"result":0}`)}) // a second completion is late
+	waitFor(t, func() bool { return f.reg.Stats().Late == 1 })
+	if err := f.root.StopFuture(f.pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return f.reg.Stats().Pending == 0 }) // job-2 forgotten
+	f.reg.Complete("job-2", JobOutcome{Payload: []byte(`{"result":2}`)})
+	waitFor(t, func() bool { return f.reg.Stats().Late == 2 })
+	select {
+	case b := <-f.conn.sent:
+		t.Fatalf("a stopped session replied %s", b)
+	default:
 	}
 }

@@ -2,12 +2,20 @@ package actors
 
 import "github.com/asynkron/protoactor-go/actor"
 
-// pendingJob is one registered job: an entry of the registry shard's map and of its timing wheel.
+// pendingJob is one registered job: the session's registration message, then an entry of the registry
+// shard's map and of its timing wheel, and finally the registry's answer to the session (with the outcome, or
+// timedOut). It carries the request back, so the session keeps no table of its own: the registry's entry is
+// the one per-job state in the actors. Only the actor that holds it at the moment touches it (it moves from
+// one to the next by message); the registry never reads req.
 type pendingJob struct {
 	id         string
 	session    *actor.PID
+	req        *Request
 	due        int64 // tick at which it times out
 	prev, next *pendingJob
+
+	outcome  JobOutcome // set by the shard before it answers the session
+	timedOut bool
 }
 
 // wheel is a hashed timing wheel: a job lands in slot due%len(slots), and each tick visits one slot and fires

@@ -70,6 +70,9 @@ func parseRPCFlags(name string, args []string) (*rpcFlags, []string, error) {
 		f.baselines = false
 	}
 	f.gwArgs = strings.Fields(*gwArgs)
+	if f.profile { // the gateway serves /debug/pprof/ only when asked
+		f.gwArgs = append(f.gwArgs, "--pprof")
+	}
 	for _, s := range strings.Split(*conns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 {

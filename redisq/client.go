@@ -588,6 +588,10 @@ func (c *Client) receiveLoop(ps *redis.PubSub) {
 		backoff = 10 * time.Millisecond
 		switch m := msg.(type) {
 		case *redis.Message:
+			if p := m.Payload; c.cfg.Mode == ModeSimple || len(p) > 0 && p[0] == '{' {
+				c.deliverNotified(p) // the result is in the message: no goroutine hand-off, no read
+				continue
+			}
 			c.notices <- m.Payload
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
@@ -663,35 +667,25 @@ func (c *Client) fetchLoop() {
 				break fill
 			}
 		}
-		if c.cfg.Mode == ModeSimple {
-			for _, payload := range batch {
-				c.deliver(simpleCompletion(payload), false)
-			}
-			continue
-		}
-		// A notification is a bare job ID (the Perl protocol: read the result from the hash) or, from a Go
-		// worker answering a job that asked for it, the result itself (a JSON object, which no job ID can be:
-		// see lists.go): delivered at once, the hash deleted in the background.
-		ids, answered := batch[:0:0], batch[:0:0]
-		for _, n := range batch {
-			if len(n) == 0 || n[0] != '{' {
-				ids = append(ids, n)
-				continue
-			}
-			x := simpleCompletion(n)
-			if x.JobID == "" {
-				c.log.Warn("bad notification", "err", x.Err)
-				continue
-			}
-			c.deliver(x, false)
-			answered = append(answered, x.JobID)
-		}
-		if len(answered) > 0 {
-			c.queueDel(context.Background(), answered)
-		}
-		if len(ids) > 0 {
-			c.fetchResults(ids, false)
-		}
+		// Only bare job IDs (the Perl protocol) come here: their results are read from the hashes. A result in
+		// its notification was delivered by the receive loop (deliverNotified).
+		c.fetchResults(batch, false)
+	}
+}
+
+// deliverNotified delivers a completion whose notification carries it: simple mode's result message, or a Go
+// worker's answer to a job that asked for it (a JSON object, which no job ID can be: see lists.go), whose hash
+// is then deleted in the background. It runs on the receive loop, which thus hands completions straight to
+// OnComplete (one goroutine hand-off fewer than a bare ID, which the fetch loop reads from Redis).
+func (c *Client) deliverNotified(payload string) {
+	x := simpleCompletion(payload)
+	if x.JobID == "" {
+		c.log.Warn("bad notification", "err", x.Err)
+		return
+	}
+	c.deliver(x, false)
+	if c.cfg.Mode.usesHash() {
+		c.queueDel(context.Background(), []string{x.JobID})
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/wsgate/wsgate/internal/jsonscan"
 )
 
 var (
@@ -19,20 +21,35 @@ var (
 	ErrNoResult = errors.New("no result member")
 )
 
-// Result returns the envelope's `result` member (raw JSON). For a payload that is not a JSON object it
-// returns an error that wraps ErrNotEnvelope; for one without `result`, ErrNoResult.
+// Result returns the envelope's `result` member (raw JSON, sharing payload's bytes). For a payload that is
+// not a JSON object it returns an error that wraps ErrNotEnvelope; for one without `result`, ErrNoResult. The
+// member is matched as encoding/json matches a struct field (case-insensitively; the last one wins), in one
+// pass and without allocating.
 func Result(payload []byte) (json.RawMessage, error) {
 	if t := bytes.TrimSpace(payload); len(t) == 0 || t[0] != '{' {
 		return nil, ErrNotEnvelope
 	}
-	var env struct {
-		Result json.RawMessage `json:"result"`
+	if !json.Valid(payload) {
+		var v any // rare: encoding/json says what is wrong
+		return nil, fmt.Errorf("%w: %w", ErrNotEnvelope, json.Unmarshal(payload, &v))
 	}
-	if err := json.Unmarshal(payload, &env); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotEnvelope, err)
-	}
-	if env.Result == nil {
+	var result json.RawMessage
+	jsonscan.Members(payload, func(m jsonscan.Member) bool {
+		key := payload[m.KeyStart:m.KeyEnd]
+		if !m.Plain {
+			var k string
+			_ = json.Unmarshal(payload[m.KeyStart-1:m.KeyEnd+1], &k)
+			key = []byte(k)
+		}
+		if bytes.EqualFold(key, resultKey) {
+			result = payload[m.ValStart:m.ValEnd:m.ValEnd]
+		}
+		return true
+	})
+	if result == nil {
 		return nil, ErrNoResult
 	}
-	return env.Result, nil
+	return result, nil
 }
+
+var resultKey = []byte("result")

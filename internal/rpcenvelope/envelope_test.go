@@ -19,6 +19,11 @@ func TestResult(t *testing.T) {
 		{"a string", `"x"`, "", ErrNotEnvelope},
 		{"empty", ``, "", ErrNotEnvelope},
 		{"broken JSON", `{"result":`, "", ErrNotEnvelope},
+		{"trailing garbage", `{"result":1} x`, "", ErrNotEnvelope},
+		{"the last result wins", `{"result":1,"x":{"result":3},"result":2}`, `2`, nil},
+		{"matched as encoding/json matches a field", `{"RESULT":[1, 2]}`, `[1, 2]`, nil},
+		{"an escaped key", `{"r\u0065sult":"e"}`, `"e"`, nil},
+		{"not the nested one", `{"success":0,"error":{"result":1}}`, "", ErrNoResult},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
