@@ -261,6 +261,9 @@ func httpGet(ctx context.Context, url string) (string, error) {
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK { // e.g. /debug/pprof/ without --pprof: not a figure of 0
+		err = fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
 	return string(b), err
 }
 
