@@ -29,9 +29,13 @@ type jobDone struct {
 // jobTimedOut is sent by the registry when a job's deadline passed first.
 type jobTimedOut struct{ jobID string }
 
-// attach hands a new session its connection; it is the session's first message.
+// attach hands a new session its connection; it is the session's first message. With resume, the session
+// resumes after a passivation (with the state it left, if any).
 type attach struct {
-	conn Conn
+	conn    Conn
+	host    Host
+	resumed *SessionState
+	resume  bool
 }
 
 // verdictLater carries a deferred hook's verdict back into the session.

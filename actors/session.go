@@ -141,6 +141,7 @@ type Sessions struct {
 	gate  *drainGate     // counts taken requests; refuses new ones once draining
 
 	submitWarn logLimit // "submit failed": one line per second at most
+	passive    passiveStats
 }
 
 // NewSessions checks cfg and returns a session factory.
@@ -204,6 +205,9 @@ type session struct {
 	limits   *sessionLimits
 	cancel   context.CancelFunc // ends the context of deferred hooks
 	ctx      context.Context
+
+	host       Host // keeps the state while the session is passivated; nil: never passivates
+	passivated bool // the actor stops because the session passivated (not because it ended)
 }
 
 // sessionLimits are a connection's token buckets, allocated on its first request when limits are configured.
@@ -236,15 +240,26 @@ func (s *session) Receive(ctx actor.Context) {
 			s.forwardFrom(ctx, m.r, m.v)
 		}
 	case *attach:
-		s.conn = m.conn
+		s.conn, s.host = m.conn, m.host
+		if m.resume { // the same connection's session again, after a passivation: not a new connection
+			if m.resumed != nil {
+				s.stash, s.limits = m.resumed.stash, m.resumed.limits
+			}
+			return
+		}
 		if hs := s.cfg.Hooks.OpenedConnection; len(hs) > 0 {
 			for _, h := range hs {
 				h(s.conn, s.ensureStash())
 			}
 		}
+	case *passivate:
+		s.tryPassivate(ctx)
 	case *actor.Stopping:
 		if s.cancel != nil {
 			s.cancel()
+		}
+		if s.passivated { // idle: nothing to forget or answer; the connection and its hooks go on
+			return
 		}
 		if len(s.pending) > 0 {
 			ids := make([]string, 0, len(s.pending))

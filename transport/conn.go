@@ -46,6 +46,7 @@ type Conn struct {
 	fd     int
 	remote netip.AddrPort
 	value  any      // set in OnOpen, before the connection is registered with epoll
+	opened bool     // OnOpen has returned (under srv.mu; see Server.Conns)
 	tls    *tlsConn // nil for a plain connection (see tls.go)
 
 	// rs is the read state: nil while the connection has no unfinished frame or message, so that an idle

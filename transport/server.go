@@ -315,6 +315,20 @@ func (s *Server) Len() int {
 	return len(s.conns)
 }
 
+// Conns appends every open connection whose OnOpen has returned to buf and returns it: a snapshot, for sweeps
+// over the connections (what the caller then does with one runs concurrently with its Handler callbacks; its
+// Value is safe to read).
+func (s *Server) Conns(buf []*Conn) []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.opened {
+			buf = append(buf, c)
+		}
+	}
+	return buf
+}
+
 // Serve accepts connections on ln until StopAccepting or Shutdown; it then returns nil. It fails only when the
 // server's epoll loops cannot start.
 func (s *Server) Serve(ln net.Listener) error {
@@ -556,6 +570,9 @@ func (s *Server) register(nc net.Conn, fd int, deflate bool) error {
 	s.mu.Unlock()
 	s.stats.accepted.Add(1)
 	s.handler.OnOpen(c)
+	s.mu.Lock() // Conns hands out only opened connections, and its lock orders their SetValue before it
+	c.opened = true
+	s.mu.Unlock()
 	// Hold mu so that a teardown racing with registration cannot close the fd before it is added.
 	c.mu.Lock()
 	defer c.mu.Unlock()
