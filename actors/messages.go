@@ -9,6 +9,10 @@ type Inbound struct {
 	InvalidUTF8 bool // a text frame that is not valid UTF-8
 	// Done, if set, is told when the session has handled the message (the sender's backpressure).
 	Done InboundDone
+	// Quiet says that the connection was quiet before this message (its first, or the first after a long
+	// pause): a session with a Host then passivates as soon as it has answered it and is idle, instead of
+	// waiting to be asked (see Host). A connection that talks steadily never pays a respawn.
+	Quiet bool
 }
 
 // InboundDone is told that an Inbound message was handled.

@@ -8,8 +8,8 @@ import (
 )
 
 // Passivation: an idle session need not keep its actor. A session spawned with a Host stops its actor when
-// asked (Sessions.Passivate) if it has nothing in flight (no pending job, no deferred hook) and its host
-// agrees that no message for it is on its way; what it must keep (stash, rate-limit buckets) goes to the host
+// asked (Sessions.Passivate), or as soon as it has answered a Quiet message, if it has nothing in flight (no
+// pending job, no deferred hook) and its host agrees that no message for it is on its way; what it must keep (stash, rate-limit buckets) goes to the host
 // as a SessionState, and the host starts it again with Resume before it sends the next message. An idle
 // session then costs its host a pointer or two instead of an actor (PID, process registry entry, mailbox,
 // context: about 600 bytes).
@@ -24,8 +24,8 @@ import (
 
 // Host keeps a session's state while the session has no actor; the server's per-connection state is one.
 type Host interface {
-	// Passivate is called by an idle session, on its actor's goroutine. It returns true when no message for
-	// the session is on its way and the host will call Sessions.Resume with st before it sends the next one
+	// Passivate is called by an idle session, on its actor's goroutine: asked by Sessions.Passivate, or after
+	// answering a Quiet message. It returns true when no message for the session is on its way and the host will call Sessions.Resume with st before it sends the next one
 	// (or Sessions.Finish when the connection closes); the actor then stops. It returns false to keep the
 	// actor. st is nil when there is nothing to keep. It must not block.
 	Passivate(st *SessionState) bool
@@ -87,8 +87,8 @@ type passivate struct{}
 
 var passivateNow = &passivate{}
 
-// tryPassivate stops the actor of an idle session whose host agrees; it reports whether it did.
-func (s *session) tryPassivate(ctx actor.Context) bool {
+// passivateIfIdle stops the actor of an idle session whose host agrees; it reports whether it did.
+func (s *session) passivateIfIdle(ctx actor.Context) bool {
 	if s.host == nil || s.passivated || len(s.pending) > 0 || s.deferred > 0 {
 		return false
 	}

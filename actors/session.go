@@ -208,6 +208,7 @@ type session struct {
 
 	host       Host // keeps the state while the session is passivated; nil: never passivates
 	passivated bool // the actor stops because the session passivated (not because it ended)
+	eager      bool // the last message was Quiet: passivate as soon as idle
 }
 
 // sessionLimits are a connection's token buckets, allocated on its first request when limits are configured.
@@ -223,14 +224,23 @@ func (s *session) Receive(ctx actor.Context) {
 		if m.Done != nil {
 			m.Done.Handled()
 		}
+		if s.eager = m.Quiet; s.eager {
+			s.passivateIfIdle(ctx)
+		}
 	case *jobDone:
 		if r := s.take(m.jobID); r != nil {
 			s.handleOutcome(r, m.outcome)
+		}
+		if s.eager {
+			s.passivateIfIdle(ctx)
 		}
 	case *jobTimedOut:
 		if r := s.take(m.jobID); r != nil {
 			s.failed(r, errTimeout)
 			s.replyError(r, r.Action.msgType(), string(RequestTimeout), RequestTimeout.Message(), nil, OutcomeTimeout)
+		}
+		if s.eager {
+			s.passivateIfIdle(ctx)
 		}
 	case *verdictLater:
 		s.deferred--
@@ -238,6 +248,9 @@ func (s *session) Receive(ctx actor.Context) {
 			s.applyInsteadOf(ctx, m.r, m.v)
 		} else {
 			s.forwardFrom(ctx, m.r, m.v)
+		}
+		if s.eager {
+			s.passivateIfIdle(ctx)
 		}
 	case *attach:
 		s.conn, s.host = m.conn, m.host
@@ -253,7 +266,7 @@ func (s *session) Receive(ctx actor.Context) {
 			}
 		}
 	case *passivate:
-		s.tryPassivate(ctx)
+		s.passivateIfIdle(ctx)
 	case *actor.Stopping:
 		if s.cancel != nil {
 			s.cancel()

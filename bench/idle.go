@@ -26,6 +26,7 @@ type IdleResult struct {
 	After           procSample `json:"after"`
 	RSSPerConn      float64    `json:"rss_bytes_per_conn"`
 	HeapPerConn     float64    `json:"heap_inuse_bytes_per_conn"`
+	LivePerConn     float64    `json:"heap_alloc_bytes_per_conn"`
 	StackPerConn    float64    `json:"stack_inuse_bytes_per_conn"`
 	GoroutinesAdded int        `json:"goroutines_added"`
 	FDsPerConn      float64    `json:"fds_per_conn"`
@@ -144,6 +145,7 @@ func idleOnce(nConns, perProcess int, outDir string, env multiFlag, gwArgs []str
 	res.RSSPerConn = float64(after.RSSBytes-before.RSSBytes) / c
 	res.HeapPerConn = float64(after.HeapInuse-before.HeapInuse) / c
 	res.StackPerConn = float64(after.StackInuse-before.StackInuse) / c
+	res.LivePerConn = float64(after.HeapAlloc-before.HeapAlloc) / c
 	res.GoroutinesAdded = after.Goroutines - before.Goroutines
 	res.FDsPerConn = float64(after.FDs-before.FDs) / c
 	res.HeapProfile = filepath.Join(*out, fmt.Sprintf("idle-heap-%d.pprof", res.Connections))
@@ -153,7 +155,9 @@ func idleOnce(nConns, perProcess int, outDir string, env multiFlag, gwArgs []str
 	fmt.Printf("\n%-28s %s\n", "connections held", fmt.Sprintf("%d (%d failed) in %.1fs", res.Connections, res.Failed, res.OpenSeconds))
 	fmt.Printf("%-28s %.0f bytes\n", "gateway RSS per connection", res.RSSPerConn)
 	fmt.Printf("%-28s %.0f bytes\n", "heap in use per connection", res.HeapPerConn)
+	fmt.Printf("%-28s %.0f bytes\n", "live heap per connection", res.LivePerConn)
 	fmt.Printf("%-28s %.0f bytes\n", "stack in use per connection", res.StackPerConn)
+	fmt.Printf("%-28s %d\n", "sessions passivated", after.Passivated)
 	fmt.Printf("%-28s %d (at %d connections)\n", "goroutines added", res.GoroutinesAdded, res.Connections)
 	fmt.Printf("%-28s %.3f\n", "fds per connection", res.FDsPerConn)
 	fmt.Printf("%-28s %s\n", "heap profile", res.HeapProfile)

@@ -287,6 +287,7 @@ type connState struct {
 	paused  bool                 // what conn was last told
 	closed  bool                 // OnClose has run
 	quiet   uint8                // passivation sweeps since the last message (saturates at quietSweeps)
+	eager   bool                 // the last message was sent Quiet: the session passivates once it is idle
 }
 
 // sessionConn is the part of *transport.Conn that the connection's state uses: what the session sends
@@ -299,7 +300,10 @@ type sessionConn interface {
 
 // quietSweeps is how many passivation sweeps (every Config.PassivateAfter/2) must find a connection without
 // a message before its session is asked to passivate: so between PassivateAfter and 1.5 × PassivateAfter
-// after the last one. A connection that sends more often than that never pays a respawn.
+// after the last one. A message that comes after such a pause, or a connection's first, is sent Quiet: the
+// session passivates as soon as it has answered it, since the next one is likely far (a client that
+// connects, asks, and idles; a client that pings now and then). A connection that sends more often than
+// every PassivateAfter never pays a respawn; one that starts a burst after a pause pays one.
 const quietSweeps = 3
 
 // addBacklog counts messages in (n=1) or handled (n=-1), of size bytes, and pauses or resumes reading at the
@@ -330,7 +334,7 @@ func (cs *connState) addBacklogLocked(n, bytes int) {
 func (cs *connState) Passivate(st *actors.SessionState) bool {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	if cs.closed || cs.pid == nil || cs.backlog != 0 || cs.quiet < quietSweeps {
+	if cs.closed || cs.pid == nil || cs.backlog != 0 || !cs.eager && cs.quiet < quietSweeps {
 		return false
 	}
 	cs.pid, cs.idle = nil, st
@@ -367,7 +371,7 @@ func (d *inboundDone) Handled() {
 }
 
 func (h wsHandler) OnOpen(c *transport.Conn) {
-	cs := &connState{conn: c}
+	cs := &connState{conn: c, quiet: quietSweeps} // its first message is Quiet
 	if h.g.cfg.PassivateAfter > 0 {
 		cs.pid = h.g.sessions.SpawnHosted(h.g.root, c, cs)
 	} else {
@@ -394,13 +398,14 @@ func (h wsHandler) OnMessage(c *transport.Conn, m transport.Message) {
 		cs.pid = h.g.sessions.Resume(h.g.root, c, cs, cs.idle)
 		cs.idle = nil
 	}
+	cs.eager = cs.quiet >= quietSweeps && h.g.cfg.PassivateAfter > 0
 	cs.quiet = 0
-	pid := cs.pid
+	pid, quiet := cs.pid, cs.eager
 	cs.addBacklogLocked(1, len(data))
 	cs.mu.Unlock()
 	// Outside the lock; OnMessage calls for one connection never overlap, so the messages keep their order.
 	h.g.root.Send(pid, &actors.Inbound{Data: data, Binary: m.Binary, InvalidUTF8: m.InvalidUTF8,
-		Done: &inboundDone{cs, len(data)}})
+		Done: &inboundDone{cs, len(data)}, Quiet: quiet})
 }
 
 func (h wsHandler) OnClose(c *transport.Conn, err error) {
