@@ -196,17 +196,13 @@ const hangupEvents = netpoll.EPOLLRDHUP | netpoll.EPOLLONESHOT
 // writeEvents is the interest of a backed-up connection on the write poller: writable, one-shot.
 const writeEvents = netpoll.EPOLLOUT | netpoll.EPOLLONESHOT
 
-// epollClosed is the event easygo passes to every remaining callback when the Epoll closes (its unexported
-// _EPOLLCLOSED); the connection is not readable then.
-const epollClosed netpoll.EpollEvent = 0x20
-
 // Server accepts WebSocket connections and serves them with epoll and a bounded read pool.
 type Server struct {
 	cfg      Config
 	handler  Handler
 	log      *slog.Logger
-	poller   *netpoll.Epoll // read readiness of every connection
-	wpoller  *netpoll.Epoll // write readiness of backed-up connections only
+	poller   *poller // read readiness of every connection (and hang-up of paused TLS ones)
+	wpoller  *poller // write readiness of backed-up connections only
 	ready    chan *Conn
 	writable chan *Conn
 	hsSlots  chan struct{}
@@ -278,17 +274,24 @@ func (s *Server) run() error {
 	if s.running {
 		return nil
 	}
-	ecfg := &netpoll.EpollConfig{OnWaitError: func(err error) { s.log.Error("epoll wait failed", "err", err) }}
-	poller, err := netpoll.EpollCreate(ecfg)
+	onErr := func(err error) { s.log.Error("epoll wait failed", "err", err) }
+	rp, err := newPoller(s.onReadEvent, onErr)
 	if err != nil {
 		return fmt.Errorf("transport: epoll: %w", err)
 	}
-	wpoller, err := netpoll.EpollCreate(ecfg)
+	wp, err := newPoller(func(c *Conn, _ netpoll.EpollEvent) { s.writable <- c }, onErr)
 	if err != nil {
-		poller.Close()
+		rp.close(false)
 		return fmt.Errorf("transport: epoll: %w", err)
 	}
-	s.poller, s.wpoller, s.running = poller, wpoller, true
+	s.poller, s.wpoller, s.running = rp, wp, true
+	for _, p := range []*poller{rp, wp} {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			p.run()
+		}()
+	}
 	for i := 0; i < s.cfg.ReadWorkers; i++ {
 		s.workers.Add(1)
 		go s.readWorker()
@@ -585,16 +588,27 @@ func (s *Server) register(nc net.Conn, fd int, deflate bool) error {
 		return nil
 	}
 	c.armed = true
-	if err := s.poller.Add(c.fd, readEvents, func(ev netpoll.EpollEvent) {
-		if ev&epollClosed == 0 && c.fired(ev) {
-			s.ready <- c
-		}
-	}); err != nil {
+	if err := s.poller.add(c, readEvents); err != nil {
 		c.mu.Unlock()
 		c.teardown(err)
 		c.mu.Lock()
 	}
 	return nil
+}
+
+// onReadEvent handles the read poller's event for c: a plain connection goes to the read pool (at most one
+// worker at a time: fired), a paused TLS connection's reader goroutine learns of the hang-up.
+func (s *Server) onReadEvent(c *Conn, ev netpoll.EpollEvent) {
+	if c.tls != nil {
+		select {
+		case c.tls.hup <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if c.fired(ev) {
+		s.ready <- c
+	}
 }
 
 func (s *Server) forget(c *Conn) {
@@ -758,8 +772,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		close(s.stop)
 		if s.running { // closing is set: run cannot start them now
-			_ = s.poller.Close()
-			_ = s.wpoller.Close()
+			_ = s.poller.close(true)
+			_ = s.wpoller.close(true)
 		}
 		s.wg.Wait() // handshakes and keepalive end before the pool's channels close
 		close(s.ready)
