@@ -2,6 +2,7 @@ package actors
 
 import (
 	"encoding/json"
+	"sync"
 	"sync/atomic"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -41,7 +42,7 @@ type SessionState struct {
 // SpawnHosted starts the session of a new connection, as Spawn does, with host to keep its state while it
 // is passivated (see Sessions.Passivate).
 func (s *Sessions) SpawnHosted(root *actor.RootContext, conn Conn, host Host) *actor.PID {
-	pid := root.Spawn(s.props)
+	pid := s.spawn(root)
 	root.Send(pid, &attach{conn: conn, host: host})
 	return pid
 }
@@ -57,7 +58,7 @@ func (s *Sessions) Passivate(root *actor.RootContext, pid *actor.PID) {
 func (s *Sessions) Resume(root *actor.RootContext, conn Conn, host Host, st *SessionState) *actor.PID {
 	s.passive.resumes.Add(1)
 	s.passive.idle.Add(-1)
-	pid := root.Spawn(s.props)
+	pid := s.spawn(root)
 	root.Send(pid, &attach{conn: conn, host: host, resumed: st, resume: true})
 	return pid
 }
@@ -124,4 +125,48 @@ type SessionStats struct {
 func (s *Sessions) Stats() SessionStats {
 	return SessionStats{Passivated: s.passive.idle.Load(), Passivations: s.passive.passivations.Load(),
 		Resumes: s.passive.resumes.Load()}
+}
+
+// Actor IDs of passivated sessions are used again. protoactor's process registry spreads IDs over 1,024 × 32
+// Go maps, and a map keeps its first slot group (~290 bytes) once an ID has hashed to it, since maps never
+// shrink: fresh IDs for every respawn would soon touch all 32,768 of them (~9.4 MB). Reused, the IDs stay as
+// few as the actors alive at once. An ID goes back only once its actor has stopped (actor.Stopped: the
+// registry has let it go), and only from a passivated session, to which no message can be on its way (no
+// job, no deferred hook); a sweep's stale request to passivate may reach the ID's next session, which
+// passivates only if its own host agrees.
+type idPool struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+// maxPooledIDs bounds the pool; beyond it IDs are dropped (the registry's maps already hold that many).
+const maxPooledIDs = 4096
+
+func (p *idPool) get() (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.ids); n > 0 {
+		id := p.ids[n-1]
+		p.ids = p.ids[:n-1]
+		return id, true
+	}
+	return "", false
+}
+
+func (p *idPool) put(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.ids) < maxPooledIDs {
+		p.ids = append(p.ids, id)
+	}
+}
+
+// spawn starts a session actor, with a pooled ID if there is one.
+func (s *Sessions) spawn(root *actor.RootContext) *actor.PID {
+	if id, ok := s.ids.get(); ok {
+		if pid, err := root.SpawnNamed(s.props, id); err == nil {
+			return pid
+		}
+	}
+	return root.Spawn(s.props)
 }

@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/wsgate/wsgate/internal/testutil"
 )
 
 // benchHost agrees to passivations when agree is set, and keeps what the session leaves.
@@ -69,5 +72,33 @@ func BenchmarkSessionMessage(b *testing.B) {
 				<-conn.sent
 			}
 		})
+	}
+}
+
+// TestPassivatedSessionIDIsReused: a respawned session takes the ID its passivated predecessor let go, so the
+// process registry's maps do not grow with respawns; and the predecessor's stash comes along.
+func TestPassivatedSessionIDIsReused(t *testing.T) {
+	var s *Sessions
+	f := newFixture(t, &fakeQueue{}, func(c *SessionConfig) { s, _ = NewSessions(*c) })
+	host := &benchHost{agree: true}
+	conn := newFakeConn()
+	pid := s.SpawnHosted(f.root, conn, host)
+	id := pid.Id
+	s.Passivate(f.root, pid)
+	testutil.WaitFor(t, func() bool { s.ids.mu.Lock(); defer s.ids.mu.Unlock(); return len(s.ids.ids) == 1 })
+	host.st = &SessionState{stash: map[string]json.RawMessage{"user": json.RawMessage(`"alice"`)}}
+	again := s.Resume(f.root, conn, host, host.st)
+	if again.Id != id {
+		t.Fatalf("respawned as %s, want the passivated session's ID %s", again.Id, id)
+	}
+	host.agree = false
+	f.root.Send(again, &Inbound{Data: []byte(`not json`)})
+	select { // a reply (BadRequest): the actor runs
+	case <-conn.sent:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the respawned session does not answer")
+	}
+	if st := s.Stats(); st.Passivations != 1 || st.Resumes != 1 || st.Passivated != 0 {
+		t.Fatalf("stats %+v", st)
 	}
 }

@@ -142,6 +142,7 @@ type Sessions struct {
 
 	submitWarn logLimit // "submit failed": one line per second at most
 	passive    passiveStats
+	ids        idPool // actor IDs of passivated sessions, to be used again
 }
 
 // NewSessions checks cfg and returns a session factory.
@@ -267,6 +268,10 @@ func (s *session) Receive(ctx actor.Context) {
 		}
 	case *passivate:
 		s.passivateIfIdle(ctx)
+	case *actor.Stopped:
+		if s.passivated { // the registry has let the ID go, and nothing can be on its way to it
+			s.owner.ids.put(ctx.Self().Id)
+		}
 	case *actor.Stopping:
 		if s.cancel != nil {
 			s.cancel()
