@@ -6,6 +6,11 @@
 // shard) that correlate completions with sessions and fire timeouts from a hashed timing wheel; a job is
 // always registered before it is submitted, so a fast completion can never arrive first.
 //
+// An idle session need not keep its actor (passivate.go): spawned with a Host (SpawnHosted), a session with
+// nothing in flight stops its actor when its host agrees, leaving its stash and rate-limit buckets to the
+// host (SessionState), and Resume starts it again on the next message, in order. OpenedConnection and
+// FinishConnection still run once per connection, not per respawn.
+//
 // Concurrency contract: no actor blocks. The connection (Conn) and the queue (Submitter) are reached through
 // non-blocking calls; completions arrive as messages (Registry.Complete may be called from any goroutine).
 // Sessions stop rather than restart on failure, and forget their pending jobs when they stop.

@@ -7,6 +7,10 @@ type Inbound struct {
 	InvalidUTF8 bool // a text frame that is not valid UTF-8
 	// Done, if set, is told when the session has handled the message (the sender's backpressure).
 	Done InboundDone
+	// Quiet says that the connection was quiet before this message (its first, or the first after a long
+	// pause): a session with a Host then passivates as soon as it has answered it and is idle, instead of
+	// waiting to be asked (see Host). A connection that talks steadily never pays a respawn.
+	Quiet bool
 }
 
 // InboundDone is told that an Inbound message was handled.
@@ -18,9 +22,13 @@ type JobOutcome struct {
 	Err     error
 }
 
-// attach hands a new session its connection; it is the session's first message.
+// attach hands a new session its connection; it is the session's first message. With resume, the session
+// resumes after a passivation (with the state it left, if any).
 type attach struct {
-	conn Conn
+	conn    Conn
+	host    Host
+	resumed *SessionState
+	resume  bool
 }
 
 // verdictLater carries a deferred hook's verdict back into the session.

@@ -142,6 +142,8 @@ type Sessions struct {
 	gate  *drainGate     // counts taken requests; refuses new ones once draining
 
 	submitWarn logLimit // "submit failed": one line per second at most
+	passive    passiveStats
+	ids        idPool // actor IDs of passivated sessions, to be used again
 }
 
 // NewSessions checks cfg and returns a session factory.
@@ -206,6 +208,10 @@ type session struct {
 	limits   *sessionLimits
 	cancel   context.CancelFunc // ends the context of deferred hooks
 	ctx      context.Context
+
+	host       Host // keeps the state while the session is passivated; nil: never passivates
+	passivated bool // the actor stops because the session passivated (not because it ended)
+	eager      bool // the last message was Quiet: passivate as soon as idle
 }
 
 // sessionLimits are a connection's token buckets, allocated on its first request when limits are configured.
@@ -221,6 +227,9 @@ func (s *session) Receive(ctx actor.Context) {
 		if m.Done != nil {
 			m.Done.Handled()
 		}
+		if s.eager = m.Quiet; s.eager {
+			s.passivateIfIdle(ctx)
+		}
 	case *pendingJob: // the registry's answer: the job's outcome, or its deadline passed first
 		if r := m.req; s.take(r) {
 			if m.timedOut {
@@ -230,6 +239,9 @@ func (s *session) Receive(ctx actor.Context) {
 				s.handleOutcome(r, m.outcome)
 			}
 		}
+		if s.eager {
+			s.passivateIfIdle(ctx)
+		}
 	case *verdictLater:
 		s.deferred--
 		if m.insteadOf {
@@ -237,16 +249,34 @@ func (s *session) Receive(ctx actor.Context) {
 		} else {
 			s.forwardFrom(ctx, m.r, m.v)
 		}
+		if s.eager {
+			s.passivateIfIdle(ctx)
+		}
 	case *attach:
-		s.conn = m.conn
+		s.conn, s.host = m.conn, m.host
+		if m.resume { // the same connection's session again, after a passivation: not a new connection
+			if m.resumed != nil {
+				s.stash, s.limits = m.resumed.stash, m.resumed.limits
+			}
+			return
+		}
 		if hs := s.cfg.Hooks.OpenedConnection; len(hs) > 0 {
 			for _, h := range hs {
 				h(s.conn, s.ensureStash())
 			}
 		}
+	case *passivate:
+		s.passivateIfIdle(ctx)
+	case *actor.Stopped:
+		if s.passivated { // the registry has let the ID go, and nothing can be on its way to it
+			s.owner.ids.put(ctx.Self().Id)
+		}
 	case *actor.Stopping:
 		if s.cancel != nil {
 			s.cancel()
+		}
+		if s.passivated { // idle: nothing to forget or answer; the connection and its hooks go on
+			return
 		}
 		if ids := s.pendingJobIDs(); len(ids) > 0 {
 			s.cfg.Registry.forget(ctx, ids...)

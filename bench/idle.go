@@ -21,10 +21,12 @@ type IdleResult struct {
 	ClientProcesses int        `json:"client_processes"`
 	SettleSeconds   float64    `json:"settle_seconds"`
 	GatewayEnv      []string   `json:"gateway_env,omitempty"`
+	GatewayArgs     []string   `json:"gateway_args,omitempty"`
 	Before          procSample `json:"before"`
 	After           procSample `json:"after"`
 	RSSPerConn      float64    `json:"rss_bytes_per_conn"`
 	HeapPerConn     float64    `json:"heap_inuse_bytes_per_conn"`
+	LivePerConn     float64    `json:"heap_alloc_bytes_per_conn"`
 	StackPerConn    float64    `json:"stack_inuse_bytes_per_conn"`
 	GoroutinesAdded int        `json:"goroutines_added"`
 	FDsPerConn      float64    `json:"fds_per_conn"`
@@ -42,6 +44,7 @@ func runIdle(args []string) error {
 	var env multiFlag
 	fs.Var(&env, "gateway-env", "KEY=VALUE for the gateway's environment (repeatable), e.g. GOGC=50")
 	settle := fs.Duration("settle", 10*time.Second, "wait after the last connection opened before sampling")
+	gwArgs := fs.String("gateway-args", "", "extra arguments for `wsgate serve`, space-separated")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,7 +57,7 @@ func runIdle(args []string) error {
 		if err != nil || n < 1 {
 			return fmt.Errorf("--conns: bad count %q", f)
 		}
-		res, err := idleOnce(n, *perProc, *out, env, *settle)
+		res, err := idleOnce(n, *perProc, *out, env, strings.Fields(*gwArgs), *settle)
 		if err != nil {
 			return err
 		}
@@ -70,12 +73,14 @@ func runIdle(args []string) error {
 }
 
 // idleOnce measures one connection count on a fresh stack.
-func idleOnce(nConns, perProcess int, outDir string, env multiFlag, settleFor time.Duration) (IdleResult, error) {
+func idleOnce(nConns, perProcess int, outDir string, env multiFlag, gwArgs []string, settleFor time.Duration) (IdleResult, error) {
 	n, perProc, out, settle := &nConns, &perProcess, &outDir, &settleFor
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return IdleResult{}, err
 	}
-	st, cleanup, err := newStack(stackConfig{workers: 1, concurrency: 16, env: env})
+	// --pprof: the heap and goroutine figures come from the admin listener's /debug/pprof/.
+	st, cleanup, err := newStack(stackConfig{workers: 1, concurrency: 16, env: env,
+		gatewayArgs: append([]string{"--pprof"}, gwArgs...)})
 	if err != nil {
 		return IdleResult{}, err
 	}
@@ -109,7 +114,7 @@ func idleOnce(nConns, perProcess int, outDir string, env multiFlag, settleFor ti
 		k := min(*perProc, left)
 		left -= k
 		cmd := exec.Command(self, "client", "--url", st.wsURL, "--src", fmt.Sprintf("127.0.0.%d", 2+i),
-			"--conns", fmt.Sprint(k))
+			"--conns", fmt.Sprint(k), "--parallel", "32") // under the gateway's 64 handshakes per address
 		cmd.Stderr = os.Stderr
 		stdin, _ := cmd.StdinPipe()
 		stdout, _ := cmd.StdoutPipe()
@@ -118,7 +123,7 @@ func idleOnce(nConns, perProcess int, outDir string, env multiFlag, settleFor ti
 		}
 		children = append(children, child{cmd, stdin, bufio.NewScanner(stdout)})
 	}
-	res := IdleResult{Scenario: "idle", ClientProcesses: procs, GatewayEnv: env}
+	res := IdleResult{Scenario: "idle", ClientProcesses: procs, GatewayEnv: env, GatewayArgs: gwArgs}
 	for _, c := range children {
 		if !c.lines.Scan() {
 			return IdleResult{}, fmt.Errorf("client process ended early")
@@ -140,6 +145,7 @@ func idleOnce(nConns, perProcess int, outDir string, env multiFlag, settleFor ti
 	res.RSSPerConn = float64(after.RSSBytes-before.RSSBytes) / c
 	res.HeapPerConn = float64(after.HeapInuse-before.HeapInuse) / c
 	res.StackPerConn = float64(after.StackInuse-before.StackInuse) / c
+	res.LivePerConn = float64(after.HeapAlloc-before.HeapAlloc) / c
 	res.GoroutinesAdded = after.Goroutines - before.Goroutines
 	res.FDsPerConn = float64(after.FDs-before.FDs) / c
 	res.HeapProfile = filepath.Join(*out, fmt.Sprintf("idle-heap-%d.pprof", res.Connections))
@@ -149,7 +155,9 @@ func idleOnce(nConns, perProcess int, outDir string, env multiFlag, settleFor ti
 	fmt.Printf("\n%-28s %s\n", "connections held", fmt.Sprintf("%d (%d failed) in %.1fs", res.Connections, res.Failed, res.OpenSeconds))
 	fmt.Printf("%-28s %.0f bytes\n", "gateway RSS per connection", res.RSSPerConn)
 	fmt.Printf("%-28s %.0f bytes\n", "heap in use per connection", res.HeapPerConn)
+	fmt.Printf("%-28s %.0f bytes\n", "live heap per connection", res.LivePerConn)
 	fmt.Printf("%-28s %.0f bytes\n", "stack in use per connection", res.StackPerConn)
+	fmt.Printf("%-28s %d\n", "sessions passivated", after.Passivated)
 	fmt.Printf("%-28s %d (at %d connections)\n", "goroutines added", res.GoroutinesAdded, res.Connections)
 	fmt.Printf("%-28s %.3f\n", "fds per connection", res.FDsPerConn)
 	fmt.Printf("%-28s %s\n", "heap profile", res.HeapProfile)

@@ -203,10 +203,13 @@ type procSample struct {
 	Goroutines int   `json:"goroutines"`
 	FDs        int   `json:"fds"`
 	HeapInuse  int64 `json:"heap_inuse_bytes"`
+	HeapAlloc  int64 `json:"heap_alloc_bytes"` // live objects (HeapInuse adds the free room in their spans)
 	StackInuse int64 `json:"stack_inuse_bytes"`
+	// Passivated is the gateway's wsgate_sessions_passivated: connections whose session has no actor now.
+	Passivated int64 `json:"sessions_passivated"`
 }
 
-var memStatLine = regexp.MustCompile(`^# (HeapInuse|StackInuse) = (\d+)`)
+var memStatLine = regexp.MustCompile(`^# (HeapInuse|HeapAlloc|StackInuse) = (\d+)`)
 
 // sampleGateway reads RSS and fds from /proc and goroutines and heap figures from the admin listener (after a GC).
 func sampleGateway(pid int, admin string) (procSample, error) {
@@ -243,10 +246,21 @@ func sampleGateway(pid int, admin string) (procSample, error) {
 	for sc.Scan() {
 		if m := memStatLine.FindStringSubmatch(sc.Text()); m != nil {
 			v, _ := strconv.ParseInt(m[2], 10, 64)
-			if m[1] == "HeapInuse" {
+			switch m[1] {
+			case "HeapInuse":
 				s.HeapInuse = v
-			} else {
+			case "HeapAlloc":
+				s.HeapAlloc = v
+			default:
 				s.StackInuse = v
+			}
+		}
+	}
+	if body, err = httpGet(ctx, "http://"+admin+"/metrics"); err == nil {
+		for _, l := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(l, "wsgate_sessions_passivated "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				s.Passivated = int64(f)
 			}
 		}
 	}
@@ -261,6 +275,9 @@ func httpGet(ctx context.Context, url string) (string, error) {
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK { // e.g. /debug/pprof/ without --pprof: not a figure of 0
+		err = fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
 	return string(b), err
 }
 

@@ -5,14 +5,17 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/wsgate/wsgate/actors"
 )
 
 // fakeConn records what backpressure told it; it yields inside the call, as the real one may wait for a lock,
 // so that calls made in one order can land in another.
 type fakeConn struct {
-	mu     sync.Mutex
-	paused bool
-	calls  atomic.Int64
+	actors.Conn // not used by backpressure
+	mu          sync.Mutex
+	paused      bool
+	calls       atomic.Int64
 }
 
 func (f *fakeConn) SetReadPaused(p bool) {

@@ -21,6 +21,8 @@ const (
 	DefaultMode     = "reliable"
 	// DefaultQueueTimeout is the job timeout when the config sets none, as in the Perl JobAsync backend.
 	DefaultQueueTimeout = actors.DefaultTimeout
+	// DefaultPassivateAfter is Config.PassivateAfter's default.
+	DefaultPassivateAfter = 5 * time.Second
 	// DefaultDrainTimeout bounds a drain when Config.DrainTimeout is 0.
 	DefaultDrainTimeout = 10 * time.Second
 	// DefaultQueueName names the queue of actions that name none.
@@ -148,6 +150,11 @@ type Config struct {
 	// (bench/RESULTS.md): ~15 % less gateway CPU per request and more closed-loop throughput, but about twice
 	// the p99 near the saturation knee; so it is off (0) by default.
 	SessionWorkers int
+	// PassivateAfter: the session of a connection that sent nothing for between PassivateAfter and 1.5 times
+	// it, and has nothing in flight, stops its actor and keeps its state (stash, rate limits) in the
+	// connection; the next message starts it again (see actors.Host). An idle connection then costs ~600 bytes
+	// less. 0 means DefaultPassivateAfter; negative keeps every session's actor for the connection's life.
+	PassivateAfter time.Duration
 	// QueueWatch samples the queues for metrics and notices queues that no worker serves.
 	QueueWatch QueueWatch
 	// DrainTimeout bounds how long Shutdown waits for the requests taken before it (new ones are answered
@@ -204,6 +211,9 @@ func (c Config) WithDefaults() (Config, error) {
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.PassivateAfter == 0 {
+		c.PassivateAfter = DefaultPassivateAfter
 	}
 	if c.QueueWatch.Interval == 0 {
 		c.QueueWatch.Interval = 5 * time.Second

@@ -29,6 +29,8 @@ type File struct {
 	Prefix       string   `yaml:"prefix"`
 	QueueTimeout Duration `yaml:"queue_timeout"`
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// PassivateAfter: see Config.PassivateAfter.
+	PassivateAfter Duration `yaml:"passivate_after"`
 	// MemoryLimit is the process's soft memory limit (bytes, "auto" or "off"); the binary applies it (a
 	// process-wide setting, which the library never touches).
 	MemoryLimit string `yaml:"memory_limit"`
@@ -307,7 +309,8 @@ func (f *File) Config() (Config, error) {
 	cfg := Config{
 		Listen: f.Listen, Admin: f.Admin, RedisConfig: f.Redis, Mode: f.Mode, Prefix: f.Prefix,
 		QueueTimeout: time.Duration(f.QueueTimeout), DrainTimeout: time.Duration(f.DrainTimeout),
-		MaxInFlight: f.Limits.MaxInFlight, MaxResponseSize: f.Limits.MaxResponseSize, RateLimit: f.Limits.RateLimit,
+		PassivateAfter: time.Duration(f.PassivateAfter),
+		MaxInFlight:    f.Limits.MaxInFlight, MaxResponseSize: f.Limits.MaxResponseSize, RateLimit: f.Limits.RateLimit,
 		CloseOnInvalidUTF8: f.CloseOnInvalidUTF8, Queues: f.Queues,
 		RequireResult: f.RequireResult, ResultStash: f.ResultStash,
 	}

@@ -35,7 +35,7 @@
 //  3. the session dispatcher,
 //  4. the queue clients (each subscribed to its completion channel before any job is submitted),
 //  5. the admin listener, then the WebSocket listener (the first connection can only come now),
-//  6. the queue watch; then readiness goes true.
+//  6. the queue watch and the passivation sweep; then readiness goes true.
 //
 // Gateway.Shutdown stops in the reverse direction:
 //
@@ -43,9 +43,17 @@
 //  2. the drain: requests taken before get their answers (results, or RequestTimeout for those still pending
 //     when Config.DrainTimeout is up);
 //  3. the transport closes every connection with 1001 (which stops its session);
-//  4. the queue clients, then the registry, the queue watch and the admin listener;
+//  4. the queue clients, then the registry, the queue watch, the passivation sweep and the admin listener;
 //  5. the sessions' deferred hooks, the session dispatcher, the actor system (if the gateway made it) and the
 //     Redis client (if the gateway made it).
+//
+// Idle sessions passivate (Config.PassivateAfter, actors.Host): a connection's state (connState) keeps the
+// session's PID, or while the session is passivated its stash and rate limits, and the backlog of messages
+// sent to it. A session passivates as soon as it has answered a connection's first message or the first
+// after a quiet PassivateAfter, and otherwise when the sweep (every PassivateAfter/2) finds it quiet for
+// PassivateAfter; it agrees only under the connState lock with no message sent and unhandled, and OnMessage
+// respawns it under the same lock, so no message is lost or reordered. A passivated connection that closes
+// runs the FinishConnection hooks from OnClose.
 //
 // Run is Start, then Shutdown when ctx ends. Start, the drain and the stop each log one line with *_ms
 // durations.

@@ -274,22 +274,37 @@ const (
 	resumeInboundBytes     = maxInboundBacklogBytes / 2
 )
 
-// connState is what the gateway keeps on a transport connection.
+// connState is what the gateway keeps on a transport connection: its session's PID, or while the session is
+// passivated what the session left (see actors.Host), and the backlog of messages sent to the session.
 type connState struct {
-	pid  *actor.PID
-	conn backlogConn
+	conn sessionConn
 
 	mu      sync.Mutex
-	backlog int  // messages sent to the session and not handled yet
-	bytes   int  // their size
-	paused  bool // what conn was last told
+	pid     *actor.PID           // nil while the session is passivated
+	idle    *actors.SessionState // what a passivated session kept (nil if nothing)
+	backlog int32                // messages sent to the session and not handled yet
+	bytes   int32                // their size (at most maxInboundBacklogBytes plus one message)
+	paused  bool                 // what conn was last told
+	closed  bool                 // OnClose has run
+	quiet   uint8                // passivation sweeps since the last message (saturates at quietSweeps)
+	eager   bool                 // the last message was sent Quiet: the session passivates once it is idle
 }
 
-// backlogConn is the part of *transport.Conn that backpressure uses.
-type backlogConn interface {
+// sessionConn is the part of *transport.Conn that the connection's state uses: what the session sends
+// through, and backpressure.
+type sessionConn interface {
+	actors.Conn
 	SetReadPaused(paused bool)
 	ChargeBuffer(delta int)
 }
+
+// quietSweeps is how many passivation sweeps (every Config.PassivateAfter/2) must find a connection without
+// a message before its session is asked to passivate: so between PassivateAfter and 1.5 × PassivateAfter
+// after the last one. A message that comes after such a pause, or a connection's first, is sent Quiet: the
+// session passivates as soon as it has answered it, since the next one is likely far (a client that
+// connects, asks, and idles; a client that pings now and then). A connection that sends more often than
+// every PassivateAfter never pays a respawn; one that starts a burst after a pause pays one.
+const quietSweeps = 3
 
 // addBacklog counts messages in (n=1) or handled (n=-1), of size bytes, and pauses or resumes reading at the
 // thresholds. The count and the call to the transport share one lock, so the connection's state always
@@ -297,8 +312,12 @@ type backlogConn interface {
 func (cs *connState) addBacklog(n, bytes int) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	cs.backlog += n
-	cs.bytes += bytes
+	cs.addBacklogLocked(n, bytes)
+}
+
+func (cs *connState) addBacklogLocked(n, bytes int) {
+	cs.backlog += int32(n)
+	cs.bytes += int32(bytes)
 	switch {
 	case !cs.paused && (cs.backlog >= maxInboundBacklog || cs.bytes >= maxInboundBacklogBytes):
 		cs.paused = true
@@ -307,6 +326,37 @@ func (cs *connState) addBacklog(n, bytes int) {
 		cs.paused = false
 		cs.conn.SetReadPaused(false)
 	}
+}
+
+// Passivate implements actors.Host: the session may stop its actor when nothing was sent to it that it has
+// not handled, and no message came since the sweep that asked (a message that came and was handled in
+// between resets quiet). From here on, OnMessage resumes the session before sending to it.
+func (cs *connState) Passivate(st *actors.SessionState) bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.closed || cs.pid == nil || cs.backlog != 0 || !cs.eager && cs.quiet < quietSweeps {
+		return false
+	}
+	cs.pid, cs.idle = nil, st
+	return true
+}
+
+// sweep counts one passivation sweep and reports whether the session should be asked to passivate: it has an
+// actor, and no message came for quietSweeps sweeps. A busy session (a job pending) refuses, and is asked
+// again at the next sweep.
+func (cs *connState) sweep() *actor.PID {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.pid == nil || cs.closed {
+		return nil
+	}
+	if cs.quiet < quietSweeps {
+		cs.quiet++
+	}
+	if cs.quiet < quietSweeps || cs.backlog != 0 {
+		return nil
+	}
+	return cs.pid
 }
 
 // inboundDone implements actors.InboundDone for one message: the session has handled it.
@@ -321,8 +371,12 @@ func (d *inboundDone) Handled() {
 }
 
 func (h wsHandler) OnOpen(c *transport.Conn) {
-	cs := &connState{conn: c}
-	cs.pid = h.g.sessions.Spawn(h.g.root, c)
+	cs := &connState{conn: c, quiet: quietSweeps} // its first message is Quiet
+	if h.g.cfg.PassivateAfter > 0 {
+		cs.pid = h.g.sessions.SpawnHosted(h.g.root, c, cs)
+	} else {
+		cs.pid = h.g.sessions.Spawn(h.g.root, c)
+	}
 	c.SetValue(cs)
 }
 
@@ -333,15 +387,65 @@ func (h wsHandler) OnMessage(c *transport.Conn, m transport.Message) {
 	}
 	data := make([]byte, len(m.Data)) // the transport reuses its buffer; the session owns this copy
 	copy(data, m.Data)
-	c.ChargeBuffer(len(data))
-	cs.addBacklog(1, len(data))
-	h.g.root.Send(cs.pid, &actors.Inbound{Data: data, Binary: m.Binary, InvalidUTF8: m.InvalidUTF8,
-		Done: &inboundDone{cs, len(data)}})
+	c.ChargeBuffer(len(data)) // not under cs.mu: over the budget it may close c, and OnClose takes cs.mu
+	cs.mu.Lock()
+	if cs.pid == nil { // passivated: the session starts again, and this message is its first
+		if cs.closed {
+			cs.mu.Unlock()
+			c.ChargeBuffer(-len(data))
+			return
+		}
+		cs.pid = h.g.sessions.Resume(h.g.root, c, cs, cs.idle)
+		cs.idle = nil
+	}
+	cs.eager = cs.quiet >= quietSweeps && h.g.cfg.PassivateAfter > 0
+	cs.quiet = 0
+	pid, quiet := cs.pid, cs.eager
+	cs.addBacklogLocked(1, len(data))
+	cs.mu.Unlock()
+	// Outside the lock; OnMessage calls for one connection never overlap, so the messages keep their order.
+	h.g.root.Send(pid, &actors.Inbound{Data: data, Binary: m.Binary, InvalidUTF8: m.InvalidUTF8,
+		Done: &inboundDone{cs, len(data)}, Quiet: quiet})
 }
 
 func (h wsHandler) OnClose(c *transport.Conn, err error) {
-	if cs, _ := c.Value().(*connState); cs != nil {
-		h.g.root.Stop(cs.pid)
+	cs, _ := c.Value().(*connState)
+	if cs == nil {
+		return
+	}
+	cs.mu.Lock()
+	cs.closed = true
+	pid, st := cs.pid, cs.idle
+	cs.idle = nil
+	cs.mu.Unlock()
+	if pid != nil {
+		h.g.root.Stop(pid)
+		return
+	}
+	h.g.sessions.Finish(c, st) // passivated: only its FinishConnection hooks are left to run
+}
+
+// passivateIdle asks, every PassivateAfter/2, the sessions of connections that sent nothing for quietSweeps
+// sweeps to stop their actors (actors.Host), until ctx ends.
+func (g *Gateway) passivateIdle(ctx context.Context) {
+	t := time.NewTicker(g.cfg.PassivateAfter / 2)
+	defer t.Stop()
+	var conns []*transport.Conn
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		conns = g.ws.Conns(conns[:0])
+		for _, c := range conns {
+			if cs, _ := c.Value().(*connState); cs != nil {
+				if pid := cs.sweep(); pid != nil {
+					g.sessions.Passivate(g.root, pid)
+				}
+			}
+		}
+		clear(conns)
 	}
 }
 
@@ -393,6 +497,13 @@ func (g *Gateway) start(ctx context.Context) error {
 		defer g.wg.Done()
 		g.watch.run(watchCtx)
 	}()
+	if g.cfg.PassivateAfter > 0 {
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			g.passivateIdle(watchCtx)
+		}()
+	}
 	g.ready.Store(true)
 	g.log.Info("wsgate listening", "websocket", g.URL(), "admin", g.AdminAddr(), "redis", g.redisForLog(),
 		"mode", g.cfg.Mode, "queue_timeout_ms", g.cfg.QueueTimeout.Milliseconds(), "queues", len(g.clients),
@@ -427,11 +538,12 @@ type Stats struct {
 	Registry  actors.RegistryStats
 	Transport transport.Stats
 	Queue     redisq.ClientStats // summed over the queues
+	Sessions  actors.SessionStats
 }
 
 // Stats reports the counters of the registry, the transport and the queue clients.
 func (g *Gateway) Stats() Stats {
-	st := Stats{Registry: g.registry.Stats(), Transport: g.ws.Stats()}
+	st := Stats{Registry: g.registry.Stats(), Transport: g.ws.Stats(), Sessions: g.sessions.Stats()}
 	for _, c := range g.clients {
 		q := c.Stats()
 		st.Queue.Submitted += q.Submitted

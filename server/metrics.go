@@ -88,6 +88,12 @@ func newStatsCollector(stats func() Stats) *statsCollector {
 		func(st Stats) float64 { return float64(st.Transport.BudgetEvictions) })
 	add(counter, "message_timeout_disconnects_total", "Clients closed for not finishing a message within the message timeout.",
 		func(st Stats) float64 { return float64(st.Transport.MessageTimeouts) })
+	add(gauge, "sessions_passivated", "Open connections whose idle session has no actor now (passivate_after).",
+		func(st Stats) float64 { return float64(st.Sessions.Passivated) })
+	add(counter, "session_passivations_total", "Idle sessions that stopped their actor.",
+		func(st Stats) float64 { return float64(st.Sessions.Passivations) })
+	add(counter, "session_resumes_total", "Passivated sessions started again by a message.",
+		func(st Stats) float64 { return float64(st.Sessions.Resumes) })
 	add(gauge, "pending_jobs", "Jobs submitted and waiting for their result.", func(st Stats) float64 { return float64(st.Registry.Pending) })
 	add(counter, "job_timeouts_total", "Jobs answered RequestTimeout.", func(st Stats) float64 { return float64(st.Registry.TimedOut) })
 	add(counter, "late_results_total", "Results that arrived after their request was answered or its connection closed.",

@@ -46,6 +46,7 @@ type Conn struct {
 	fd     int
 	remote netip.AddrPort
 	value  any      // set in OnOpen, before the connection is registered with epoll
+	opened bool     // OnOpen has returned (under srv.mu; see Server.Conns)
 	tls    *tlsConn // nil for a plain connection (see tls.go)
 
 	// rs is the read state: nil while the connection has no unfinished frame or message, so that an idle
@@ -220,14 +221,10 @@ func (c *Conn) flushLocked() error {
 // armWriteLocked asks the write poller for one writability event.
 func (c *Conn) armWriteLocked() error {
 	if c.writeArmed {
-		return c.srv.wpoller.Mod(c.fd, writeEvents)
+		return c.srv.wpoller.mod(c.fd, writeEvents)
 	}
 	c.writeArmed = true
-	return c.srv.wpoller.Add(c.fd, writeEvents, func(ev netpoll.EpollEvent) {
-		if ev&epollClosed == 0 {
-			c.srv.writable <- c
-		}
-	})
+	return c.srv.wpoller.add(c, writeEvents)
 }
 
 // onWritable runs on a pool worker when a backed-up socket accepts writes again.
@@ -304,9 +301,9 @@ func (c *Conn) teardown(cause error) {
 		c.armed = false
 		c.rs = nil
 	}
-	_ = c.srv.poller.Del(c.fd)
+	_ = c.srv.poller.del(c.fd)
 	if c.writeArmed {
-		_ = c.srv.wpoller.Del(c.fd)
+		_ = c.srv.wpoller.del(c.fd)
 	}
 	if c.tls != nil {
 		c.closeTLS()
@@ -353,7 +350,7 @@ func (c *Conn) armReadLocked() {
 		events = hangupEvents
 	}
 	c.armed, c.watching = true, c.paused
-	if err := c.srv.poller.Mod(c.fd, events); err != nil {
+	if err := c.srv.poller.mod(c.fd, events); err != nil {
 		c.mu.Unlock()
 		c.teardown(err)
 		return

@@ -1,6 +1,8 @@
 // Package transport is the gateway's WebSocket server: an accept loop, a zero-copy gobwas/ws upgrade, and then
-// epoll (mailru/easygo's Epoll) on the socket's file descriptor, taken out of the net.Conn so that a connection
-// holds exactly one descriptor and none of the Go runtime's per-connection structures. An idle connection
+// epoll on the socket's file descriptor, taken out of the net.Conn so that a connection holds exactly one
+// descriptor and none of the Go runtime's per-connection structures. The epoll instances (epoll.go) find a
+// ready connection in a slice indexed by descriptor, where easygo's Epoll kept a callback closure and a map
+// entry per connection (75 B of the ~390 B heap of an idle connection, TestConnectionFootprint). An idle connection
 // costs no goroutine and no read buffer.
 //
 // When a socket becomes readable, one worker of a bounded pool reads what the kernel has without blocking and

@@ -196,17 +196,13 @@ const hangupEvents = netpoll.EPOLLRDHUP | netpoll.EPOLLONESHOT
 // writeEvents is the interest of a backed-up connection on the write poller: writable, one-shot.
 const writeEvents = netpoll.EPOLLOUT | netpoll.EPOLLONESHOT
 
-// epollClosed is the event easygo passes to every remaining callback when the Epoll closes (its unexported
-// _EPOLLCLOSED); the connection is not readable then.
-const epollClosed netpoll.EpollEvent = 0x20
-
 // Server accepts WebSocket connections and serves them with epoll and a bounded read pool.
 type Server struct {
 	cfg      Config
 	handler  Handler
 	log      *slog.Logger
-	poller   *netpoll.Epoll // read readiness of every connection
-	wpoller  *netpoll.Epoll // write readiness of backed-up connections only
+	poller   *poller // read readiness of every connection (and hang-up of paused TLS ones)
+	wpoller  *poller // write readiness of backed-up connections only
 	ready    chan *Conn
 	writable chan *Conn
 	hsSlots  chan struct{}
@@ -278,17 +274,24 @@ func (s *Server) run() error {
 	if s.running {
 		return nil
 	}
-	ecfg := &netpoll.EpollConfig{OnWaitError: func(err error) { s.log.Error("epoll wait failed", "err", err) }}
-	poller, err := netpoll.EpollCreate(ecfg)
+	onErr := func(err error) { s.log.Error("epoll wait failed", "err", err) }
+	rp, err := newPoller(s.onReadEvent, onErr)
 	if err != nil {
 		return fmt.Errorf("transport: epoll: %w", err)
 	}
-	wpoller, err := netpoll.EpollCreate(ecfg)
+	wp, err := newPoller(func(c *Conn, _ netpoll.EpollEvent) { s.writable <- c }, onErr)
 	if err != nil {
-		poller.Close()
+		rp.close(false)
 		return fmt.Errorf("transport: epoll: %w", err)
 	}
-	s.poller, s.wpoller, s.running = poller, wpoller, true
+	s.poller, s.wpoller, s.running = rp, wp, true
+	for _, p := range []*poller{rp, wp} {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			p.run()
+		}()
+	}
 	for i := 0; i < s.cfg.ReadWorkers; i++ {
 		s.workers.Add(1)
 		go s.readWorker()
@@ -313,6 +316,20 @@ func (s *Server) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
+}
+
+// Conns appends every open connection whose OnOpen has returned to buf and returns it: a snapshot, for sweeps
+// over the connections (what the caller then does with one runs concurrently with its Handler callbacks; its
+// Value is safe to read).
+func (s *Server) Conns(buf []*Conn) []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.opened {
+			buf = append(buf, c)
+		}
+	}
+	return buf
 }
 
 // Serve accepts connections on ln until StopAccepting or Shutdown; it then returns nil. It fails only when the
@@ -556,6 +573,9 @@ func (s *Server) register(nc net.Conn, fd int, deflate bool) error {
 	s.mu.Unlock()
 	s.stats.accepted.Add(1)
 	s.handler.OnOpen(c)
+	s.mu.Lock() // Conns hands out only opened connections, and its lock orders their SetValue before it
+	c.opened = true
+	s.mu.Unlock()
 	// Hold mu so that a teardown racing with registration cannot close the fd before it is added.
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -568,16 +588,27 @@ func (s *Server) register(nc net.Conn, fd int, deflate bool) error {
 		return nil
 	}
 	c.armed = true
-	if err := s.poller.Add(c.fd, readEvents, func(ev netpoll.EpollEvent) {
-		if ev&epollClosed == 0 && c.fired(ev) {
-			s.ready <- c
-		}
-	}); err != nil {
+	if err := s.poller.add(c, readEvents); err != nil {
 		c.mu.Unlock()
 		c.teardown(err)
 		c.mu.Lock()
 	}
 	return nil
+}
+
+// onReadEvent handles the read poller's event for c: a plain connection goes to the read pool (at most one
+// worker at a time: fired), a paused TLS connection's reader goroutine learns of the hang-up.
+func (s *Server) onReadEvent(c *Conn, ev netpoll.EpollEvent) {
+	if c.tls != nil {
+		select {
+		case c.tls.hup <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if c.fired(ev) {
+		s.ready <- c
+	}
 }
 
 func (s *Server) forget(c *Conn) {
@@ -741,8 +772,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		close(s.stop)
 		if s.running { // closing is set: run cannot start them now
-			_ = s.poller.Close()
-			_ = s.wpoller.Close()
+			_ = s.poller.close(true)
+			_ = s.wpoller.close(true)
 		}
 		s.wg.Wait() // handshakes and keepalive end before the pool's channels close
 		close(s.ready)

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/mailru/easygo/netpoll"
 	"golang.org/x/sys/unix"
 )
 
@@ -261,17 +260,9 @@ func (c *Conn) waitResumeTLS() bool {
 		}
 		var err error
 		if c.tls.watched {
-			err = c.srv.poller.Mod(c.fd, hangupEvents)
+			err = c.srv.poller.mod(c.fd, hangupEvents)
 		} else {
-			hup := c.tls.hup
-			err = c.srv.poller.Add(c.fd, hangupEvents, func(ev netpoll.EpollEvent) {
-				if ev&epollClosed == 0 {
-					select {
-					case hup <- struct{}{}:
-					default:
-					}
-				}
-			})
+			err = c.srv.poller.add(c, hangupEvents) // its events go to c.tls.hup (onReadEvent)
 			c.tls.watched = err == nil
 		}
 		c.mu.Unlock()

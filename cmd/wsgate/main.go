@@ -232,6 +232,14 @@ func settings() []setting {
 		}, "jobs"},
 		{"session-workers", "WSGATE_SESSION_WORKERS", "run session actors on N long-lived goroutines (0: a new one per mailbox run; see bench/RESULTS.md)",
 			intSetting(func(o *options) *int { return &o.cfg.SessionWorkers }), "0"},
+		{"passivate-after", "WSGATE_PASSIVATE_AFTER", `an idle session (nothing in flight, no message for this long) stops its actor until its next message; "off": never`,
+			func(o *options, v string) error {
+				if v == "off" {
+					o.cfg.PassivateAfter = -1
+					return nil
+				}
+				return durationSetting(func(o *options) *time.Duration { return &o.cfg.PassivateAfter })(o, v)
+			}, "5s"},
 		{"buffer-budget", "WSGATE_BUFFER_BUDGET", "bytes all connections may hold in unfinished messages and write queues (over it the biggest holders are closed)",
 			intSetting(func(o *options) *int { return &o.cfg.Transport.BufferBudget }), "536870912"},
 		{"message-timeout", "WSGATE_MESSAGE_TIMEOUT", "time a client has to finish a frame or fragmented message (1008 after it)",

@@ -244,7 +244,7 @@ func TestWorkerHelpListsWorkerFlags(t *testing.T) {
 			"close-on-invalid-utf8", "compression", "config", "drain-timeout", "fd-reserve", "handshake-timeout", "listen",
 			"log-format", "log-level", "max-connections", "max-connections-per-ip", "max-frame-size", "max-handshakes",
 			"max-handshakes-per-ip", "max-in-flight", "max-message-size", "max-response-size", "memory-limit", "message-timeout", "mode",
-			"no-worker-after", "path", "pprof", "prefix", "queue-timeout", "queue-watch-interval", "redis", redisFlags,
+			"no-worker-after", "passivate-after", "path", "pprof", "prefix", "queue-timeout", "queue-watch-interval", "redis", redisFlags,
 			"require-result", "require-worker", "session-workers", "stream-timeout", "tls-cert", "tls-client-ca", "tls-key", "write-queue-bytes", "write-timeout"}},
 	}
 	for _, tt := range tests {
@@ -278,6 +278,7 @@ func TestEveryFlagHasItsVariable(t *testing.T) {
 		{"serve", "WSGATE_MODE", "simple", func(o *options) bool { return o.cfg.Mode == "simple" }},
 		{"serve", "WSGATE_PREFIX", "q", func(o *options) bool { return o.cfg.Queues["default"].Prefix == "q" }},
 		{"serve", "WSGATE_SESSION_WORKERS", "3", func(o *options) bool { return o.cfg.SessionWorkers == 3 }},
+		{"serve", "WSGATE_PASSIVATE_AFTER", "off", func(o *options) bool { return o.cfg.PassivateAfter < 0 }},
 		{"serve", "WSGATE_COMPRESSION", "false", func(o *options) bool { return !o.cfg.Transport.Compression }},
 		{"serve", "WSGATE_DRAIN_TIMEOUT", "2.5", func(o *options) bool { return o.cfg.DrainTimeout == 2500*time.Millisecond }},
 		{"serve", "WSGATE_PPROF", "true", func(o *options) bool { return o.cfg.Pprof }},
