@@ -423,7 +423,11 @@ func (s *Server) endHandshake(key netip.Addr) {
 // handshake upgrades one socket (with a deadline, so a slow client cannot hold the slot) and registers it.
 func (s *Server) handshake(nc net.Conn, ip, key netip.Addr) {
 	defer s.wg.Done()
-	defer s.endHandshake(key)
+	// The slot guards the reading of the upgrade request (what a slow client can drag out); it is given back
+	// as soon as the request is read, before the 101 is written: a client that got its 101 and dials again
+	// must not find its address's slots still held by the work that follows.
+	release := sync.OnceFunc(func() { s.endHandshake(key) })
+	defer release()
 	nc = s.wrapTLS(nc)
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	if err := s.handshakeTLS(nc); err != nil {
@@ -454,6 +458,7 @@ func (s *Server) handshake(nc net.Conn, ip, key netip.Addr) {
 			return nil
 		},
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+			release() // the request is read in full
 			var err error
 			fd, err = s.takeFD(nc)
 			return nil, err
