@@ -97,12 +97,13 @@ func (s *session) passivateIfIdle(ctx actor.Context) bool {
 	if s.stash != nil || s.limits != nil {
 		st = &SessionState{stash: s.stash, limits: s.limits}
 	}
+	s.owner.passive.idle.Add(1) // before the host can resume it: the gauge never dips below zero
 	if !s.host.Passivate(st) {
+		s.owner.passive.idle.Add(-1)
 		return false
 	}
 	s.passivated = true
 	s.owner.passive.passivations.Add(1)
-	s.owner.passive.idle.Add(1)
 	s.stash, s.limits = nil, nil // the host's now
 	ctx.Stop(ctx.Self())
 	return true

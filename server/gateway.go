@@ -419,7 +419,11 @@ func (h wsHandler) OnClose(c *transport.Conn, err error) {
 	cs.idle = nil
 	cs.mu.Unlock()
 	if pid != nil {
-		h.g.root.Stop(pid)
+		// Poison, not Stop: a stop is a system message and would overtake the session's attach (a user
+		// message) when the client leaves at once, leaving its FinishConnection hooks without the connection
+		// and the stash it resumed with. The messages queued before it are handled first (their replies go
+		// nowhere); what they submitted, the stopping session forgets.
+		h.g.root.Poison(pid)
 		return
 	}
 	h.g.sessions.Finish(c, st) // passivated: only its FinishConnection hooks are left to run

@@ -340,7 +340,10 @@ func (c *Conn) rearm() {
 }
 
 // armReadLocked re-arms read (or, paused, hang-up) interest and unlocks mu.
-func (c *Conn) armReadLocked() {
+func (c *Conn) armReadLocked() { c.armReadLockedThen(c.teardown) }
+
+// armReadLockedThen is armReadLocked, handing a poller failure to fail (after unlocking mu).
+func (c *Conn) armReadLockedThen(fail func(error)) {
 	if c.state == stateClosed {
 		c.mu.Unlock()
 		return
@@ -352,7 +355,7 @@ func (c *Conn) armReadLocked() {
 	c.armed, c.watching = true, c.paused
 	if err := c.srv.poller.mod(c.fd, events); err != nil {
 		c.mu.Unlock()
-		c.teardown(err)
+		fail(err)
 		return
 	}
 	c.mu.Unlock()
@@ -397,7 +400,10 @@ func (c *Conn) SetReadPaused(paused bool) {
 		return
 	}
 	if !paused && c.armed && c.watching {
-		c.armReadLocked() // widen the pending hang-up registration to reading
+		// Widen the pending hang-up registration to reading. The handler calls SetReadPaused, often under its
+		// own locks, and its OnClose may take them: should the poller refuse, the connection is torn down on a
+		// goroutine of its own (short-lived: teardown does not block), never inside the handler's call.
+		c.armReadLockedThen(func(err error) { go c.teardown(err) })
 		return
 	}
 	c.mu.Unlock() // a worker holds or will hold the event, and re-arms by the new state
