@@ -8,6 +8,8 @@ import (
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/wsgate/wsgate/internal/jsonscan"
 )
 
 // SanityCheck is the request check of Mojo::WebSocketProxy::Parser (SanityCheckFailed), rule for rule.
@@ -51,7 +53,7 @@ const (
 // check reports whether the request passes, and if not, a key that failed.
 func (s *SanityCheck) check(fields map[string]json.RawMessage) (bad string, ok bool) {
 	for k, v := range fields {
-		v = v[skipWS(v, 0):]
+		v = v[jsonscan.SkipSpace(v, 0):]
 		if len(v) == 0 {
 			continue
 		}
@@ -75,41 +77,24 @@ func (s *SanityCheck) check(fields map[string]json.RawMessage) (bad string, ok b
 
 // checkObject checks the members of an object one level down; bad is the key of the first that fails.
 func (s *SanityCheck) checkObject(v []byte) (bad string, ok bool) {
-	i := skipWS(v, 1)
-	for i < len(v) && v[i] == '"' {
-		kend := scanString(v, i)
-		key := v[i+1 : kend-1]
-		i = skipWS(v, kend)
-		if i >= len(v) || v[i] != ':' {
-			return string(key), false
+	ok = true
+	jsonscan.Members(v, func(m jsonscan.Member) bool {
+		if key := v[m.KeyStart:m.KeyEnd]; !s.checkPair("", key, v[m.ValStart:m.ValEnd]) {
+			bad, ok = string(key), false
 		}
-		i = skipWS(v, i+1)
-		vend := skipValue(v, i)
-		if !s.checkPair("", key, v[i:vend]) {
-			return string(key), false
-		}
-		i = skipWS(v, vend)
-		if i < len(v) && v[i] == ',' {
-			i = skipWS(v, i+1)
-		}
-	}
-	return "", true
+		return ok
+	})
+	return bad, ok
 }
 
 // checkArray checks each element of an array as a value of key k.
 func (s *SanityCheck) checkArray(k string, v []byte) bool {
-	i := skipWS(v, 1)
-	for i < len(v) && v[i] != ']' {
-		end := skipValue(v, i)
-		if end == i || !s.checkPair(k, nil, v[i:end]) {
-			return false
-		}
-		i = skipWS(v, end)
-		if i < len(v) && v[i] == ',' {
-			i = skipWS(v, i+1)
-		}
-	}
-	return true
+	ok := true
+	jsonscan.Elements(v, func(start, end int) bool {
+		ok = end > start && s.checkPair(k, nil, v[start:end])
+		return ok
+	})
+	return ok
 }
 
 // checkPair checks one (key, value) pair; the key is k, or the raw content of a JSON string when rawKey is set.
@@ -309,61 +294,4 @@ func hex4(raw []byte, i int) rune {
 		r = r<<4 | rune(c)
 	}
 	return r
-}
-
-// The request was already parsed once, so the JSON is well formed; these scanners only find its parts.
-
-// skipWS returns the index of the first non-space byte at or after i.
-func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// scanString returns the index after the JSON string that starts (with its quote) at b[i].
-func scanString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return len(b)
-}
-
-// skipValue returns the index after the JSON value that starts at b[i].
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return i
-	}
-	switch b[i] {
-	case '"':
-		return scanString(b, i)
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			switch b[i] {
-			case '"':
-				i = scanString(b, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return len(b)
-	}
-	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' &&
-		b[i] != '\n' && b[i] != '\r' {
-		i++
-	}
-	return i
 }

@@ -45,6 +45,28 @@ func Members(data []byte, fn func(m Member) bool) bool {
 	}
 }
 
+// Elements calls fn with the bounds of each element of the array in data (which must be valid JSON), in order,
+// until fn returns false. It reports whether data is an array.
+func Elements(data []byte, fn func(start, end int) bool) bool {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '[' {
+		return false
+	}
+	for i = skipSpace(data, i+1); i < len(data) && data[i] != ']'; {
+		end := endOfValue(data, i)
+		if !fn(i, end) {
+			return true
+		}
+		if i = skipSpace(data, end); i < len(data) && data[i] == ',' {
+			i = skipSpace(data, i+1)
+		}
+	}
+	return true
+}
+
+// SkipSpace returns the index of the first byte at or after i that is not JSON whitespace.
+func SkipSpace(data []byte, i int) int { return skipSpace(data, i) }
+
 func skipSpace(data []byte, i int) int {
 	for i < len(data) {
 		switch data[i] {
