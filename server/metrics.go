@@ -80,6 +80,8 @@ func newStatsCollector(stats func() Stats) *statsCollector {
 		func(st Stats) float64 { return float64(st.Transport.SlowConsumers) })
 	add(counter, "write_timeout_disconnects_total", "Clients closed because they did not read for the write timeout.",
 		func(st Stats) float64 { return float64(st.Transport.WriteTimeouts) })
+	add(counter, "tls_handshake_errors_total", "Failed TLS handshakes on the WebSocket listener (plain HTTP, bad certificates, scanners).",
+		func(st Stats) float64 { return float64(st.Transport.TLSHandshakeErrors) })
 	add(counter, "protocol_errors_total", "Connections closed for WebSocket protocol errors.",
 		func(st Stats) float64 { return float64(st.Transport.ProtocolErrors) })
 	add(gauge, "buffered_bytes", "Bytes held in unfinished client messages and write queues (against the buffer budget).",

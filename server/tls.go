@@ -90,15 +90,12 @@ func (g *Gateway) scheme() string {
 	return "ws"
 }
 
-// tlsCollectors are the TLS metrics: failed handshakes, and the expiry of the certificate in use.
+// tlsCollectors are the TLS metrics beyond the Stats ones: the expiry of the certificate in use.
 func (g *Gateway) tlsCollectors() []prometheus.Collector {
-	cs := []prometheus.Collector{prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "wsgate",
-		Name: "tls_handshake_errors_total", Help: "Failed TLS handshakes on the WebSocket listener (plain HTTP, bad certificates, scanners)."},
-		func() float64 { return float64(g.ws.Stats().TLSHandshakeErrors) })}
-	if g.certs != nil {
-		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsgate",
-			Name: "tls_certificate_expiry_timestamp_seconds", Help: "When the WebSocket listener's certificate in use expires (Unix time)."},
-			func() float64 { return float64(g.certs.Leaf().NotAfter.Unix()) }))
+	if g.certs == nil {
+		return nil
 	}
-	return cs
+	return []prometheus.Collector{prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "wsgate",
+		Name: "tls_certificate_expiry_timestamp_seconds", Help: "When the WebSocket listener's certificate in use expires (Unix time)."},
+		func() float64 { return float64(g.certs.Leaf().NotAfter.Unix()) })}
 }
