@@ -116,22 +116,28 @@ func (q completeAtOnce) Submit(jobID, _ string, _ []byte) error {
 	return nil
 }
 
-// BenchmarkSessionRoundTrip measures one request through a real actor system: the message into the session,
-// decode, sanity check, job, registry, completion, reply. The queue completes each job at once, so this is
-// the gateway's own share of a request, hand-offs between goroutines included.
-func BenchmarkSessionRoundTrip(b *testing.B) {
+// benchRegistry starts an actor system and a registry in it for a benchmark, both stopped when it ends.
+func benchRegistry(b *testing.B) (*actor.ActorSystem, *Registry, *slog.Logger) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
-	defer system.Shutdown()
-	ctx := context.Background()
+	b.Cleanup(system.Shutdown)
 	reg, err := NewRegistry(system.Root, RegistryConfig{Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := reg.Start(ctx); err != nil {
+	if err := reg.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	defer reg.Shutdown(ctx)
+	b.Cleanup(func() { reg.Shutdown(context.Background()) })
+	return system, reg, quiet
+}
+
+// BenchmarkSessionRoundTrip measures one request through a real actor system: the message into the session,
+// decode, sanity check, job, registry, completion, reply. The queue completes each job at once, so this is
+// the gateway's own share of a request, hand-offs between goroutines included.
+func BenchmarkSessionRoundTrip(b *testing.B) {
+	system, reg, quiet := benchRegistry(b)
+	ctx := context.Background()
 	n := 0
 	sessions, err := NewSessions(SessionConfig{Actions: benchActions(b), Registry: reg, Logger: quiet,
 		Submitter: completeAtOnce{reg}, NewJobID: func() string { n++; return "job-" + strconv.Itoa(n) }})
@@ -192,18 +198,8 @@ func (q heldQueue) Submit(jobID, _ string, _ []byte) error { q.ids <- jobID; ret
 // a completion) through the registry shard to the session and its reply. The request's way in is outside the
 // timer.
 func BenchmarkCompletionTrip(b *testing.B) {
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }))
-	defer system.Shutdown()
+	system, reg, quiet := benchRegistry(b)
 	ctx := context.Background()
-	reg, err := NewRegistry(system.Root, RegistryConfig{Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := reg.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer reg.Shutdown(ctx)
 	n := 0
 	q := heldQueue{ids: make(chan string, 1)}
 	sessions, err := NewSessions(SessionConfig{Actions: benchActions(b), Registry: reg, Logger: quiet,
