@@ -28,6 +28,8 @@ type IdleResult struct {
 	HeapPerConn     float64    `json:"heap_inuse_bytes_per_conn"`
 	LivePerConn     float64    `json:"heap_alloc_bytes_per_conn"`
 	StackPerConn    float64    `json:"stack_inuse_bytes_per_conn"`
+	RetainedPerConn float64    `json:"heap_retained_bytes_per_conn"`
+	RuntimePerConn  float64    `json:"runtime_sys_bytes_per_conn"`
 	GoroutinesAdded int        `json:"goroutines_added"`
 	FDsPerConn      float64    `json:"fds_per_conn"`
 	OpenSeconds     float64    `json:"open_seconds"`
@@ -146,6 +148,8 @@ func idleOnce(nConns, perProcess int, outDir string, env multiFlag, gwArgs []str
 	res.HeapPerConn = float64(after.HeapInuse-before.HeapInuse) / c
 	res.StackPerConn = float64(after.StackInuse-before.StackInuse) / c
 	res.LivePerConn = float64(after.HeapAlloc-before.HeapAlloc) / c
+	res.RetainedPerConn = float64(after.HeapRetained-before.HeapRetained) / c
+	res.RuntimePerConn = float64(after.RuntimeSys-before.RuntimeSys) / c
 	res.GoroutinesAdded = after.Goroutines - before.Goroutines
 	res.FDsPerConn = float64(after.FDs-before.FDs) / c
 	res.HeapProfile = filepath.Join(*out, fmt.Sprintf("idle-heap-%d.pprof", res.Connections))
@@ -157,6 +161,8 @@ func idleOnce(nConns, perProcess int, outDir string, env multiFlag, gwArgs []str
 	fmt.Printf("%-28s %.0f bytes\n", "heap in use per connection", res.HeapPerConn)
 	fmt.Printf("%-28s %.0f bytes\n", "live heap per connection", res.LivePerConn)
 	fmt.Printf("%-28s %.0f bytes\n", "stack in use per connection", res.StackPerConn)
+	fmt.Printf("%-28s %.0f bytes\n", "heap retained per connection", res.RetainedPerConn)
+	fmt.Printf("%-28s %.0f bytes\n", "runtime's own per connection", res.RuntimePerConn)
 	fmt.Printf("%-28s %d\n", "sessions passivated", after.Passivated)
 	fmt.Printf("%-28s %d (at %d connections)\n", "goroutines added", res.GoroutinesAdded, res.Connections)
 	fmt.Printf("%-28s %.3f\n", "fds per connection", res.FDsPerConn)

@@ -205,11 +205,19 @@ type procSample struct {
 	HeapInuse  int64 `json:"heap_inuse_bytes"`
 	HeapAlloc  int64 `json:"heap_alloc_bytes"` // live objects (HeapInuse adds the free room in their spans)
 	StackInuse int64 `json:"stack_inuse_bytes"`
+	// HeapRetained is heap memory the runtime holds from the OS (HeapSys − HeapReleased): in use plus free
+	// pages it has not returned yet, which at GOGC 100 may reach the next GC's goal.
+	HeapRetained int64 `json:"heap_retained_bytes"`
+	NextGC       int64 `json:"next_gc_bytes"`
+	// RuntimeSys is the runtime's own bookkeeping: spans, GC metadata, profiling buckets and the rest.
+	RuntimeSys int64 `json:"runtime_sys_bytes"`
 	// Passivated is the gateway's wsgate_sessions_passivated: connections whose session has no actor now.
 	Passivated int64 `json:"sessions_passivated"`
 }
 
-var memStatLine = regexp.MustCompile(`^# (HeapInuse|HeapAlloc|StackInuse) = (\d+)`)
+// memStatLine matches the runtime.MemStats lines of /debug/pprof/heap?debug=1 ("# HeapInuse = 123", and
+// "# Stack = inuse / sys" for the pairs).
+var memStatLine = regexp.MustCompile(`^# (\w+) = (\d+)(?: / (\d+))?$`)
 
 // sampleGateway reads RSS and fds from /proc and goroutines and heap figures from the admin listener (after a GC).
 func sampleGateway(pid int, admin string) (procSample, error) {
@@ -243,19 +251,22 @@ func sampleGateway(pid int, admin string) (procSample, error) {
 	}
 	sc := bufio.NewScanner(strings.NewReader(body))
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	stats := map[string][2]int64{}
 	for sc.Scan() {
 		if m := memStatLine.FindStringSubmatch(sc.Text()); m != nil {
 			v, _ := strconv.ParseInt(m[2], 10, 64)
-			switch m[1] {
-			case "HeapInuse":
-				s.HeapInuse = v
-			case "HeapAlloc":
-				s.HeapAlloc = v
-			default:
-				s.StackInuse = v
-			}
+			w, _ := strconv.ParseInt(m[3], 10, 64)
+			stats[m[1]] = [2]int64{v, w}
 		}
 	}
+	if _, ok := stats["HeapInuse"]; !ok {
+		return s, fmt.Errorf("no runtime.MemStats in the heap profile of %s", admin)
+	}
+	s.HeapInuse, s.HeapAlloc = stats["HeapInuse"][0], stats["HeapAlloc"][0]
+	s.StackInuse = stats["Stack"][0]
+	s.HeapRetained = stats["HeapSys"][0] - stats["HeapReleased"][0]
+	s.NextGC = stats["NextGC"][0]
+	s.RuntimeSys = stats["MSpan"][1] + stats["MCache"][1] + stats["BuckHashSys"][0] + stats["GCSys"][0] + stats["OtherSys"][0]
 	if body, err = httpGet(ctx, "http://"+admin+"/metrics"); err == nil {
 		for _, l := range strings.Split(body, "\n") {
 			if v, ok := strings.CutPrefix(l, "wsgate_sessions_passivated "); ok {
