@@ -550,7 +550,8 @@ func asciiEqualFold(b []byte, s string) bool {
 func (s *Server) register(nc net.Conn, fd int, deflate bool) error {
 	c := &Conn{srv: s, fd: fd, deflate: deflate}
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		c.remote = a.AddrPort()
+		ap := a.AddrPort()
+		c.addr, c.port = ap.Addr(), ap.Port()
 	}
 	if tc, ok := nc.(*tls.Conn); ok {
 		if err := c.adoptTLS(tc, fd); err != nil { // the net.Conn stays: its goroutine reads the records
@@ -563,7 +564,7 @@ func (s *Server) register(nc net.Conn, fd int, deflate bool) error {
 			return fmt.Errorf("transport: set non-blocking: %w", err)
 		}
 	}
-	c.lastRead.Store(time.Now().Unix())
+	c.lastRead.Store(unixSeconds())
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -574,7 +575,7 @@ func (s *Server) register(nc net.Conn, fd int, deflate bool) error {
 	}
 	c.id = s.lastID.Add(1)
 	s.conns[c] = struct{}{}
-	s.perIP[c.remote.Addr()]++
+	s.perIP[c.addr]++
 	s.mu.Unlock()
 	s.stats.accepted.Add(1)
 	s.handler.OnOpen(c)
@@ -619,7 +620,7 @@ func (s *Server) onReadEvent(c *Conn, ev netpoll.EpollEvent) {
 func (s *Server) forget(c *Conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
-	ip := c.remote.Addr()
+	ip := c.addr
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)
 	}
@@ -677,8 +678,8 @@ func (s *Server) keepalive() {
 			if s.checkMessageDeadline(c, now) {
 				continue
 			}
-			quiet := now - c.lastRead.Load()
-			if b := c.blocked.Load(); b != 0 && now-b >= writeTimeout {
+			quiet := now - int64(c.lastRead.Load())
+			if b := int64(c.blocked.Load()); b != 0 && now-b >= writeTimeout {
 				s.stats.writeTimeouts.Add(1)
 				c.teardown(errWriteTimeout)
 				continue
