@@ -89,9 +89,11 @@ func (s *Server) enforceBudget(grower *Conn) {
 		read, queued, held int64
 	}
 	s.mu.Lock()
-	holders := make([]holder, 0, len(s.conns))
-	for c := range s.conns {
-		holders = append(holders, holder{c: c, read: max(c.rbuf.Load(), 0), held: max(c.hbuf.Load(), 0)})
+	holders := make([]holder, 0, s.nconns)
+	for _, c := range s.conns {
+		if c != nil {
+			holders = append(holders, holder{c: c, read: max(c.rbuf.Load(), 0), held: max(c.hbuf.Load(), 0)})
+		}
 	}
 	s.mu.Unlock()
 	for i := range holders {

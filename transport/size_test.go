@@ -41,3 +41,28 @@ func TestIdleConnectionHoldsNoWriteQueue(t *testing.T) {
 		t.Fatalf("RemoteAddr() = %s, want %s", z.RemoteAddr(), zoned)
 	}
 }
+
+// TestReusedDescriptorKeepsItsNewConnection covers the slot of a descriptor that the kernel gave to a new
+// connection before the old one's teardown reached forget: the old one's forget must leave the new one
+// registered, and the count must stay right.
+func TestReusedDescriptorKeepsItsNewConnection(t *testing.T) {
+	s := &Server{perIP: map[netip.Addr]int{}}
+	ip := netip.MustParseAddr("192.0.2.1")
+	old := &Conn{srv: s, fd: 7, addr: ip, opened: true}
+	s.mu.Lock()
+	s.addLocked(old)
+	s.mu.Unlock()
+	reused := &Conn{srv: s, fd: 7, addr: ip, opened: true} // old's descriptor was closed, and handed out again
+	s.mu.Lock()
+	s.addLocked(reused)
+	s.mu.Unlock()
+	s.forget(old)
+	if got := s.Conns(nil); len(got) != 1 || got[0] != reused || s.Len() != 1 || s.connsFrom(ip) != 1 {
+		t.Fatalf("after the old connection's forget: Conns = %v, Len = %d, from %s: %d; want the new one alone",
+			got, s.Len(), ip, s.connsFrom(ip))
+	}
+	s.forget(reused)
+	if got := s.Conns(nil); len(got) != 0 || s.Len() != 0 || s.connsFrom(ip) != 0 {
+		t.Fatalf("after both forgets: Conns = %v, Len = %d, from %s: %d", got, s.Len(), ip, s.connsFrom(ip))
+	}
+}
