@@ -103,6 +103,16 @@ type writeQueue struct {
 	small [2][]byte
 }
 
+// push queues b. Once the queue outgrows small, small is cleared: its copies of the first frames must not
+// keep them alive after they are written (and their memory refunded to the budget).
+func (q *writeQueue) push(b []byte) {
+	moves := len(q.out) == cap(q.out) // append moves the queue to a new array, with every frame it holds
+	q.out = append(q.out, b)
+	if moves {
+		clear(q.small[:])
+	}
+}
+
 // writeQueues are the write queues of connections that have nothing queued.
 var writeQueues = sync.Pool{New: func() any { return new(writeQueue) }}
 
@@ -253,9 +263,9 @@ func (c *Conn) queueLocked(hdr, payload []byte) (over bool, err error) {
 		return c.queueTLSLocked(hdr, payload)
 	}
 	q := c.queueForLocked()
-	q.out = append(q.out, hdr)
+	q.push(hdr)
 	if len(payload) > 0 {
-		q.out = append(q.out, payload)
+		q.push(payload)
 	}
 	q.bytes += len(hdr) + len(payload)
 	mem := cap(hdr) + cap(payload) // what the queue holds alive, as the caller may have over-allocated

@@ -66,3 +66,21 @@ func TestReusedDescriptorKeepsItsNewConnection(t *testing.T) {
 		t.Fatalf("after both forgets: Conns = %v, Len = %d, from %s: %d", got, s.Len(), ip, s.connsFrom(ip))
 	}
 }
+
+// TestWriteQueueLetsWrittenFramesGo checks that a queue that outgrew its first, pooled array keeps no copy of
+// a frame there: once written, a frame's memory is refunded to the budget, and must be free to go.
+func TestWriteQueueLetsWrittenFramesGo(t *testing.T) {
+	q := &writeQueue{}
+	q.out = q.small[:0]
+	for _, f := range []string{"header", "payload", "next frame"} {
+		q.push([]byte(f))
+	}
+	for i, b := range q.small {
+		if b != nil {
+			t.Fatalf("small[%d] still holds %q after the queue moved to its own array", i, b)
+		}
+	}
+	if len(q.out) != 3 || string(q.out[2]) != "next frame" {
+		t.Fatalf("queue = %q", q.out)
+	}
+}

@@ -180,7 +180,7 @@ func (c *Conn) queueTLSLocked(hdr, payload []byte) (over bool, err error) {
 func (c *Conn) takeRecordsLocked() (over bool) {
 	for _, r := range c.tls.sock.take() {
 		q := c.queueForLocked()
-		q.out = append(q.out, r)
+		q.push(r)
 		q.bytes += len(r)
 		q.charged += cap(r)
 		over = c.srv.charge(int64(cap(r))) || over
