@@ -76,9 +76,11 @@ type Conn struct {
 	evicted      atomic.Bool   // closed by the buffer budget or the message timeout
 	pinged       atomic.Bool   // a keepalive ping is outstanding
 
-	port       uint16
-	opened     bool // OnOpen has returned (under srv.mu; see Server.Conns)
-	deflate    bool // permessage-deflate was negotiated
+	port    uint16
+	opened  bool // OnOpen has returned (under srv.mu; see Server.Conns)
+	deflate bool // permessage-deflate was negotiated (set before the connection is registered)
+
+	// Under mu:
 	state      uint8
 	writeArmed bool // fd is registered with the write poller
 	paused     bool // SetReadPaused: re-arm for hang-up only, not for reading
@@ -98,8 +100,8 @@ type writeQueue struct {
 	bytes   int      // bytes queued (the limit of WriteQueueBytes)
 	charged int      // memory of the queued buffers (their capacity), charged to the server's budget
 	headCut int      // bytes written of out[0], which slicing took off its capacity
-	// small is out's first backing array: a reply (header and payload) or a few TLS records fit in it, and it
-	// comes back with the queue from the pool.
+	// small is out's first backing array: a reply (header and payload, or a TLS record or two) fits in it,
+	// and it comes back with the queue from the pool.
 	small [2][]byte
 }
 
