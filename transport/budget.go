@@ -89,15 +89,17 @@ func (s *Server) enforceBudget(grower *Conn) {
 		read, queued, held int64
 	}
 	s.mu.Lock()
-	holders := make([]holder, 0, len(s.conns))
-	for c := range s.conns {
-		holders = append(holders, holder{c: c, read: max(c.rbuf.Load(), 0), held: max(c.hbuf.Load(), 0)})
+	holders := make([]holder, 0, s.nconns)
+	for _, c := range s.conns {
+		if c != nil {
+			holders = append(holders, holder{c: c, read: max(c.rbuf.Load(), 0), held: max(c.hbuf.Load(), 0)})
+		}
 	}
 	s.mu.Unlock()
 	for i := range holders {
 		h := &holders[i]
 		h.c.mu.Lock()
-		h.queued = int64(h.c.outCharged)
+		h.queued = int64(h.c.queuedLocked())
 		h.c.mu.Unlock()
 	}
 	total := func(h holder) int64 { return h.read + h.queued + h.held }
@@ -127,7 +129,7 @@ func (s *Server) enforceBudget(grower *Conn) {
 		// metric counts them all).
 		if now, last := time.Now().UnixNano(), s.evictWarned.Load(); now-last >= int64(time.Second) &&
 			s.evictWarned.CompareAndSwap(last, now) {
-			s.log.Warn("closing a connection over the buffer budget", "conn_id", h.c.id, "remote", h.c.remote,
+			s.log.Warn("closing a connection over the buffer budget", "conn_id", h.c.id, "remote", h.c.RemoteAddr(),
 				"unfinished_bytes", h.read, "queued_bytes", h.queued, "handler_bytes", h.held, "code", code,
 				"evictions_total", s.stats.budgetEvictions.Load())
 		}
@@ -148,7 +150,7 @@ func (c *Conn) evict(code uint16, reason string) {
 // checkMessageDeadline closes a connection whose unfinished frame or message began MessageTimeout ago (1008):
 // empty continuation frames must not keep a partial message, and its memory, alive forever.
 func (s *Server) checkMessageDeadline(c *Conn, now int64) bool {
-	since := c.pendingSince.Load()
+	since := int64(c.pendingSince.Load())
 	if since == 0 || now-since < max(int64(s.cfg.MessageTimeout/time.Second), 1) {
 		return false
 	}

@@ -40,14 +40,14 @@ type Message struct {
 // Conn is one WebSocket connection. After the upgrade it owns the socket's file descriptor directly (no
 // net.Conn, no Go runtime poller entry): every system call on fd happens under mu and after a check that the
 // connection is not closed, so a closed descriptor number can never be reused under it.
+//
+// An idle connection is this struct and nothing else, so its size is the transport's memory per connection:
+// what only a busy connection needs hangs off pointers that are nil while it is idle (rs, wq), times are
+// 32-bit unix seconds (enough until 2106), and the fields are ordered so that the small ones share words.
+// TestConnSize keeps it within its allocation size class.
 type Conn struct {
-	srv    *Server
-	id     uint64 // order of acceptance, 1 for the first
-	fd     int
-	remote netip.AddrPort
-	value  any      // set in OnOpen, before the connection is registered with epoll
-	opened bool     // OnOpen has returned (under srv.mu; see Server.Conns)
-	tls    *tlsConn // nil for a plain connection (see tls.go)
+	srv *Server
+	tls *tlsConn // nil for a plain connection (see tls.go)
 
 	// rs is the read state: nil while the connection has no unfinished frame or message, so that an idle
 	// connection holds no read buffer. Only the pool worker handling the connection's readiness touches it,
@@ -55,28 +55,105 @@ type Conn struct {
 	// worker holds the connection (armed), so that a closed connection's buffers do not wait for the last
 	// reference to the Conn to go.
 	rs *readState
+	// wq is the write queue (under mu): nil while nothing is queued, so that an idle connection holds none.
+	wq *writeQueue
 
-	rbuf         atomic.Int64 // bytes of rs charged to the server's budget; chargeClosed once torn down
-	hbuf         atomic.Int64 // bytes the handler charged (ChargeBuffer); chargeClosed once torn down
-	pendingSince atomic.Int64 // unix seconds when the unfinished frame or message began, 0 if none
-	evicted      atomic.Bool  // closed by the buffer budget or the message timeout
+	id    uint64 // order of acceptance, 1 for the first
+	value any    // set in OnOpen, before the connection is registered with epoll
+	// addr and port are the client's address (RemoteAddr): apart, because a netip.AddrPort pads its port to
+	// a word of its own, and port fits among the small fields below.
+	addr netip.Addr
+	fd   int
 
-	lastRead atomic.Int64 // unix seconds of the last frame read
-	pinged   atomic.Bool  // a keepalive ping is outstanding
-	blocked  atomic.Int64 // unix seconds since the socket has refused writes, 0 if it has not
+	rbuf atomic.Int64 // bytes of rs charged to the server's budget; chargeClosed once torn down
+	hbuf atomic.Int64 // bytes the handler charged (ChargeBuffer); chargeClosed once torn down
 
-	mu         sync.Mutex
-	out        [][]byte // queued frames (header and payload slices)
-	outBytes   int      // bytes queued (the limit of WriteQueueBytes)
-	outCharged int      // memory of the queued buffers (their capacity), charged to the server's budget
-	outHeadCut int      // bytes written of out[0], which slicing took off its capacity
+	mu sync.Mutex
+
+	pendingSince atomic.Uint32 // unix seconds when the unfinished frame or message began, 0 if none
+	lastRead     atomic.Uint32 // unix seconds of the last frame read
+	blocked      atomic.Uint32 // unix seconds since the socket has refused writes, 0 if it has not
+	evicted      atomic.Bool   // closed by the buffer budget or the message timeout
+	pinged       atomic.Bool   // a keepalive ping is outstanding
+
+	port    uint16
+	opened  bool // OnOpen has returned (under srv.mu; see Server.Conns)
+	deflate bool // permessage-deflate was negotiated (set before the connection is registered)
+
+	// Under mu:
 	state      uint8
 	writeArmed bool // fd is registered with the write poller
-	deflate    bool // permessage-deflate was negotiated
 	paused     bool // SetReadPaused: re-arm for hang-up only, not for reading
 	armed      bool // a one-shot epoll registration is pending (it has not fired yet)
 	watching   bool // the pending registration is for hang-up only (the connection is paused)
 	hangup     bool // epoll reported a hang-up or an error
+}
+
+// unixSeconds is the clock of Conn's times: unix seconds in 32 bits, enough until 2106.
+func unixSeconds() uint32 { return uint32(time.Now().Unix()) }
+
+// writeQueue holds the frames queued for a connection's socket (under the connection's mu). A connection has
+// one only while something is queued: it is taken from writeQueues when a frame is queued and goes back once
+// the socket has taken everything, so that a reply costs no allocation for its queue.
+type writeQueue struct {
+	out     [][]byte // queued frames (header and payload slices)
+	bytes   int      // bytes queued (the limit of WriteQueueBytes)
+	charged int      // memory of the queued buffers (their capacity), charged to the server's budget
+	headCut int      // bytes written of out[0], which slicing took off its capacity
+	// small is out's first backing array: a reply (header and payload, or a TLS record or two) fits in it,
+	// and it comes back with the queue from the pool.
+	small [2][]byte
+}
+
+// push queues b. Once the queue outgrows small, small is cleared: its copies of the first frames must not
+// keep them alive after they are written (and their memory refunded to the budget).
+func (q *writeQueue) push(b []byte) {
+	moves := len(q.out) == cap(q.out) // append moves the queue to a new array, with every frame it holds
+	q.out = append(q.out, b)
+	if moves {
+		clear(q.small[:])
+	}
+}
+
+// writeQueues are the write queues of connections that have nothing queued.
+var writeQueues = sync.Pool{New: func() any { return new(writeQueue) }}
+
+// queueForLocked returns the connection's write queue, taking one from the pool if it has none.
+func (c *Conn) queueForLocked() *writeQueue {
+	if c.wq == nil {
+		q := writeQueues.Get().(*writeQueue)
+		q.out = q.small[:0]
+		c.wq = q
+	}
+	return c.wq
+}
+
+// dropQueueLocked gives back the connection's write queue, which holds nothing more (or whose charge the
+// caller has refunded).
+func (c *Conn) dropQueueLocked() {
+	q := c.wq
+	if q == nil {
+		return
+	}
+	c.wq = nil
+	*q = writeQueue{} // nothing in the pool holds a frame alive, nor a long queue's array
+	writeQueues.Put(q)
+}
+
+// queuedBytesLocked is the number of bytes queued, against WriteQueueBytes.
+func (c *Conn) queuedBytesLocked() int {
+	if c.wq == nil {
+		return 0
+	}
+	return c.wq.bytes
+}
+
+// queuedLocked is the memory of what the write queue holds, as charged to the budget.
+func (c *Conn) queuedLocked() int {
+	if c.wq == nil {
+		return 0
+	}
+	return c.wq.charged
 }
 
 // readState holds what a connection has read of an unfinished frame or message.
@@ -105,7 +182,7 @@ func (c *Conn) SetValue(v any) { c.value = v }
 func (c *Conn) Value() any { return c.value }
 
 // RemoteAddr is the client's address.
-func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
+func (c *Conn) RemoteAddr() netip.AddrPort { return netip.AddrPortFrom(c.addr, c.port) }
 
 // ID identifies the connection within the server (1, 2, ... in the order of their upgrades); logs show it as
 // conn_id.
@@ -138,7 +215,7 @@ func (c *Conn) enqueue(hdr, payload []byte) error {
 		return ErrClosed
 	}
 	size := len(hdr) + len(payload)
-	if c.outBytes+size > c.srv.cfg.WriteQueueBytes {
+	if c.queuedBytesLocked()+size > c.srv.cfg.WriteQueueBytes {
 		c.mu.Unlock()
 		c.srv.stats.slowConsumers.Add(1)
 		_ = c.Close(ClosePolicyViolation, "slow consumer: write queue full")
@@ -187,13 +264,14 @@ func (c *Conn) queueLocked(hdr, payload []byte) (over bool, err error) {
 	if c.tls != nil {
 		return c.queueTLSLocked(hdr, payload)
 	}
-	c.out = append(c.out, hdr)
+	q := c.queueForLocked()
+	q.push(hdr)
 	if len(payload) > 0 {
-		c.out = append(c.out, payload)
+		q.push(payload)
 	}
-	c.outBytes += len(hdr) + len(payload)
+	q.bytes += len(hdr) + len(payload)
 	mem := cap(hdr) + cap(payload) // what the queue holds alive, as the caller may have over-allocated
-	c.outCharged += mem
+	q.charged += mem
 	return c.srv.charge(int64(mem)), nil
 }
 
@@ -209,7 +287,7 @@ func (c *Conn) flushLocked() error {
 		return err
 	}
 	if !drained {
-		c.blocked.Store(time.Now().Unix())
+		c.blocked.Store(unixSeconds())
 		return c.armWriteLocked()
 	}
 	if c.state == stateClosing {
@@ -246,8 +324,8 @@ func (c *Conn) onWritable() {
 const maxIovec = 1024
 
 func (c *Conn) writeNonBlockingLocked() (drained bool, err error) {
-	for len(c.out) > 0 {
-		iov := c.out
+	for c.wq != nil && len(c.wq.out) > 0 {
+		iov := c.wq.out
 		if len(iov) > maxIovec {
 			iov = iov[:maxIovec]
 		}
@@ -263,26 +341,27 @@ func (c *Conn) writeNonBlockingLocked() (drained bool, err error) {
 			return false, werr
 		}
 	}
-	c.out = nil // let a long queue's backing array go
+	c.dropQueueLocked() // written: an idle connection holds no queue (and a long queue's array goes)
 	return true, nil
 }
 
 func (c *Conn) consumeOut(n int) {
-	c.outBytes -= n
+	q := c.wq
+	q.bytes -= n
 	freed := 0
 	for n > 0 {
-		if n < len(c.out[0]) {
-			c.out[0] = c.out[0][n:]
-			c.outHeadCut += n
+		if n < len(q.out[0]) {
+			q.out[0] = q.out[0][n:]
+			q.headCut += n
 			break
 		}
-		n -= len(c.out[0])
-		freed += cap(c.out[0]) + c.outHeadCut
-		c.outHeadCut = 0
-		c.out[0] = nil
-		c.out = c.out[1:]
+		n -= len(q.out[0])
+		freed += cap(q.out[0]) + q.headCut
+		q.headCut = 0
+		q.out[0] = nil
+		q.out = q.out[1:]
 	}
-	c.outCharged -= freed
+	q.charged -= freed
 	c.srv.charge(-int64(freed))
 }
 
@@ -294,8 +373,8 @@ func (c *Conn) teardown(cause error) {
 		return
 	}
 	c.state = stateClosed
-	c.srv.charge(-int64(c.outCharged))
-	c.out, c.outBytes, c.outCharged, c.outHeadCut = nil, 0, 0, 0
+	c.srv.charge(-int64(c.queuedLocked()))
+	c.dropQueueLocked()
 	c.refundAll()
 	if c.armed { // no worker holds the connection, and none will: its read buffers can go now
 		c.armed = false
@@ -504,7 +583,7 @@ func (c *Conn) consume(data []byte) error {
 	frames := false // a frame was completed: the client is alive (one clock read per read, not per frame)
 	defer func() {
 		if frames {
-			c.lastRead.Store(time.Now().Unix())
+			c.lastRead.Store(unixSeconds())
 			c.pinged.Store(false)
 		}
 	}()
@@ -587,7 +666,7 @@ func (c *Conn) readState() *readState {
 	if c.rs == nil {
 		c.rs = &readState{}
 		c.chargeRead(readStateSize)
-		c.pendingSince.CompareAndSwap(0, time.Now().Unix())
+		c.pendingSince.CompareAndSwap(0, unixSeconds())
 	}
 	return c.rs
 }

@@ -35,7 +35,7 @@ func parseConn(t testing.TB, poller *poller) (*Conn, *recorder) {
 	rec := &recorder{}
 	cfg := Config{MaxFrameSize: 4096, MaxMessageSize: 8192, Logger: quiet}
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, handler: rec, poller: poller, wpoller: poller, conns: map[*Conn]struct{}{},
+	s := &Server{cfg: cfg, handler: rec, poller: poller, wpoller: poller,
 		perIP: map[netip.Addr]int{}}
 	c := &Conn{srv: s, fd: fds[0]}
 	t.Cleanup(func() {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -212,8 +213,16 @@ type Server struct {
 	enforceMu sync.Mutex   // one budget enforcement at a time
 	lastID    atomic.Uint64
 
-	mu        sync.Mutex
-	conns     map[*Conn]struct{}
+	mu sync.Mutex
+	// conns are the open connections by file descriptor, nil where there is none: 8 bytes a connection
+	// where a map[*Conn]struct{} costs about 30, and a descriptor is at most RLIMIT_NOFILE, so the slice is
+	// as long as the connections are many (at their peak). A connection leaves its slot in forget, after its
+	// teardown closed the descriptor, and the kernel may give the number to a new connection first: register
+	// then overwrites the slot, whose connection is torn down (its charges refunded, its queue gone), and
+	// forget clears a slot only if it is still its own. nconns counts the connections registered and not
+	// yet forgotten, wherever they sit.
+	conns     []*Conn
+	nconns    int
 	perIP     map[netip.Addr]int
 	listeners map[net.Listener]struct{}
 	closing   bool
@@ -252,7 +261,6 @@ func NewServer(cfg Config, h Handler) (*Server, error) {
 		ready:     make(chan *Conn, 4096),
 		writable:  make(chan *Conn, 1024),
 		hsSlots:   make(chan struct{}, cfg.MaxHandshakes),
-		conns:     make(map[*Conn]struct{}),
 		perIP:     make(map[netip.Addr]int),
 		listeners: make(map[net.Listener]struct{}),
 		stop:      make(chan struct{}),
@@ -315,7 +323,7 @@ func (s *Server) Stats() Stats {
 func (s *Server) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns)
+	return s.nconns
 }
 
 // Conns appends every open connection whose OnOpen has returned to buf and returns it: a snapshot, for sweeps
@@ -324,8 +332,18 @@ func (s *Server) Len() int {
 func (s *Server) Conns(buf []*Conn) []*Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for c := range s.conns {
-		if c.opened {
+	for _, c := range s.conns {
+		if c != nil && c.opened {
+			buf = append(buf, c)
+		}
+	}
+	return buf
+}
+
+// connsLocked appends every registered connection, opened or not, to buf (s.mu held).
+func (s *Server) connsLocked(buf []*Conn) []*Conn {
+	for _, c := range s.conns {
+		if c != nil {
 			buf = append(buf, c)
 		}
 	}
@@ -550,7 +568,8 @@ func asciiEqualFold(b []byte, s string) bool {
 func (s *Server) register(nc net.Conn, fd int, deflate bool) error {
 	c := &Conn{srv: s, fd: fd, deflate: deflate}
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		c.remote = a.AddrPort()
+		ap := a.AddrPort()
+		c.addr, c.port = ap.Addr(), ap.Port()
 	}
 	if tc, ok := nc.(*tls.Conn); ok {
 		if err := c.adoptTLS(tc, fd); err != nil { // the net.Conn stays: its goroutine reads the records
@@ -563,7 +582,7 @@ func (s *Server) register(nc net.Conn, fd int, deflate bool) error {
 			return fmt.Errorf("transport: set non-blocking: %w", err)
 		}
 	}
-	c.lastRead.Store(time.Now().Unix())
+	c.lastRead.Store(unixSeconds())
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -572,9 +591,7 @@ func (s *Server) register(nc net.Conn, fd int, deflate bool) error {
 		} // a TLS connection's socket is closed by the caller, with its net.Conn
 		return errors.New("transport: shutting down")
 	}
-	c.id = s.lastID.Add(1)
-	s.conns[c] = struct{}{}
-	s.perIP[c.remote.Addr()]++
+	s.addLocked(c)
 	s.mu.Unlock()
 	s.stats.accepted.Add(1)
 	s.handler.OnOpen(c)
@@ -616,15 +633,33 @@ func (s *Server) onReadEvent(c *Conn, ev netpoll.EpollEvent) {
 	}
 }
 
+// addLocked registers c (s.mu held): it gets its ID and its descriptor's slot in s.conns.
+func (s *Server) addLocked(c *Conn) {
+	c.id = s.lastID.Add(1)
+	if n := c.fd + 1; n > len(s.conns) {
+		s.conns = slices.Grow(s.conns, n-len(s.conns))[:n] // the new slots are nil
+	}
+	s.conns[c.fd] = c // a slot still taken is a torn-down connection's, which forget has not reached yet
+	s.nconns++
+	s.perIP[c.addr]++
+}
+
+// forget unregisters c once its teardown has closed its descriptor.
 func (s *Server) forget(c *Conn) {
 	s.mu.Lock()
-	delete(s.conns, c)
-	ip := c.remote.Addr()
+	defer s.mu.Unlock()
+	if c.id == 0 {
+		return // never registered
+	}
+	if c.fd < len(s.conns) && s.conns[c.fd] == c { // else a new connection has its descriptor's slot
+		s.conns[c.fd] = nil
+	}
+	s.nconns--
+	ip := c.addr
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)
 	}
 	s.noteDrainedLocked()
-	s.mu.Unlock()
 }
 
 // readWorker serves readable and writable connections; the pool is bounded, and no call here blocks.
@@ -667,18 +702,15 @@ func (s *Server) keepalive() {
 		case <-t.C:
 		}
 		now := time.Now().Unix()
-		batch = batch[:0]
 		s.mu.Lock()
-		for c := range s.conns {
-			batch = append(batch, c)
-		}
+		batch = s.connsLocked(batch[:0])
 		s.mu.Unlock()
 		for _, c := range batch {
 			if s.checkMessageDeadline(c, now) {
 				continue
 			}
-			quiet := now - c.lastRead.Load()
-			if b := c.blocked.Load(); b != 0 && now-b >= writeTimeout {
+			quiet := now - int64(c.lastRead.Load())
+			if b := int64(c.blocked.Load()); b != 0 && now-b >= writeTimeout {
 				s.stats.writeTimeouts.Add(1)
 				c.teardown(errWriteTimeout)
 				continue
@@ -696,7 +728,7 @@ func (s *Server) keepalive() {
 
 // noteDrainedLocked closes s.drained when the server is closing and has no connection left (s.mu held).
 func (s *Server) noteDrainedLocked() {
-	if s.closing && len(s.conns) == 0 && !s.isDrained {
+	if s.closing && s.nconns == 0 && !s.isDrained {
 		s.isDrained = true
 		close(s.drained)
 	}
@@ -752,10 +784,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
 	s.noteDrainedLocked()
-	conns := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	conns := s.connsLocked(make([]*Conn, 0, s.nconns))
 	s.mu.Unlock()
 	for _, c := range conns {
 		_ = c.Close(CloseGoingAway, "server shutting down")
@@ -767,9 +796,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	s.mu.Lock()
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	conns = s.connsLocked(conns)
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.teardown(errors.New("transport: shutdown"))

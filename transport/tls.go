@@ -179,9 +179,10 @@ func (c *Conn) queueTLSLocked(hdr, payload []byte) (over bool, err error) {
 // the budget is exceeded.
 func (c *Conn) takeRecordsLocked() (over bool) {
 	for _, r := range c.tls.sock.take() {
-		c.out = append(c.out, r)
-		c.outBytes += len(r)
-		c.outCharged += cap(r)
+		q := c.queueForLocked()
+		q.push(r)
+		q.bytes += len(r)
+		q.charged += cap(r)
 		over = c.srv.charge(int64(cap(r))) || over
 	}
 	return over
