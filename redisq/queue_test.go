@@ -129,18 +129,24 @@ func TestQueue(t *testing.T) {
 }
 
 func TestQueueTakeAppendsToTheCallersSlice(t *testing.T) {
-	q := newQueue[string](8, 64)
-	q.push("b")
-	q.push("c")
+	q := newQueue[string](4, 64) // a ring of 4
+	for _, v := range []string{"b", "c", "d", "x"} {
+		q.push(v)
+	}
+	q.take(nil, 3)
+	q.push("y") // at the ring's start: the next take reads x at its end, then y
 	dst := make([]string, 1, 4)
 	dst[0] = "a"
 	got, _ := q.take(dst, 8)
-	if !slices.Equal(got, []string{"a", "b", "c"}) || &got[0] != &dst[0] {
-		t.Fatalf("take(dst) = %q (same array: %v), want a, b, c in dst's array", got, &got[0] == &dst[0])
+	if !slices.Equal(got, []string{"a", "x", "y"}) || &got[0] != &dst[0] {
+		t.Fatalf("take(dst) = %q (same array: %v), want a, x, y in dst's array", got, &got[0] == &dst[0])
 	}
 	// The taken slots are cleared, so the queue does not keep what its items point to alive.
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if len(q.buf) != 4 {
+		t.Fatalf("buffer of %d, want 4 (the limit)", len(q.buf))
+	}
 	for i, v := range q.buf {
 		if v != "" {
 			t.Fatalf("buf[%d] = %q after the take, want cleared", i, v)
