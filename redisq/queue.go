@@ -7,9 +7,13 @@ import "sync"
 // them at the default QueueSize held 5.6 MB per Client, idle or not, and the Go runtime keeps about as much
 // again in RSS once the heap has been that big. A queue starts with no buffer, doubles it as it fills (never
 // past limit), and gives it up again when a burst drains: a buffer larger than keep is replaced by one twice
-// the items left (none, if none are) once a take leaves it at most a quarter full. keep is what steady traffic
-// needs, so that steady traffic allocates nothing after its first few pushes; the quarter (rather than half)
-// keeps a queue whose length hovers near a boundary from reallocating on every take.
+// the items left (none, if none are) once a take leaves no more than keep/4. keep is what steady traffic needs,
+// so that steady traffic allocates nothing after its first few pushes. The buffer is given back at the end of
+// a drain rather than halved along the way, because a queue whose length swings (a backlog that its consumer
+// takes down and its producers build up again) would otherwise reallocate and copy on every swing: as it is,
+// a burst holds its peak's buffer until it is nearly sent, and only a swing from above keep down to keep/4
+// costs a new buffer. The shrink happens in the take that drains the queue, as a queue that goes idle sees no
+// other call.
 //
 // The consumer waits on wake, a 1-buffered channel that holds a token whenever items are queued (or the queue
 // is closed, when it is closed itself), so that it can wait for several queues and timers in one select. Items
@@ -123,7 +127,7 @@ func (q *queue[T]) take(dst []T, most int) (out []T, open bool) {
 	case !q.closed:
 		q.signal() // the consumer took its token to come here: items are left
 	}
-	if len(q.buf) > q.keep && q.n <= len(q.buf)/4 {
+	if len(q.buf) > q.keep && q.n <= q.keep/4 {
 		q.resize(2 * q.n)
 	}
 	return dst, open
