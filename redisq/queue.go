@@ -15,8 +15,8 @@ import "sync"
 // costs a new buffer. The shrink happens in the take that drains the queue, as a queue that goes idle sees no
 // other call.
 //
-// The consumer waits on wake, a 1-buffered channel that holds a token whenever items are queued (or the queue
-// is closed, when it is closed itself), so that it can wait for several queues and timers in one select. Items
+// The consumer waits on wake, a 1-buffered channel that holds a token whenever items are queued (and that is
+// closed when the queue is), so that it can wait for several queues and timers in one select. Items
 // are pushed one at a time and taken in batches: one lock per batch is cheaper than one channel receive per
 // item.
 type queue[T any] struct {
@@ -114,7 +114,7 @@ func (q *queue[T]) take(dst []T, most int) (out []T, open bool) {
 		q.head -= len(q.buf)
 	}
 	q.n -= k
-	q.notFull.Signal()
+	q.notFull.Broadcast() // k slots are free: every waiting pushWait may fit (no waiter: an atomic load)
 	switch {
 	case q.n == 0:
 		q.head = 0
