@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -84,7 +85,8 @@ type ClientConfig struct {
 	// MaxBatch bounds how many submits (and how many completions) share one pipeline; 0 means 256.
 	MaxBatch int
 	// QueueSize bounds the submits waiting for the pipeline; 0 means 65536. Submit fails with ErrQueueFull
-	// beyond.
+	// beyond. (It bounds the client's other internal queues too.) Memory is taken as submits queue, not up
+	// front, and given back once a burst has been sent.
 	QueueSize int
 	// OnComplete receives every completion once; required. It is called from the client's goroutines (the
 	// completion reader, and the submitter for failed submits), possibly at the same time, and must not block.
@@ -128,15 +130,19 @@ type ClientStats struct {
 
 // Client submits jobs and receives their completions.
 type Client struct {
-	cfg     ClientConfig
-	id      string
-	log     *slog.Logger
-	pubsub  *redis.PubSub
-	submits chan Submission
-	forgets chan string
-	dels    chan string // job hashes to delete after a result that came in its notification (see queueDel)
-	notices chan string // job IDs (simple mode: results) from pub/sub, for the fetch loop
-	recover chan int64  // asks the fetch loop for a recovery pass (the time of the re-subscription)
+	cfg    ClientConfig
+	id     string
+	log    *slog.Logger
+	pubsub *redis.PubSub
+	// The submit loop's input (queue.go: each holds memory for what is queued, not for QueueSize): submits,
+	// IDs of jobs to cancel, and job hashes to delete after a result that came in its notification (queueDel).
+	submits *queue[Submission]
+	forgets *queue[string]
+	dels    *queue[string]
+	// notices are bare job IDs from pub/sub, for the fetch loop. The receive loop waits while it is full: a
+	// fetch loop that falls behind slows the reading of the subscription rather than growing memory.
+	notices *queue[string]
+	recover chan int64 // asks the fetch loop for a recovery pass (the time of the re-subscription)
 	pending *pendingSet
 	// serealWarned is when "cannot be written as Sereal" was last logged (unix nanoseconds): it can hit every
 	// job of a caller, so one line a minute.
@@ -177,14 +183,17 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	// Each pipeline takes up to MaxBatch items, so steady traffic keeps a queue under a few batches; what a
+	// burst beyond that grows is given back as it drains.
+	keep := 4 * cfg.MaxBatch
 	return &Client{
 		cfg:     cfg,
 		id:      cfg.ClientID,
 		log:     cfg.Logger.With("component", "redisq.client", "client_id", cfg.ClientID),
-		submits: make(chan Submission, cfg.QueueSize),
-		forgets: make(chan string, cfg.QueueSize),
-		dels:    make(chan string, cfg.QueueSize),
-		notices: make(chan string, cfg.QueueSize),
+		submits: newQueue[Submission](cfg.QueueSize, keep),
+		forgets: newQueue[string](cfg.QueueSize, keep),
+		dels:    newQueue[string](cfg.QueueSize, keep),
+		notices: newQueue[string](cfg.QueueSize, keep),
 		recover: make(chan int64, 1),
 		pending: newPendingSet(),
 		done:    make(chan struct{}),
@@ -252,13 +261,11 @@ func (c *Client) Submit(s Submission) error {
 		return ErrClosed
 	}
 	c.pending.add(s.ID)
-	select {
-	case c.submits <- s:
-		return nil
-	default:
+	if !c.submits.push(s) {
 		c.pending.remove(s.ID)
 		return ErrQueueFull
 	}
+	return nil
 }
 
 // Forget stops waiting for a job (its caller gave up): its completion will not be delivered, and with
@@ -272,10 +279,7 @@ func (c *Client) Forget(jobID string) {
 	if c.closed {
 		return
 	}
-	select {
-	case c.forgets <- jobID:
-	default: // the job may still run; its hash expires by its TTL anyway
-	}
+	_ = c.forgets.push(jobID) // when full, the job may still run; its hash expires by its TTL anyway
 }
 
 // Shutdown stops taking submits, sends those already queued, stops listening for completions and waits for
@@ -285,7 +289,7 @@ func (c *Client) Shutdown(ctx context.Context) error {
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
-		close(c.submits)
+		c.submits.close()
 		close(c.done)
 	})
 	finished := make(chan struct{})
@@ -341,71 +345,74 @@ func (c *Client) submitLoop() {
 	closing := false
 	for !closing {
 		batch, cancels, dels = batch[:0], cancels[:0], dels[:0]
-		select {
-		case s, ok := <-c.submits:
-			if !ok {
-				closing = true
-				break
-			}
-			batch = append(batch, s)
-		case id := <-c.forgets:
-			cancels = append(cancels, id)
-		case id := <-c.dels:
-			dels = append(dels, id)
+		select { // a queue's wake holds a token only while it has items, or once it is closed
+		case <-c.submits.wake:
+		case <-c.forgets.wake:
+		case <-c.dels.wake:
+		}
+		batch, cancels, dels, closing = c.fill(batch, cancels, dels)
+		if !closing && len(batch)+len(cancels) == 0 && len(dels) > 0 {
 			linger.Reset(delLinger)
 		wait: // DELs alone: give a submit a moment to come and carry them
 			for len(dels) < c.cfg.MaxBatch {
 				select {
-				case s, ok := <-c.submits:
-					if !ok {
-						closing = true
-					} else {
-						batch = append(batch, s)
-					}
+				case <-c.submits.wake:
 					break wait
-				case id := <-c.forgets:
-					cancels = append(cancels, id)
+				case <-c.forgets.wake:
 					break wait
-				case id := <-c.dels:
-					dels = append(dels, id)
+				case <-c.dels.wake:
+					dels, _ = c.dels.take(dels, c.cfg.MaxBatch-len(dels))
 				case <-linger.C:
 					break wait
 				}
 			}
 			linger.Stop()
-		}
-	fill:
-		for !closing && len(batch)+len(cancels)+len(dels) < c.cfg.MaxBatch {
-			select {
-			case s, ok := <-c.submits:
-				if !ok {
-					closing = true
-					break fill
-				}
-				batch = append(batch, s)
-			case id := <-c.forgets:
-				cancels = append(cancels, id)
-			case id := <-c.dels:
-				dels = append(dels, id)
-			default:
-				break fill
-			}
+			batch, cancels, dels, closing = c.fill(batch, cancels, dels)
 		}
 		if closing { // the last pipeline: every DEL queued so far (Shutdown set closed before closing submits)
-		drain:
-			for {
-				select {
-				case id := <-c.dels:
-					dels = append(dels, id)
-				default:
-					break drain
-				}
-			}
+			dels, _ = c.dels.take(dels, math.MaxInt)
 		}
 		if len(batch)+len(cancels)+len(dels) > 0 {
 			c.sendBatch(batch, cancels, dels)
 		}
 	}
+}
+
+// fill tops a pipeline up to MaxBatch items with what is queued, and reports closing once the submits are all
+// taken after Shutdown. Queues that have items share the room evenly, as a select over three channels shared
+// it one item at a time: a flood of submits cannot starve DELs (whose queue, full, would make the receive loop
+// delete by itself) or cancels.
+func (c *Client) fill(batch []Submission, cancels, dels []string) (_ []Submission, _, _ []string, closing bool) {
+	room := func() int { return c.cfg.MaxBatch - len(batch) - len(cancels) - len(dels) }
+	moreSubmits, moreCancels, moreDels := true, true, true // a queue that gave less than asked is empty
+	for r := room(); r > 0; r = room() {
+		active := 0
+		for _, more := range [...]bool{moreSubmits, moreCancels, moreDels} {
+			if more {
+				active++
+			}
+		}
+		if active == 0 {
+			break
+		}
+		share := max(r/active, 1)
+		if n, want := len(batch), min(share, room()); moreSubmits && want > 0 {
+			open := true
+			if batch, open = c.submits.take(batch, want); !open {
+				return batch, cancels, dels, true
+			}
+			moreSubmits = len(batch)-n == want
+		}
+		if n, want := len(cancels), min(share, room()); moreCancels && want > 0 {
+			cancels, _ = c.forgets.take(cancels, want)
+			moreCancels = len(cancels)-n == want
+		}
+		if n, want := len(dels), min(share, room()); moreDels && want > 0 {
+			dels, _ = c.dels.take(dels, want)
+			moreDels = len(dels)-n == want
+		}
+	}
+	return batch, cancels, dels, false
 }
 
 // queueDel has the hash of an answered job deleted by the submit loop's next pipeline. After Shutdown began, or
@@ -418,10 +425,8 @@ func (c *Client) queueDel(ctx context.Context, ids []string) {
 			direct = ids[i:]
 			break
 		}
-		select {
-		case c.dels <- id:
+		if c.dels.push(id) {
 			continue
-		default:
 		}
 		direct = ids[i:]
 		break
@@ -556,7 +561,7 @@ func (c *Client) simpleJob(s Submission, now time.Time) string {
 // re-subscription triggers a recovery pass over the pending jobs, whose notifications may have been missed.
 func (c *Client) receiveLoop(ps *redis.PubSub) {
 	defer c.wg.Done()
-	defer close(c.notices)
+	defer c.notices.close()
 	ctx := context.Background()
 	backoff := 10 * time.Millisecond
 	for {
@@ -592,7 +597,7 @@ func (c *Client) receiveLoop(ps *redis.PubSub) {
 				c.deliverNotified(p) // the result is in the message: no goroutine hand-off, no read
 				continue
 			}
-			c.notices <- m.Payload
+			c.notices.pushWait(m.Payload)
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
 				c.subscribed.Store(true)
@@ -628,7 +633,6 @@ func (c *Client) fetchLoop() {
 		sweep = t.C
 	}
 	for {
-		var id string
 		select {
 		case at := <-c.recover:
 			if c.cfg.Mode == ModeSimple {
@@ -648,28 +652,18 @@ func (c *Client) fetchLoop() {
 				c.recoverPending(cutoff)
 			}
 			continue
-		case n, ok := <-c.notices:
-			if !ok {
-				return
-			}
-			id = n
+		case <-c.notices.wake:
 		}
-		batch = append(batch[:0], id)
-	fill:
-		for len(batch) < c.cfg.MaxBatch {
-			select {
-			case id, ok := <-c.notices:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, id)
-			default:
-				break fill
-			}
+		var open bool
+		batch, open = c.notices.take(batch[:0], c.cfg.MaxBatch)
+		if len(batch) > 0 {
+			// Only bare job IDs (the Perl protocol) come here: their results are read from the hashes. A result
+			// in its notification was delivered by the receive loop (deliverNotified).
+			c.fetchResults(batch, false)
 		}
-		// Only bare job IDs (the Perl protocol) come here: their results are read from the hashes. A result in
-		// its notification was delivered by the receive loop (deliverNotified).
-		c.fetchResults(batch, false)
+		if !open {
+			return
+		}
 	}
 }
 
