@@ -212,7 +212,7 @@ func (w *Worker) start(ctx context.Context, ids []string, moves int) int {
 			job.Deliveries += d
 		}
 		w.jobs.Add(1)
-		go func() {
+		w.runners.run(func() {
 			defer w.jobs.Done()
 			var a answer
 			a.job = job
@@ -223,7 +223,7 @@ func (w *Worker) start(ctx context.Context, ids []string, moves int) int {
 			}
 			w.answers <- a
 			<-w.slots // after the hand-over: a stalled answerer stops the fetchers instead of piling up jobs
-		}()
+		})
 	}
 	if len(gone) > 0 && w.cfg.Mode == ModeReliable {
 		_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -262,12 +262,12 @@ func (w *Worker) startSimple(ctx context.Context, sj simpleJob) {
 		job.Data[k] = json.RawMessage(b)
 	}
 	w.jobs.Add(1)
-	go func() {
+	w.runners.run(func() {
 		defer w.jobs.Done()
 		res, err := w.serve(ctx, job)
 		w.answers <- answer{job: job, res: res, err: err, simple: true}
 		<-w.slots
-	}()
+	})
 }
 
 // answerLoop writes finished jobs back in batches: per job HSET _processed+result (only into a hash that still

@@ -20,9 +20,10 @@
 // jobs, one that reads its pub/sub subscription, one that delivers completions, reading results in pipelines
 // where a notification holds only the ID); Submit and Forget never block and may be called
 // from any goroutine. Between them the goroutines hand work over in bounded queues (queue.go) whose memory
-// follows what is queued, so an idle Client holds a few kilobytes whatever its QueueSize. A Worker owns a few fetch goroutines (each takes a batch of jobs per round trip), one
-// goroutine per running job (at most Concurrency), one answerer that writes results in batches, and (reliable
-// mode) a heartbeat and a reaper. Both stop with Shutdown; a worker's Shutdown ends the fetchers' blocking
+// follows what is queued, so an idle Client holds a few kilobytes whatever its QueueSize. A Worker owns a few
+// fetch goroutines (each takes a batch of jobs per round trip), a goroutine per running job (at most
+// Concurrency; reused by the next job, and ended after 10 s without one: runners.go), one answerer that writes
+// results in batches, and (reliable mode) a heartbeat and a reaper. Both stop with Shutdown; a worker's Shutdown ends the fetchers' blocking
 // waits at once with CLIENT UNBLOCK (unblock.go).
 //
 // redisq knows nothing of WebSockets; rpc.go holds the small contract that the WebSocket gateway's JobAsync

@@ -170,6 +170,7 @@ type Worker struct {
 	done    chan struct{}  // closed when Shutdown has stopped everything
 	wg      sync.WaitGroup // fetchers
 	jobs    sync.WaitGroup // running jobs
+	runners *runners       // the goroutines that run them (runners.go)
 	bg      sync.WaitGroup // answerer, heartbeat and reaper
 
 	blocking  blockingSet   // client IDs of the fetchers' connections, for CLIENT UNBLOCK (unblock.go)
@@ -218,7 +219,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		cfg.Logger = slog.Default()
 	}
 	w := &Worker{cfg: cfg, stop: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency),
-		answers: make(chan answer, cfg.Concurrency), done: make(chan struct{}),
+		answers: make(chan answer, cfg.Concurrency), done: make(chan struct{}), runners: newRunners(),
 		log: cfg.Logger.With("component", "redisq.worker", "worker_id", cfg.WorkerID)}
 	w.blocking.ids = make(map[int64]struct{})
 	if c, ok := cfg.Redis.(*redis.Client); ok && c.Options().PoolSize < cfg.Fetchers+4 {
@@ -311,6 +312,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 			close(fetched)
 			<-unblocked
 			w.jobs.Wait()
+			w.runners.shutdown()
 			close(w.answers)
 			w.bg.Wait()
 			close(w.done)
