@@ -212,7 +212,7 @@ func (w *Worker) start(ctx context.Context, ids []string, moves int) int {
 			job.Deliveries += d
 		}
 		w.jobs.Add(1)
-		w.runners.run(func() {
+		w.runners.Run(func() {
 			defer w.jobs.Done()
 			var a answer
 			a.job = job
@@ -262,7 +262,7 @@ func (w *Worker) startSimple(ctx context.Context, sj simpleJob) {
 		job.Data[k] = json.RawMessage(b)
 	}
 	w.jobs.Add(1)
-	w.runners.run(func() {
+	w.runners.Run(func() {
 		defer w.jobs.Done()
 		res, err := w.serve(ctx, job)
 		w.answers <- answer{job: job, res: res, err: err, simple: true}

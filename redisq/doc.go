@@ -22,7 +22,7 @@
 // from any goroutine. Between them the goroutines hand work over in bounded queues (queue.go) whose memory
 // follows what is queued, so an idle Client holds a few kilobytes whatever its QueueSize. A Worker owns a few
 // fetch goroutines (each takes a batch of jobs per round trip), a goroutine per running job (at most
-// Concurrency; reused by the next job, and ended after 10 s without one: runners.go), one answerer that writes
+// Concurrency; reused by the next job, and ended after 10 s without one: internal/runner), one answerer that writes
 // results in batches, and (reliable mode) a heartbeat and a reaper. Both stop with Shutdown; a worker's Shutdown ends the fetchers' blocking
 // waits at once with CLIENT UNBLOCK (unblock.go).
 //

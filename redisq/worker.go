@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/wsgate/wsgate/internal/runner"
 )
 
 // Handler runs one job. It is shaped like net/http's Handler: the worker calls ServeJob for every job it takes,
@@ -170,7 +172,7 @@ type Worker struct {
 	done    chan struct{}  // closed when Shutdown has stopped everything
 	wg      sync.WaitGroup // fetchers
 	jobs    sync.WaitGroup // running jobs
-	runners *runners       // the goroutines that run them (runners.go)
+	runners *runner.Pool   // the goroutines that run them, reused from job to job
 	bg      sync.WaitGroup // answerer, heartbeat and reaper
 
 	blocking  blockingSet   // client IDs of the fetchers' connections, for CLIENT UNBLOCK (unblock.go)
@@ -219,7 +221,7 @@ func NewWorker(cfg WorkerConfig) (*Worker, error) {
 		cfg.Logger = slog.Default()
 	}
 	w := &Worker{cfg: cfg, stop: make(chan struct{}), slots: make(chan struct{}, cfg.Concurrency),
-		answers: make(chan answer, cfg.Concurrency), done: make(chan struct{}), runners: newRunners(),
+		answers: make(chan answer, cfg.Concurrency), done: make(chan struct{}), runners: runner.New(0),
 		log: cfg.Logger.With("component", "redisq.worker", "worker_id", cfg.WorkerID)}
 	w.blocking.ids = make(map[int64]struct{})
 	if c, ok := cfg.Redis.(*redis.Client); ok && c.Options().PoolSize < cfg.Fetchers+4 {
@@ -312,7 +314,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 			close(fetched)
 			<-unblocked
 			w.jobs.Wait()
-			w.runners.shutdown()
+			_ = w.runners.Shutdown(context.Background()) // the jobs are done: it ends the waiting goroutines
 			close(w.answers)
 			w.bg.Wait()
 			close(w.done)
