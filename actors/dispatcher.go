@@ -6,8 +6,6 @@ import (
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
-
-	"github.com/wsgate/wsgate/internal/runner"
 )
 
 // PoolDispatcher runs actor mailboxes on a fixed set of long-lived goroutines instead of a new goroutine for
@@ -90,28 +88,3 @@ func (d *PoolDispatcher) Shutdown(ctx context.Context) error {
 	d.mu.Unlock()
 	return awaitStopped(ctx, d.done, "dispatcher workers still running")
 }
-
-// ReuseDispatcher runs each mailbox run on a goroutine of an earlier run that waits for work, or on a new one
-// when none waits (internal/runner): a session's goroutine keeps the stack its reply path grew, yet no run
-// waits for a goroutine, as one can behind PoolDispatcher's queue. Goroutines idle for 10 s end.
-type ReuseDispatcher struct {
-	pool       *runner.Pool
-	throughput int
-}
-
-var _ actor.Dispatcher = (*ReuseDispatcher)(nil)
-
-// NewReuseDispatcher returns a ReuseDispatcher; throughput is how many messages an actor handles per run.
-func NewReuseDispatcher(throughput int) *ReuseDispatcher {
-	return &ReuseDispatcher{pool: runner.New(0), throughput: throughput}
-}
-
-// Schedule implements actor.Dispatcher.
-func (d *ReuseDispatcher) Schedule(fn func()) { d.pool.Run(fn) }
-
-// Throughput implements actor.Dispatcher.
-func (d *ReuseDispatcher) Throughput() int { return d.throughput }
-
-// Shutdown ends the waiting goroutines and waits for the busy ones, or for ctx; later runs get goroutines of
-// their own. Safe to call twice.
-func (d *ReuseDispatcher) Shutdown(ctx context.Context) error { return d.pool.Shutdown(ctx) }
