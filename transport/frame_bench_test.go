@@ -1,9 +1,7 @@
 package transport
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"testing"
 )
 
@@ -88,20 +86,7 @@ func BenchmarkLargeFrameOverSocket(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				s.Serve(ln)
-			}()
-			defer func() {
-				s.Shutdown(context.Background())
-				<-done
-			}()
-			conn := dial(b, ln.Addr().String())
+			conn := dial(b, serve(b, s))
 			frame := rawFrame(0x82, true, make([]byte, size))
 			b.SetBytes(int64(size))
 			b.ResetTimer()

@@ -33,7 +33,7 @@ func startRecorder(t *testing.T) (*Server, *connRecorder, string) {
 }
 
 // serve runs s (Start) on a loopback listener until the test ends.
-func serve(t *testing.T, s *Server) string {
+func serve(t testing.TB, s *Server) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
