@@ -98,6 +98,9 @@ func BenchmarkLargeFrameOverSocket(b *testing.B) {
 				s.Serve(ln)
 			}()
 			defer func() {
+				// Not measured: Shutdown waits for the client, still open, to close its lingering socket
+				// (up to LingerTimeout).
+				b.StopTimer()
 				s.Shutdown(context.Background())
 				<-done
 			}()

@@ -36,6 +36,9 @@ func BenchmarkReply(b *testing.B) {
 				s.Serve(ln)
 			}()
 			defer func() {
+				// Not measured: Shutdown waits for the client, still open, to close its lingering socket
+				// (up to LingerTimeout).
+				b.StopTimer()
 				s.Shutdown(context.Background())
 				<-done
 			}()
