@@ -270,3 +270,46 @@ func TestShutdownWaitsForLingeringSockets(t *testing.T) {
 		})
 	}
 }
+
+// TestLingererReusedDescriptor: a descriptor closed by the lingerer (its peer closed) may come back at once,
+// with the same number, for another socket; the old hand-off's deadline, still queued, must not close it.
+func TestLingererReusedDescriptor(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	l, err := newLingerer(timeout, 16, func(err error) { t.Error(err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	go l.run()
+	defer l.shutdown(context.Background(), true)
+	pair := func() (mine, peer int) {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fds[0], fds[1]
+	}
+	first, peer := pair()
+	if !l.take(first) {
+		t.Fatal("take refused a socket")
+	}
+	unix.Close(peer) // EOF: the lingerer closes first at once, its deadline stays queued
+	testutil.WaitFor(t, func() bool { return l.lingering.Load() == 0 })
+	time.Sleep(timeout / 2) // the scenario, not a wait for a result: the stale deadline comes first
+	second, peer2 := pair()
+	defer unix.Close(peer2)
+	if second != first {
+		t.Logf("descriptor %d not reused (got %d): the test still checks the deadline", first, second)
+	}
+	took := time.Now()
+	if !l.take(second) {
+		t.Fatal("take refused a socket")
+	}
+	testutil.WaitWithin(t, 5*time.Second, func() bool { return l.lingering.Load() == 0 },
+		func() string { return "the second socket lingers past its deadline" })
+	if d := time.Since(took); d < timeout {
+		t.Fatalf("the second socket was closed %v after its hand-off, before its own %v deadline", d, timeout)
+	}
+	if got := l.timeouts.Load(); got != 1 {
+		t.Fatalf("timeouts = %d, want 1 (the first one ended by EOF)", got)
+	}
+}
