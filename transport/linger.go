@@ -258,24 +258,22 @@ func (l *lingerer) closeAll() {
 
 // shutdown refuses new hand-offs and lets the lingering sockets finish (each within its deadline, so at most
 // LingerTimeout from now); once ctx is done it closes what is left at once. Then it stops the loop and releases
-// the epoll instance. started says whether run was started. Safe to call twice.
-func (l *lingerer) shutdown(ctx context.Context, started bool) error {
+// the epoll instance. run must have been started. Safe to call twice.
+func (l *lingerer) shutdown(ctx context.Context) error {
 	l.mu.Lock()
 	l.stopping = true
 	l.wakeLocked()
 	l.mu.Unlock()
-	if started {
-		select {
-		case <-l.done:
-		case <-ctx.Done(): // not an error of the drain: everything was written; the clients may lose the rest
-			l.mu.Lock()
-			l.abort = true
-			l.wakeLocked()
-			l.mu.Unlock()
-			<-l.done
-		}
-	} else {
-		l.closeAll()
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		// Not an error of Shutdown: everything was written. A client that sends more from now on may get a
+		// reset instead of the rest of its replies, as without lingering.
+		l.mu.Lock()
+		l.abort = true
+		l.wakeLocked()
+		l.mu.Unlock()
+		<-l.done
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

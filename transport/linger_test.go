@@ -280,7 +280,7 @@ func TestLingererReusedDescriptor(t *testing.T) {
 		t.Fatal(err)
 	}
 	go l.run()
-	defer l.shutdown(context.Background(), true)
+	defer l.shutdown(context.Background())
 	pair := func() (mine, peer int) {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 		if err != nil {

@@ -356,10 +356,9 @@ func (s *Server) Stats() Stats {
 		SlowConsumers: s.stats.slowConsumers.Load(), WriteTimeouts: s.stats.writeTimeouts.Load(),
 		ProtocolErrors: s.stats.protocolErrors.Load(), ReadPauses: s.stats.pauses.Load(),
 		Buffered: s.buffered.Load(), BudgetEvictions: s.stats.budgetEvictions.Load(),
-		MessageTimeouts: s.stats.messageTimeouts.Load(), TLSHandshakeErrors: s.stats.tlsHandshakeErrors.Load(),
-		Lingering: s.lingering()}
+		MessageTimeouts: s.stats.messageTimeouts.Load(), TLSHandshakeErrors: s.stats.tlsHandshakeErrors.Load()}
 	if l := s.lingerer(); l != nil {
-		st.LingerTimeouts, st.LingerOverflows = l.timeouts.Load(), l.overflows.Load()
+		st.Lingering, st.LingerTimeouts, st.LingerOverflows = l.lingering.Load(), l.timeouts.Load(), l.overflows.Load()
 	}
 	return st
 }
@@ -872,11 +871,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	// The lingering sockets, the last of them handed over just now, get up to LingerTimeout more (within ctx)
 	// to be closed by their clients.
-	s.mu.Lock()
-	l := s.linger
-	s.mu.Unlock()
-	if l != nil {
-		if lerr := l.shutdown(ctx, true); lerr != nil {
+	if l := s.lingerer(); l != nil {
+		if lerr := l.shutdown(ctx); lerr != nil {
 			s.log.Warn("lingering close: release", "err", lerr)
 		}
 	}
