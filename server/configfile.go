@@ -59,6 +59,7 @@ type File struct {
 		MaxHandshakesPerIP  int          `yaml:"max_handshakes_per_ip"`
 		FDReserve           int          `yaml:"fd_reserve"`
 		WriteTimeout        Duration     `yaml:"write_timeout"`
+		LingerTimeout       Duration     `yaml:"linger_timeout"`
 		RateLimit           *actors.Rate `yaml:"rate_limit"`
 	} `yaml:"limits"`
 	Compression        *bool    `yaml:"compression"`
@@ -332,6 +333,7 @@ func (f *File) Config() (Config, error) {
 	cfg.Transport.MaxHandshakesPerIP = f.Limits.MaxHandshakesPerIP
 	cfg.Transport.FDReserve = f.Limits.FDReserve
 	cfg.Transport.WriteTimeout = time.Duration(f.Limits.WriteTimeout)
+	cfg.Transport.LingerTimeout = time.Duration(f.Limits.LingerTimeout)
 	cfg.Transport.AllowedOrigins = f.AllowedOrigins
 	cfg.Transport.Compression = f.Compression == nil || *f.Compression
 	if e := f.SanityCheck.Enabled; e != nil && !*e {

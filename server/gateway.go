@@ -668,7 +668,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return err
 	}
 	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.DrainTimeout+5*time.Second)
+	linger := g.cfg.Transport.LingerTimeout // the sockets closed last linger this long at most (0: the default)
+	if linger == 0 {
+		linger = transport.DefaultLingerTimeout
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.DrainTimeout+max(linger, 0)+5*time.Second)
 	defer cancel()
 	return g.Shutdown(sctx)
 }

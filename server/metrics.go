@@ -90,6 +90,12 @@ func newStatsCollector(stats func() Stats) *statsCollector {
 		func(st Stats) float64 { return float64(st.Transport.BudgetEvictions) })
 	add(counter, "message_timeout_disconnects_total", "Clients closed for not finishing a message within the message timeout.",
 		func(st Stats) float64 { return float64(st.Transport.MessageTimeouts) })
+	add(gauge, "lingering_sockets", "Sockets closed by the server that wait for their client to close its side (linger_timeout).",
+		func(st Stats) float64 { return float64(st.Transport.Lingering) })
+	add(counter, "linger_timeouts_total", "Lingering sockets closed at linger_timeout, their client not having closed its side.",
+		func(st Stats) float64 { return float64(st.Transport.LingerTimeouts) })
+	add(counter, "linger_overflows_total", "Sockets closed at once, without lingering, because the most allowed were lingering.",
+		func(st Stats) float64 { return float64(st.Transport.LingerOverflows) })
 	add(gauge, "sessions_passivated", "Open connections whose idle session has no actor now (passivate_after).",
 		func(st Stats) float64 { return float64(st.Sessions.Passivated) })
 	add(counter, "session_passivations_total", "Idle sessions that stopped their actor.",

@@ -23,7 +23,7 @@ var (
 
 const (
 	stateOpen    uint8 = iota
-	stateClosing       // a close frame is queued; the socket closes once it is written
+	stateClosing       // a close frame is queued; the socket closes (or lingers) once it is written
 	stateClosed
 )
 
@@ -365,7 +365,11 @@ func (c *Conn) consumeOut(n int) {
 	c.srv.charge(-int64(freed))
 }
 
-// teardown closes the socket at once and reports the end of the connection to the handler, once.
+// teardown closes the socket and reports the end of the connection to the handler, once. A plain socket that
+// the server closed itself after writing its close frame, and whose client has not hung up, lingers instead
+// (linger.go): its writing side is shut down and the lingerer owns the descriptor from here on, so that the
+// client's late requests cannot make the kernel reset what it has not yet delivered. Everything else of the
+// teardown happens at once, and the connection never touches fd again either way.
 func (c *Conn) teardown(cause error) {
 	c.mu.Lock()
 	if c.state == stateClosed {
@@ -384,9 +388,11 @@ func (c *Conn) teardown(cause error) {
 	if c.writeArmed {
 		_ = c.srv.wpoller.del(c.fd)
 	}
-	if c.tls != nil {
+	switch {
+	case c.tls != nil:
 		c.closeTLS()
-	} else {
+	case cause == errClosedBySelf && !c.hangup && c.srv.lingerFD(c.fd): // after the poller's del, above
+	default:
 		_ = unix.Close(c.fd)
 	}
 	c.mu.Unlock()

@@ -29,6 +29,13 @@
 // offer it cannot honour or parse (server_max_window_bits below 15, unknown parameters) is declined, and the
 // connection proceeds uncompressed.
 //
+// A connection the server closes itself (Conn.Close, the limits above, Shutdown's 1001) lingers once its close
+// frame is written: the socket's writing side is shut down (FIN after the queued data) and the descriptor goes
+// to the server's lingerer (linger.go: one goroutine and one epoll instance for all), which discards what the
+// client still sends and closes it at the client's EOF or after Config.LingerTimeout, at most MaxLingering at
+// once. Closing at once would let a request the client sent before it saw the close frame make the kernel reset
+// the connection and drop the replies not yet delivered. OnClose and every refund happen at once regardless.
+//
 // A handler that cannot keep up calls Conn.SetReadPaused(true): the connection's epoll interest is narrowed
 // to hang-up, the kernel's buffer fills and TCP pushes back on the client, until SetReadPaused(false); a client that leaves meanwhile is still noticed and unregistered at once.
 //

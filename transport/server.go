@@ -101,6 +101,17 @@ type Config struct {
 	PassInvalidUTF8 bool
 	// AllowedOrigins, if not empty, is the list of Origin header values accepted; others get 403.
 	AllowedOrigins []string
+	// LingerTimeout bounds a lingering close: a plain connection that the server closes itself (close frame,
+	// slow consumer, budget, timeouts, protocol errors, Shutdown's 1001) shuts down its writing side once
+	// everything up to its close frame is written, then reads and discards what the client still sends until
+	// the client closes its side, at most this long, and only then closes the socket. Closing at once would make
+	// the kernel answer a late request with RST, which purges the replies and the close frame not yet delivered
+	// (the client sees ECONNRESET, 1006). 0 means DefaultLingerTimeout (2 s); negative turns lingering off.
+	// The connection is gone for the handler (OnClose) at once either way. Not for TLS connections.
+	LingerTimeout time.Duration
+	// MaxLingering bounds the sockets lingering at once (each holds a descriptor); 0 means DefaultMaxLingering
+	// (4,096) or a quarter of RLIMIT_NOFILE if that is less. Beyond it a socket is closed at once.
+	MaxLingering int
 	// TLS, if set, makes the listener wss://: each connection's TLS handshake (within HandshakeTimeout) comes
 	// before the upgrade, and a plain HTTP request gets 400. nil means plain ws://. A TLS connection costs a
 	// goroutine and crypto/tls's buffers besides what a plain one costs (see tls.go); CertReloader.TLSConfig
@@ -138,6 +149,10 @@ func (c *Config) setDefaults() {
 	defDur(&c.WriteTimeout, 10*time.Second)
 	defDur(&c.HandshakeTimeout, 5*time.Second)
 	defDur(&c.IdleTimeout, 120*time.Second)
+	defDur(&c.LingerTimeout, DefaultLingerTimeout)
+	if c.MaxLingering == 0 {
+		c.MaxLingering = defaultMaxLingering()
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -149,7 +164,8 @@ func (c *Config) Validate() error {
 		"WriteQueueBytes": c.WriteQueueBytes, "MaxHandshakes": c.MaxHandshakes,
 		"MaxHandshakesPerIP": c.MaxHandshakesPerIP, "MaxConnections": c.MaxConnections,
 		"MaxConnectionsPerIP": c.MaxConnectionsPerIP, "CompressMinSize": c.CompressMinSize,
-		"ReadWorkers": c.ReadWorkers, "ReadBudget": c.ReadBudget, "BufferBudget": c.BufferBudget} {
+		"ReadWorkers": c.ReadWorkers, "ReadBudget": c.ReadBudget, "BufferBudget": c.BufferBudget,
+		"MaxLingering": c.MaxLingering} {
 		if v < 0 {
 			return fmt.Errorf("transport: %s must not be negative", name)
 		}
@@ -180,6 +196,13 @@ type Stats struct {
 	// TLSHandshakeErrors counts failed TLS handshakes (also counted in Rejected): plain HTTP on the TLS port,
 	// untrusted or missing client certificates, scanners.
 	TLSHandshakeErrors uint64
+	// Lingering is the sockets closed by the server that wait now for their client to close its side (see
+	// Config.LingerTimeout); they are no longer in Connections.
+	Lingering int64
+	// LingerTimeouts counts lingering sockets closed at LingerTimeout, their client not having closed its side.
+	LingerTimeouts uint64
+	// LingerOverflows counts sockets closed at once, without lingering, because MaxLingering were lingering.
+	LingerOverflows uint64
 }
 
 type stats struct {
@@ -202,8 +225,9 @@ type Server struct {
 	cfg      Config
 	handler  Handler
 	log      *slog.Logger
-	poller   *poller // read readiness of every connection (and hang-up of paused TLS ones)
-	wpoller  *poller // write readiness of backed-up connections only
+	poller   *poller   // read readiness of every connection (and hang-up of paused TLS ones)
+	wpoller  *poller   // write readiness of backed-up connections only
+	linger   *lingerer // lingering closes; nil when LingerTimeout is negative (or before run)
 	ready    chan *Conn
 	writable chan *Conn
 	hsSlots  chan struct{}
@@ -292,6 +316,22 @@ func (s *Server) run() error {
 		rp.close(false)
 		return fmt.Errorf("transport: epoll: %w", err)
 	}
+	if s.cfg.LingerTimeout > 0 {
+		l, err := newLingerer(s.cfg.LingerTimeout, s.cfg.MaxLingering, func(err error) {
+			s.log.Error("lingering close: epoll wait failed", "err", err)
+		})
+		if err != nil {
+			rp.close(false)
+			wp.close(false)
+			return fmt.Errorf("transport: epoll: %w", err)
+		}
+		s.linger = l
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			l.run()
+		}()
+	}
 	s.poller, s.wpoller, s.running = rp, wp, true
 	for _, p := range []*poller{rp, wp} {
 		s.wg.Add(1)
@@ -311,12 +351,37 @@ func (s *Server) run() error {
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{Connections: int64(s.Len()), Accepted: s.stats.accepted.Load(), Rejected: s.stats.rejected.Load(),
+	st := Stats{Connections: int64(s.Len()), Accepted: s.stats.accepted.Load(), Rejected: s.stats.rejected.Load(),
 		NoFDs:         s.noFDs.Load(),
 		SlowConsumers: s.stats.slowConsumers.Load(), WriteTimeouts: s.stats.writeTimeouts.Load(),
 		ProtocolErrors: s.stats.protocolErrors.Load(), ReadPauses: s.stats.pauses.Load(),
 		Buffered: s.buffered.Load(), BudgetEvictions: s.stats.budgetEvictions.Load(),
 		MessageTimeouts: s.stats.messageTimeouts.Load(), TLSHandshakeErrors: s.stats.tlsHandshakeErrors.Load()}
+	if l := s.lingerer(); l != nil {
+		st.Lingering, st.LingerTimeouts, st.LingerOverflows = l.lingering.Load(), l.timeouts.Load(), l.overflows.Load()
+	}
+	return st
+}
+
+// lingerer is the server's lingerer once run has made it, or nil.
+func (s *Server) lingerer() *lingerer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.linger
+}
+
+// lingering is the number of sockets lingering now.
+func (s *Server) lingering() int64 {
+	if l := s.lingerer(); l != nil {
+		return l.lingering.Load()
+	}
+	return 0
+}
+
+// lingerFD hands a plain connection's descriptor over to the lingerer (teardown, under the connection's mu);
+// false means the caller must close it at once, as it does when lingering is off.
+func (s *Server) lingerFD(fd int) bool {
+	return s.linger != nil && s.linger.take(fd) // set by run before any connection exists
 }
 
 // Len is the number of open connections.
@@ -540,8 +605,9 @@ func (s *Server) takeFD(nc net.Conn) (int, error) {
 	return -1, ws.RejectConnectionError(ws.RejectionStatus(503), ws.RejectionReason("out of file descriptors"))
 }
 
-// ownFDs is the transport's count of its descriptors: one per connection and per handshake in progress.
-func (s *Server) ownFDs() int { return s.Len() + len(s.hsSlots) }
+// ownFDs is the transport's count of its descriptors: one per connection, per handshake in progress and per
+// lingering socket.
+func (s *Server) ownFDs() int { return s.Len() + len(s.hsSlots) + int(s.lingering()) }
 
 func (s *Server) connsFrom(ip netip.Addr) int {
 	s.mu.Lock()
@@ -778,7 +844,9 @@ func (s *Server) StopAccepting() {
 }
 
 // Shutdown stops accepting, closes every connection with 1001 (going away), waits until their queues are
-// written or ctx ends (then closes what is left at once), and stops the server's goroutines. Safe to call twice.
+// written or ctx ends (then closes what is left at once), waits for the lingering sockets to be closed by their
+// clients, at most LingerTimeout more and within ctx (then closes them), and stops the server's goroutines.
+// Safe to call twice.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.StopAccepting()
 	s.mu.Lock()
@@ -800,6 +868,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.teardown(errors.New("transport: shutdown"))
+	}
+	// The lingering sockets, the last of them handed over just now, get up to LingerTimeout more (within ctx)
+	// to be closed by their clients.
+	if l := s.lingerer(); l != nil {
+		if lerr := l.shutdown(ctx); lerr != nil {
+			s.log.Warn("lingering close: release", "err", lerr)
+		}
 	}
 	s.stopOnce.Do(func() {
 		close(s.stop)

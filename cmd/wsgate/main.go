@@ -244,6 +244,14 @@ func settings() []setting {
 			intSetting(func(o *options) *int { return &o.cfg.Transport.BufferBudget }), "536870912"},
 		{"message-timeout", "WSGATE_MESSAGE_TIMEOUT", "time a client has to finish a frame or fragmented message (1008 after it)",
 			durationSetting(func(o *options) *time.Duration { return &o.cfg.Transport.MessageTimeout }), "30s"},
+		{"linger-timeout", "WSGATE_LINGER_TIMEOUT", `after the server's close frame, how long a socket waits for the client to close its side, reading what it still sends, so that late requests cannot reset undelivered replies; "off": close at once`,
+			func(o *options, v string) error {
+				if v == "off" {
+					o.cfg.Transport.LingerTimeout = -1
+					return nil
+				}
+				return durationSetting(func(o *options) *time.Duration { return &o.cfg.Transport.LingerTimeout })(o, v)
+			}, "2s"},
 		{"memory-limit", "WSGATE_MEMORY_LIMIT", `soft memory limit of the process in bytes; "auto": 2 × buffer budget + 256 MiB, unless GOMEMLIMIT is set; "off"`,
 			str(func(o *options) *string { return &o.memoryLimit }), "auto"},
 		{"max-connections", "WSGATE_MAX_CONNECTIONS", "open connections at most (0: no limit); beyond it the upgrade gets 503", intSetting(func(o *options) *int { return &o.cfg.Transport.MaxConnections }), "0"},
