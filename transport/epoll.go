@@ -28,21 +28,31 @@ var errPollerClosed = errors.New("transport: poller closed")
 
 // newPoller creates an epoll instance; run must then be called (on a goroutine its caller owns) to serve it.
 func newPoller(on func(c *Conn, ev netpoll.EpollEvent), onErr func(error)) (*poller, error) {
-	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	fd, wake, err := newWakeableEpoll()
 	if err != nil {
-		return nil, err
-	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	if err := unix.EpollCtl(fd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}); err != nil {
-		unix.Close(fd)
-		unix.Close(wake)
 		return nil, err
 	}
 	return &poller{fd: fd, wakeFd: wake, on: on, onErr: onErr, done: make(chan struct{})}, nil
+}
+
+// newWakeableEpoll creates an epoll instance with an eventfd registered for reading: writing 8 bytes to wake
+// makes the instance's epoll_wait return.
+func newWakeableEpoll() (epfd, wake int, err error) {
+	epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return -1, -1, err
+	}
+	wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return -1, -1, err
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return -1, -1, err
+	}
+	return epfd, wake, nil
 }
 
 // add registers c's descriptor for events.

@@ -72,18 +72,8 @@ type lingerer struct {
 
 // newLingerer creates the lingerer's epoll instance; run must then be called on a goroutine its caller owns.
 func newLingerer(timeout time.Duration, max int, onErr func(error)) (*lingerer, error) {
-	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	epfd, wake, err := newWakeableEpoll()
 	if err != nil {
-		return nil, err
-	}
-	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		unix.Close(epfd)
-		return nil, err
-	}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}); err != nil {
-		unix.Close(epfd)
-		unix.Close(wake)
 		return nil, err
 	}
 	return &lingerer{epfd: epfd, wakeFd: wake, timeout: timeout, max: max, onErr: onErr, done: make(chan struct{}),
