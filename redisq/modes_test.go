@@ -239,8 +239,13 @@ func TestLiveWorkersJobsAreNotReaped(t *testing.T) {
 		<-release
 		return redisq.Text(fmt.Sprint(job.Deliveries)), nil
 	})
+	// The busy worker must take the job: Redis hands a pushed job to the client blocked longest, so its fetch
+	// blocks before the reaper's does.
+	rdb := srv.Client()
 	busy := startTestWorker(t, srv, redisq.WorkerConfig{Handler: slow, Concurrency: 1, Heartbeat: 50 * time.Millisecond})
+	waitFor(t, func() bool { return blockedClients(rdb) == 1 })
 	reaper := startTestWorker(t, srv, redisq.WorkerConfig{Handler: echoRPC, Concurrency: 1, Heartbeat: 50 * time.Millisecond})
+	waitFor(t, func() bool { return blockedClients(rdb) == 2 })
 	id := redisq.NewID()
 	c.Submit(redisq.RPCSubmission(id, "echo", []byte(`{}`)))
 	time.Sleep(500 * time.Millisecond) // ten reap rounds while the job runs
