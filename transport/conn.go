@@ -266,11 +266,12 @@ func (c *Conn) queueLocked(hdr, payload []byte) (over bool, err error) {
 	}
 	q := c.queueForLocked()
 	q.push(hdr)
-	if len(payload) > 0 {
+	mem := cap(hdr) // what the queue holds alive, as the caller may have over-allocated
+	if len(payload) > 0 { // an empty payload is not queued, so its capacity is neither held nor charged
 		q.push(payload)
+		mem += cap(payload)
 	}
 	q.bytes += len(hdr) + len(payload)
-	mem := cap(hdr) + cap(payload) // what the queue holds alive, as the caller may have over-allocated
 	q.charged += mem
 	return c.srv.charge(int64(mem)), nil
 }

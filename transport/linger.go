@@ -41,8 +41,8 @@ const lingerReadBudget = 64 << 10
 // lingerEntry is one hand-off, in the order of their deadlines.
 type lingerEntry struct {
 	fd       int
-	seq      uint64 // the hand-off's number: the entry is stale once live[fd] says otherwise
-	deadline int64  // unix nanoseconds
+	seq      uint64        // the hand-off's number: the entry is stale once live[fd] says otherwise
+	deadline time.Duration // since the lingerer's epoch: the monotonic clock, which no clock step moves
 }
 
 // lingerer owns the descriptors of lingering sockets. take is called by teardowns (any goroutine); run, on the
@@ -65,6 +65,8 @@ type lingerer struct {
 	abort    bool // shutdown's ctx is done: close everything now
 	released bool // the epoll instance and the eventfd are closed
 
+	epoch time.Time // deadlines are measured from it, on the monotonic clock
+
 	lingering atomic.Int64  // len(live), for Stats
 	timeouts  atomic.Uint64 // closed at the deadline, the client never having closed its side
 	overflows atomic.Uint64 // closed at once, max sockets already lingering
@@ -76,7 +78,7 @@ func newLingerer(timeout time.Duration, max int, onErr func(error)) (*lingerer, 
 	if err != nil {
 		return nil, err
 	}
-	return &lingerer{epfd: epfd, wakeFd: wake, timeout: timeout, max: max, onErr: onErr, done: make(chan struct{}),
+	return &lingerer{epfd: epfd, wakeFd: wake, timeout: timeout, max: max, onErr: onErr, done: make(chan struct{}), epoch: time.Now(),
 		live: make(map[int]uint64)}, nil
 }
 
@@ -113,7 +115,7 @@ func (l *lingerer) take(fd int) bool {
 	}
 	l.seq++
 	l.live[fd] = l.seq
-	l.queue = append(l.queue, lingerEntry{fd: fd, seq: l.seq, deadline: time.Now().Add(l.timeout).UnixNano()})
+	l.queue = append(l.queue, lingerEntry{fd: fd, seq: l.seq, deadline: time.Since(l.epoch) + l.timeout})
 	l.lingering.Store(int64(len(l.live)))
 	if l.idle { // a later deadline than any pending needs no wake-up; the first one does
 		l.idle = false
@@ -202,7 +204,7 @@ func (l *lingerer) sweep(now time.Time) (wait int, stop bool) {
 	if l.abort || (l.stopping && len(l.live) == 0) {
 		return 0, true
 	}
-	t := now.UnixNano()
+	t := now.Sub(l.epoch)
 	for l.head < len(l.queue) {
 		e := l.queue[l.head]
 		if seq, ok := l.live[e.fd]; ok && seq == e.seq {
@@ -229,7 +231,7 @@ func (l *lingerer) sweep(now time.Time) (wait int, stop bool) {
 		clear(l.queue[n:])
 		l.queue, l.head = l.queue[:n], 0
 	}
-	ms := (l.queue[l.head].deadline - t + int64(time.Millisecond) - 1) / int64(time.Millisecond) // rounded up
+	ms := (l.queue[l.head].deadline - t + time.Millisecond - 1) / time.Millisecond // rounded up
 	return int(min(ms, 1<<30)), false
 }
 

@@ -1,8 +1,10 @@
 package transport
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/wsgate/wsgate/internal/testutil"
@@ -83,4 +85,21 @@ func TestWriteQueueLetsWrittenFramesGo(t *testing.T) {
 	if len(q.out) != 3 || string(q.out[2]) != "next frame" {
 		t.Fatalf("queue = %q", q.out)
 	}
+}
+
+// TestEmptyMessagesLeaveNoCharge: an empty message sent from a buffer with spare capacity (a pooled buffer's
+// buf[:0]) queues only its header, so the capacity is not charged either: the budget is back to 0 once the
+// connection is gone.
+func TestEmptyMessagesLeaveNoCharge(t *testing.T) {
+	s, h, addr := startRecorder(t)
+	conn := dial(t, addr)
+	c := <-h.conns
+	for range 10 {
+		if err := c.Send(make([]byte, 0, 64<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close()
+	testutil.WaitWithin(t, 10*time.Second, func() bool { st := s.Stats(); return st.Connections == 0 && st.Buffered == 0 },
+		func() string { return fmt.Sprintf("buffered %d bytes with no connection left", s.Stats().Buffered) })
 }
