@@ -760,7 +760,6 @@ func (s *Server) keepalive() {
 	defer t.Stop()
 	idle := max(int64(s.cfg.IdleTimeout/time.Second), 1)
 	writeTimeout := max(int64(s.cfg.WriteTimeout/time.Second), 1)
-	var batch []*Conn
 	for {
 		select {
 		case <-s.stop:
@@ -768,8 +767,10 @@ func (s *Server) keepalive() {
 		case <-t.C:
 		}
 		now := time.Now().Unix()
+		// A snapshot of exactly the connections of now, dropped after the sweep: kept between sweeps it would
+		// hold 8 bytes per connection of the peak for good (one allocation every few seconds is cheaper).
 		s.mu.Lock()
-		batch = s.connsLocked(batch[:0])
+		batch := s.connsLocked(make([]*Conn, 0, s.nconns))
 		s.mu.Unlock()
 		for _, c := range batch {
 			if s.checkMessageDeadline(c, now) {
@@ -788,7 +789,6 @@ func (s *Server) keepalive() {
 				_ = c.sendControl(opPing, nil)
 			}
 		}
-		clear(batch)
 	}
 }
 
