@@ -266,7 +266,7 @@ func (c *Conn) queueLocked(hdr, payload []byte) (over bool, err error) {
 	}
 	q := c.queueForLocked()
 	q.push(hdr)
-	mem := cap(hdr) // what the queue holds alive, as the caller may have over-allocated
+	mem := cap(hdr)       // what the queue holds alive, as the caller may have over-allocated
 	if len(payload) > 0 { // an empty payload is not queued, so its capacity is neither held nor charged
 		q.push(payload)
 		mem += cap(payload)
