@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"io"
 	"net/http"
@@ -17,34 +16,6 @@ import (
 	"github.com/wsgate/wsgate/internal/wstest"
 	"github.com/wsgate/wsgate/server"
 )
-
-// trustCAs is a client TLS configuration that trusts the CAs of certs.
-func trustCAs(t *testing.T, certs ...*redistest.Certs) *tls.Config {
-	t.Helper()
-	pool := x509.NewCertPool()
-	for _, c := range certs {
-		pem, err := os.ReadFile(c.CA)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pool.AppendCertsFromPEM(pem)
-	}
-	return &tls.Config{RootCAs: pool}
-}
-
-// replaceServerCert writes the server certificate and key of from over the files of to.
-func replaceServerCert(t *testing.T, from, to *redistest.Certs) {
-	t.Helper()
-	for src, dst := range map[string]string{from.ServerCert: to.ServerCert, from.ServerKey: to.ServerKey} {
-		b, err := os.ReadFile(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(dst, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 func pingOver(t *testing.T, c *wstest.Client) {
 	t.Helper()
@@ -64,7 +35,7 @@ func TestGatewayOverTLS(t *testing.T) {
 	if !strings.HasPrefix(gw.URL(), "wss://") {
 		t.Fatalf("URL %s, want wss://", gw.URL())
 	}
-	tc := trustCAs(t, certs, next)
+	tc := &tls.Config{RootCAs: redistest.CAPool(t, certs, next)}
 	old, first := wstest.DialTLS(t, gw.URL(), tc)
 	pingOver(t, old)
 
@@ -73,7 +44,7 @@ func TestGatewayOverTLS(t *testing.T) {
 		t.Fatalf("plain ws:// client on the TLS port: %v, want 400", err)
 	}
 
-	replaceServerCert(t, next, certs)
+	certs.ReplaceServerCert(t, next)
 	if err := gw.ReloadTLS(); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +85,7 @@ func TestGatewayMutualTLS(t *testing.T) {
 	certs := redistest.NewCerts(t)
 	gw := startGateway(t, srv, server.Config{TLS: server.ListenerTLS{Cert: certs.ServerCert, Key: certs.ServerKey,
 		ClientCA: certs.CA}})
-	tc := trustCAs(t, certs)
+	tc := &tls.Config{RootCAs: redistest.CAPool(t, certs)}
 	if _, _, err := wstest.TryDialTLS(t, gw.URL(), tc); err == nil {
 		t.Fatal("a client without a certificate connected")
 	}

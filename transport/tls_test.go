@@ -23,20 +23,6 @@ import (
 	"github.com/wsgate/wsgate/internal/testutil"
 )
 
-// trust returns a pool of the CAs of certs.
-func trust(t testing.TB, certs ...*redistest.Certs) *x509.CertPool {
-	t.Helper()
-	pool := x509.NewCertPool()
-	for _, c := range certs {
-		pem, err := os.ReadFile(c.CA)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pool.AppendCertsFromPEM(pem)
-	}
-	return pool
-}
-
 // startTLS runs an echo server (connRecorder) with the certificate of certs (and ClientCA when mtls).
 func startTLS(t *testing.T, cfg Config, certs *redistest.Certs, mtls bool) (*Server, *connRecorder, *CertReloader, string) {
 	t.Helper()
@@ -120,7 +106,7 @@ func serverCert(t *testing.T, certs *redistest.Certs) *x509.Certificate {
 func TestTLSEchoAndPeerCertificate(t *testing.T) {
 	certs := redistest.NewCerts(t)
 	s, _, _, addr := startTLS(t, Config{}, certs, false)
-	conn, peer := mustDialWSS(t, addr, &tls.Config{RootCAs: trust(t, certs)})
+	conn, peer := mustDialWSS(t, addr, &tls.Config{RootCAs: redistest.CAPool(t, certs)})
 	if want := serverCert(t, certs); peer.SerialNumber.Cmp(want.SerialNumber) != 0 {
 		t.Fatalf("served certificate %v, want %v", peer.SerialNumber, want.SerialNumber)
 	}
@@ -159,7 +145,7 @@ func TestTLSRefusesWhatIsNotTLS(t *testing.T) {
 	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 400 ") {
 		t.Fatalf("plain HTTP on the TLS port: %q, %v", line, err)
 	}
-	if _, _, err := dialWSS(t, addr, &tls.Config{RootCAs: trust(t, other)}); err == nil {
+	if _, _, err := dialWSS(t, addr, &tls.Config{RootCAs: redistest.CAPool(t, other)}); err == nil {
 		t.Fatal("a client that does not trust the certificate connected")
 	}
 	testutil.WaitFor(t, func() bool { st := s.Stats(); return st.TLSHandshakeErrors == 3 && st.Rejected == 3 })
@@ -171,7 +157,7 @@ func TestTLSRefusesWhatIsNotTLS(t *testing.T) {
 func TestMutualTLS(t *testing.T) {
 	certs := redistest.NewCerts(t)
 	_, _, _, addr := startTLS(t, Config{}, certs, true)
-	roots := trust(t, certs)
+	roots := redistest.CAPool(t, certs)
 	if _, _, err := dialWSS(t, addr, &tls.Config{RootCAs: roots}); err == nil {
 		t.Fatal("a client without a certificate connected")
 	}
@@ -183,32 +169,18 @@ func TestMutualTLS(t *testing.T) {
 	echoes(t, conn)
 }
 
-// copyCerts writes the server certificate and key of from over the files of to.
-func copyCerts(t *testing.T, from, to *redistest.Certs) {
-	t.Helper()
-	for src, dst := range map[string]string{from.ServerCert: to.ServerCert, from.ServerKey: to.ServerKey} {
-		b, err := os.ReadFile(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(dst, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestCertReload: after Reload, new handshakes get the new certificate and an existing connection goes on; a
 // Reload from broken files fails and keeps the certificate in use.
 func TestCertReload(t *testing.T) {
 	certs, next := redistest.NewCerts(t), redistest.NewCerts(t)
 	first, second := serverCert(t, certs), serverCert(t, next)
 	_, _, r, addr := startTLS(t, Config{}, certs, false)
-	tc := &tls.Config{RootCAs: trust(t, certs, next)}
+	tc := &tls.Config{RootCAs: redistest.CAPool(t, certs, next)}
 	old, peer := mustDialWSS(t, addr, tc)
 	if peer.SerialNumber.Cmp(first.SerialNumber) != 0 {
 		t.Fatalf("before the reload: serial %v, want %v", peer.SerialNumber, first.SerialNumber)
 	}
-	copyCerts(t, next, certs)
+	certs.ReplaceServerCert(t, next)
 	if err := r.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +205,7 @@ func TestCertReload(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			copyCerts(t, next, certs) // good files first
+			certs.ReplaceServerCert(t, next) // good files first
 			if tt.cert != nil {
 				os.WriteFile(certs.ServerCert, tt.cert, 0o600)
 			}
@@ -386,7 +358,7 @@ func TestLimitsOverPlainAndTLS(t *testing.T) {
 					certs := redistest.NewCerts(t)
 					var addr string
 					e.s, e.h, _, addr = startTLS(t, cfg, certs, false)
-					tc := &tls.Config{RootCAs: trust(t, certs)}
+					tc := &tls.Config{RootCAs: redistest.CAPool(t, certs)}
 					e.dial = func() net.Conn { c, _ := mustDialWSS(t, addr, tc); return c }
 				} else {
 					cfg.Logger = quiet

@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"os"
 	"regexp"
@@ -30,11 +29,7 @@ func TestSIGHUPReloadsTheCertificate(t *testing.T) {
 	testutil.WaitFor(t, func() bool { return wssURL.MatchString(serve.out.String()) })
 	url := wssURL.FindString(serve.out.String())
 
-	pool := x509.NewCertPool()
-	for _, c := range []*redistest.Certs{certs, next} {
-		pool.AppendCertsFromPEM(mustReadFile(t, c.CA))
-	}
-	tc := &tls.Config{RootCAs: pool}
+	tc := &tls.Config{RootCAs: redistest.CAPool(t, certs, next)}
 	ping := func(c *wstest.Client) {
 		t.Helper()
 		if got := c.Call(`{"ping":1}`); got["ping"] != "pong" {
@@ -44,8 +39,7 @@ func TestSIGHUPReloadsTheCertificate(t *testing.T) {
 	old, first := wstest.DialTLS(t, url, tc)
 	ping(old)
 
-	os.WriteFile(certs.ServerCert, mustReadFile(t, next.ServerCert), 0o600)
-	os.WriteFile(certs.ServerKey, mustReadFile(t, next.ServerKey), 0o600)
+	certs.ReplaceServerCert(t, next)
 	serve.cmd.Process.Signal(syscall.SIGHUP)
 	testutil.WaitFor(t, func() bool { return strings.Count(serve.out.String(), `msg="TLS certificate loaded"`) == 1 })
 	c, second := wstest.DialTLS(t, url, tc)
@@ -67,13 +61,4 @@ func TestSIGHUPReloadsTheCertificate(t *testing.T) {
 	ping(c)
 	ping(old)
 	serve.stop(t)
-}
-
-func mustReadFile(t *testing.T, path string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

@@ -98,3 +98,32 @@ func StartTLS(tb testing.TB, certs *Certs, args ...string) (s *Server, tlsAddr s
 		"--tls-key-file", certs.ServerKey, "--tls-ca-cert-file", certs.CA, "--tls-auth-clients", "yes"}, args...)...)
 	return s, "127.0.0.1:" + strconv.Itoa(port)
 }
+
+// CAPool is a certificate pool of the CAs of certs: what a client trusts to reach their servers.
+func CAPool(tb testing.TB, certs ...*Certs) *x509.CertPool {
+	tb.Helper()
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pem, err := os.ReadFile(c.CA)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		pool.AppendCertsFromPEM(pem)
+	}
+	return pool
+}
+
+// ReplaceServerCert writes the server certificate and key of from over c's files (a certificate rotation, for
+// reload tests).
+func (c *Certs) ReplaceServerCert(tb testing.TB, from *Certs) {
+	tb.Helper()
+	for src, dst := range map[string]string{from.ServerCert: c.ServerCert, from.ServerKey: c.ServerKey} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
